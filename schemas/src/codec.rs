@@ -1,0 +1,301 @@
+//! The two wire formats, both real standards:
+//!
+//! - **Avro single-object encoding** (Avro spec): `C3 01`, the 8-byte little-endian
+//!   CRC-64-AVRO (Rabin) fingerprint of the writer schema, then the Avro binary body. Used when no
+//!   schema registry is configured: the fingerprint names the writer schema, which every reader
+//!   knows from `avro/`.
+//! - **Confluent wire format**: magic byte `0`, the 4-byte big-endian registry schema id, then
+//!   the Avro binary body. Used when a schema registry is configured.
+//!
+//! [`Decoder`] accepts both and rejects anything else with a typed [`DecodeError`]. Data written
+//! with an older schema version is resolved into the current type (BACKWARD compatibility).
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::Schema;
+
+use crate::{AvroRecord, DecodeError, EncodeError};
+
+/// First two bytes of an Avro single-object encoded record.
+pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
+/// Length of the single-object header (marker + fingerprint).
+pub const SINGLE_OBJECT_HEADER_LEN: usize = 10;
+/// Magic byte of the Confluent wire format.
+pub const CONFLUENT_MAGIC: u8 = 0;
+/// Length of the Confluent header (magic + schema id).
+pub const CONFLUENT_HEADER_LEN: usize = 5;
+
+/// The CRC-64-AVRO fingerprint of a schema's canonical form, as the u64 read from the
+/// little-endian bytes of the single-object header.
+pub fn fingerprint(schema: &Schema) -> u64 {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    u64::from_le_bytes(bytes[..8].try_into().expect("rabin fingerprint has 8 bytes"))
+}
+
+/// The header found at the front of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// Avro single-object encoding.
+    SingleObject {
+        /// CRC-64-AVRO fingerprint of the writer schema.
+        fingerprint: u64,
+        /// The Avro body.
+        body: &'a [u8],
+    },
+    /// Confluent wire format.
+    Confluent {
+        /// Registry id of the writer schema.
+        schema_id: u32,
+        /// The Avro body.
+        body: &'a [u8],
+    },
+}
+
+impl<'a> Frame<'a> {
+    /// Reads the header of `bytes`; anything that is neither format is an error.
+    pub fn parse(bytes: &'a [u8]) -> Result<Frame<'a>, DecodeError> {
+        match bytes {
+            [0xC3, 0x01, ..] => {
+                if bytes.len() < SINGLE_OBJECT_HEADER_LEN {
+                    return Err(DecodeError::TooShort { len: bytes.len() });
+                }
+                let fingerprint = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
+                Ok(Frame::SingleObject {
+                    fingerprint,
+                    body: &bytes[SINGLE_OBJECT_HEADER_LEN..],
+                })
+            }
+            [CONFLUENT_MAGIC, ..] => {
+                if bytes.len() < CONFLUENT_HEADER_LEN {
+                    return Err(DecodeError::TooShort { len: bytes.len() });
+                }
+                let schema_id = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+                Ok(Frame::Confluent {
+                    schema_id,
+                    body: &bytes[CONFLUENT_HEADER_LEN..],
+                })
+            }
+            [] | [0xC3] => Err(DecodeError::TooShort { len: bytes.len() }),
+            _ => Err(DecodeError::UnknownFormat {
+                first: bytes[..bytes.len().min(2)].to_vec(),
+            }),
+        }
+    }
+}
+
+/// Encodes values of `T` in one wire format. Build once, encode many: the schema is resolved
+/// once and the header precomputed.
+pub struct Encoder<T: AvroRecord> {
+    writer: GenericDatumWriter<'static>,
+    header: Vec<u8>,
+    _type: PhantomData<fn(&T)>,
+}
+
+impl<T: AvroRecord> Encoder<T> {
+    fn with_header(header: Vec<u8>) -> Self {
+        let writer = GenericDatumWriter::builder(T::schema())
+            .build()
+            .expect("embedded schema resolves");
+        Encoder {
+            writer,
+            header,
+            _type: PhantomData,
+        }
+    }
+
+    /// An encoder for Avro single-object encoding with the current schema.
+    pub fn single_object() -> Self {
+        let mut header = SINGLE_OBJECT_MARKER.to_vec();
+        header.extend_from_slice(&fingerprint(T::schema()).to_le_bytes());
+        Self::with_header(header)
+    }
+
+    /// An encoder for the Confluent wire format, with the registry id of the current schema
+    /// (see `registry::Registry::register`).
+    pub fn confluent(schema_id: u32) -> Self {
+        let mut header = vec![CONFLUENT_MAGIC];
+        header.extend_from_slice(&schema_id.to_be_bytes());
+        Self::with_header(header)
+    }
+
+    /// Appends the encoded record (header + body) to `out`.
+    pub fn encode_into(&self, value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        out.extend_from_slice(&self.header);
+        self.writer
+            .write_ser(out, value)
+            .map(|_| ())
+            .map_err(|e| EncodeError::Avro(e.to_string()))
+    }
+
+    /// The encoded record (header + body).
+    pub fn encode(&self, value: &T) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(self.header.len() + 128);
+        self.encode_into(value, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Encodes one value in Avro single-object encoding (builds an [`Encoder`] each call: use one
+/// encoder for many values).
+pub fn encode_single_object<T: AvroRecord>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    Encoder::<T>::single_object().encode(value)
+}
+
+/// How a writer schema relates to the reader (current) schema.
+enum WriterSchema {
+    /// One of the versions in `avro/`: index into `T::writer_schemas()`.
+    Known(usize),
+    /// A schema only the registry knows (e.g. written by a newer producer).
+    Foreign(Arc<Schema>),
+}
+
+/// Decodes records of `T` in either wire format, resolving older writer schemas into the
+/// current one.
+pub struct Decoder<T: AvroRecord> {
+    /// One reader per known writer schema; index 0 is the current schema (no resolution).
+    readers: Vec<GenericDatumReader<'static>>,
+    by_fingerprint: HashMap<u64, usize>,
+    by_schema_id: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    #[cfg(feature = "registry")]
+    registry: Option<Arc<crate::registry::Registry>>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: AvroRecord> Default for Decoder<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: AvroRecord> Decoder<T> {
+    /// A decoder without a schema registry: it decodes single-object records of every known
+    /// schema version and rejects Confluent-framed ones.
+    pub fn new() -> Self {
+        let current = T::schema();
+        let mut readers = Vec::new();
+        let mut by_fingerprint = HashMap::new();
+        for (index, writer) in T::writer_schemas().iter().enumerate() {
+            let builder = GenericDatumReader::builder(writer);
+            let reader = if index == 0 {
+                builder.build()
+            } else {
+                builder.reader_schema(current).build()
+            };
+            readers.push(reader.expect("embedded schemas resolve"));
+            by_fingerprint.insert(fingerprint(writer), index);
+        }
+        Decoder {
+            readers,
+            by_fingerprint,
+            by_schema_id: RwLock::new(HashMap::new()),
+            #[cfg(feature = "registry")]
+            registry: None,
+            _type: PhantomData,
+        }
+    }
+
+    /// A decoder that also decodes Confluent-framed records, fetching unknown schema ids from
+    /// `registry`.
+    #[cfg(feature = "registry")]
+    pub fn with_registry(registry: Arc<crate::registry::Registry>) -> Self {
+        let mut decoder = Self::new();
+        decoder.registry = Some(registry);
+        decoder
+    }
+
+    fn read_known(&self, index: usize, mut body: &[u8]) -> Result<T, DecodeError> {
+        let reader = &self.readers[index];
+        let result = if index == 0 {
+            reader.read_deser::<T>(&mut body)
+        } else {
+            reader
+                .read_value(&mut body)
+                .and_then(|value| apache_avro::from_value::<T>(&value))
+        };
+        result.map_err(|e| DecodeError::Avro(e.to_string()))
+    }
+
+    fn read_foreign(&self, schema_id: u32, writer: &Schema, mut body: &[u8]) -> Result<T, DecodeError> {
+        let reader = GenericDatumReader::builder(writer)
+            .reader_schema(T::schema())
+            .build()
+            .map_err(|e| DecodeError::Incompatible {
+                schema_id,
+                record: T::FULL_NAME,
+                message: e.to_string(),
+            })?;
+        let value = reader
+            .read_value(&mut body)
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        apache_avro::from_value::<T>(&value).map_err(|e| DecodeError::Avro(e.to_string()))
+    }
+
+    /// Decodes without any I/O. A Confluent-framed record whose schema id was not fetched yet
+    /// gives [`DecodeError::SchemaNotCached`] (use [`Decoder::decode`] to fetch it).
+    pub fn decode_sync(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        match Frame::parse(bytes)? {
+            Frame::SingleObject { fingerprint, body } => match self.by_fingerprint.get(&fingerprint) {
+                Some(&index) => self.read_known(index, body),
+                None => Err(DecodeError::UnknownFingerprint {
+                    fingerprint,
+                    record: T::FULL_NAME,
+                }),
+            },
+            Frame::Confluent { schema_id, body } => {
+                if !self.has_registry() {
+                    return Err(DecodeError::RegistryNotConfigured { schema_id });
+                }
+                let cached = self
+                    .by_schema_id
+                    .read()
+                    .expect("cache lock")
+                    .get(&schema_id)
+                    .cloned();
+                match cached.as_deref() {
+                    Some(WriterSchema::Known(index)) => self.read_known(*index, body),
+                    Some(WriterSchema::Foreign(schema)) => self.read_foreign(schema_id, schema, body),
+                    None => Err(DecodeError::SchemaNotCached { schema_id }),
+                }
+            }
+        }
+    }
+
+    fn has_registry(&self) -> bool {
+        #[cfg(feature = "registry")]
+        {
+            self.registry.is_some()
+        }
+        #[cfg(not(feature = "registry"))]
+        {
+            false
+        }
+    }
+
+    /// Decodes, fetching the writer schema of an unseen Confluent schema id from the registry
+    /// first (once per id).
+    #[cfg(feature = "registry")]
+    pub async fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        match self.decode_sync(bytes) {
+            Err(DecodeError::SchemaNotCached { schema_id }) => {
+                let registry = self.registry.as_ref().expect("checked by decode_sync");
+                let writer = registry.schema(schema_id).await?;
+                let fp = fingerprint(&writer);
+                let entry = match self.by_fingerprint.get(&fp) {
+                    Some(&index) => WriterSchema::Known(index),
+                    None => WriterSchema::Foreign(Arc::new(writer)),
+                };
+                self.by_schema_id
+                    .write()
+                    .expect("cache lock")
+                    .insert(schema_id, Arc::new(entry));
+                self.decode_sync(bytes)
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! [`KpiWindow`]: the KPI vector of one series over one tumbling window.
+
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+
+use crate::{parse_embedded, AvroRecord, ID_NAMESPACE};
+
+const SCHEMA_TEXT: &str = include_str!("../avro/kpi_window.avsc");
+static SCHEMA: LazyLock<Schema> = LazyLock::new(|| parse_embedded(SCHEMA_TEXT));
+
+/// KPI vector of one series (tenant + agent) over one tumbling event-time window
+/// (schema `avro/kpi_window.avsc`). Counts are raw; rates are derived by the reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiWindow {
+    /// Deterministic id: [`KpiWindow::id_for`] of series and window start.
+    pub window_id: String,
+    /// Tenant of the series.
+    pub tenant_id: String,
+    /// Agent of the series.
+    pub agent_id: String,
+    /// Inclusive window start (epoch ms).
+    pub window_start: i64,
+    /// Exclusive window end (epoch ms).
+    pub window_end: i64,
+    /// 0 for the first emission; grows when late events update the window.
+    pub revision: i32,
+    /// Tasks completed in the window.
+    pub tasks_total: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Of which failed.
+    pub failed: i64,
+    /// Of which cancelled.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of interventions.
+    pub interventions: i64,
+    /// Sum of cost in micro-USD.
+    pub cost_micros: i64,
+    /// Median latency (ms); `None` when the window has no tasks.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th-percentile latency (ms); `None` when the window has no tasks.
+    pub latency_p95_ms: Option<f64>,
+    /// 99th-percentile latency (ms); `None` when the window has no tasks.
+    pub latency_p99_ms: Option<f64>,
+}
+
+impl KpiWindow {
+    /// The deterministic id of the window of `tenant/agent` starting at `window_start`:
+    /// a replay of the same input gives the same id.
+    pub fn id_for(tenant_id: &str, agent_id: &str, window_start: i64) -> String {
+        let name = format!("{tenant_id}\u{1f}{agent_id}\u{1f}{window_start}");
+        uuid::Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+}
+
+impl AvroRecord for KpiWindow {
+    const FULL_NAME: &'static str = "ai.agentops.v1.KpiWindow";
+
+    fn schema() -> &'static Schema {
+        &SCHEMA
+    }
+
+    fn schema_text() -> &'static str {
+        SCHEMA_TEXT
+    }
+}

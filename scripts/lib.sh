@@ -1,0 +1,16 @@
+# Shared settings for the project's scripts. Source it; do not run it.
+# Everything the scripts install lives under $AGENTOPS_CACHE so that a second run (and a CI run
+# on the same machine) reuses it instead of rebuilding.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+AGENTOPS_CACHE="${AGENTOPS_CACHE:-$HOME/.cache/agentops}"
+TANSU_VERSION="0.6.0"
+TANSU_FEATURES="dynostore,libsql"
+TANSU_ROOT="$AGENTOPS_CACHE/tansu-$TANSU_VERSION-${TANSU_FEATURES//,/-}"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+ORT_VERSION="1.32.0"
+ORT_DIR="$AGENTOPS_CACHE/onnxruntime-$ORT_VERSION"
+RUN_DIR="${AGENTOPS_RUN_DIR:-$REPO_ROOT/.run}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+export AGENTOPS_CACHE
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -1,0 +1,247 @@
+//! The sections of [`Settings`], one struct per `[section]` of the TOML file.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::{Error, Result, Secret};
+
+/// Every setting of every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Kafka brokers, client tuning and topic names.
+    pub kafka: Kafka,
+    /// Confluent schema registry (optional).
+    pub schema_registry: SchemaRegistry,
+    /// Where metrics, checkpoints, anomalies and users are stored.
+    pub store: Store,
+    /// HTTP ingest gateway.
+    pub ingest: Ingest,
+    /// Windowing aggregator.
+    pub aggregator: Aggregator,
+    /// Anomaly scorer.
+    pub scorer: Scorer,
+    /// Auth and dashboard API.
+    pub auth_api: AuthApi,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// `client.id` prefix of every client.
+    pub client_id: String,
+    /// Consumer-group session timeout; low values make group joins fast.
+    pub session_timeout_ms: u32,
+    /// Consumer-group heartbeat interval.
+    pub heartbeat_interval_ms: u32,
+    /// Partitions of topics the services create when missing.
+    pub partitions: i32,
+    /// Replication factor of topics the services create when missing.
+    pub replication_factor: i32,
+    /// Topic names.
+    pub topics: Topics,
+}
+
+/// `[kafka.topics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    /// Input: `TaskEvent` records keyed by series.
+    pub task_events: String,
+    /// Aggregator output, scorer input: `KpiWindow` records.
+    pub kpi_windows: String,
+    /// Scorer output: `Anomaly` records.
+    pub anomalies: String,
+    /// Records that could not be processed, with the reason in headers.
+    pub dead_letter: String,
+    /// Events later than the allowed lateness, with the reason in headers.
+    pub late_events: String,
+}
+
+impl Topics {
+    /// All topic names, for creating them.
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.task_events,
+            &self.kpi_windows,
+            &self.anomalies,
+            &self.dead_letter,
+            &self.late_events,
+        ]
+    }
+}
+
+/// `[schema_registry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistry {
+    /// Base URL of a Confluent-compatible registry; empty for none (single-object encoding).
+    pub url: String,
+}
+
+impl SchemaRegistry {
+    /// The URL, if a registry is configured.
+    pub fn url(&self) -> Option<&str> {
+        (!self.url.is_empty()).then_some(self.url.as_str())
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// `sqlite://<path>` (embedded, the default) or
+    /// `scylla://host:port[,host:port]/<keyspace>[?replication_factor=N]`.
+    pub url: String,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ingest {
+    /// Address of the HTTP gateway.
+    pub listen: SocketAddr,
+    /// Most events accepted in one request.
+    pub max_batch_events: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+}
+
+/// `[aggregator]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregator {
+    /// Kafka consumer group.
+    pub consumer_group: String,
+    /// Length of the short tumbling window published to the scorer; divides a day.
+    pub window_secs: u32,
+    /// How late (behind the partition watermark) an event may arrive and still be counted.
+    pub allowed_lateness_secs: u32,
+    /// How often window state and input offsets are checkpointed together.
+    pub checkpoint_interval_ms: u64,
+    /// Address of the metrics and health endpoints.
+    pub metrics_listen: SocketAddr,
+}
+
+/// `[scorer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scorer {
+    /// Kafka consumer group.
+    pub consumer_group: String,
+    /// Directory with the ONNX models and their manifest.
+    pub model_dir: String,
+    /// Address of the metrics and health endpoints.
+    pub metrics_listen: SocketAddr,
+}
+
+/// `[auth_api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthApi {
+    /// Address of the API.
+    pub listen: SocketAddr,
+    /// HS256 signing key, at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// `iss` of issued tokens, required on verification.
+    pub jwt_issuer: String,
+    /// `aud` of issued tokens, required on verification.
+    pub jwt_audience: String,
+    /// Lifetime of an access token.
+    pub token_ttl_secs: u64,
+    /// bcrypt cost factor (4..=31).
+    pub bcrypt_cost: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+}
+
+/// Smallest accepted HS256 key (RFC 8725: at least 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl AuthApi {
+    /// The JWT secret, or an error naming the key when it is missing or too short. Only the
+    /// auth-api needs it, so only it calls this at start-up.
+    pub fn require_jwt_secret(&self) -> Result<&Secret> {
+        if self.jwt_secret.expose().len() < MIN_JWT_SECRET_BYTES {
+            return Err(Error::Invalid {
+                key: "auth_api.jwt_secret",
+                message: format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes (got {}); set AGENTOPS__AUTH_API__JWT_SECRET",
+                    self.jwt_secret.expose().len()
+                ),
+            });
+        }
+        Ok(&self.jwt_secret)
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(invalid("kafka.partitions", "must be at least 1"));
+        }
+        if self.kafka.heartbeat_interval_ms >= self.kafka.session_timeout_ms {
+            return Err(invalid(
+                "kafka.heartbeat_interval_ms",
+                "must be below kafka.session_timeout_ms",
+            ));
+        }
+        let topics = self.kafka.topics.all();
+        for (i, topic) in topics.iter().enumerate() {
+            if topic.is_empty() {
+                return Err(invalid("kafka.topics", "topic names must not be empty"));
+            }
+            if topics[..i].contains(topic) {
+                return Err(invalid("kafka.topics", format!("topic `{topic}` is used twice")));
+            }
+        }
+        if let Some(url) = self.schema_registry.url() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "schema_registry.url",
+                    format!("`{url}` is not an http(s) URL"),
+                ));
+            }
+        }
+        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("scylla://")) {
+            return Err(invalid(
+                "store.url",
+                format!("`{}` must start with sqlite:// or scylla://", self.store.url),
+            ));
+        }
+        let window = self.aggregator.window_secs;
+        if window == 0 || 86_400 % window != 0 {
+            return Err(invalid(
+                "aggregator.window_secs",
+                format!("{window} must be positive and divide 86400"),
+            ));
+        }
+        if self.ingest.max_batch_events == 0 {
+            return Err(invalid("ingest.max_batch_events", "must be at least 1"));
+        }
+        if !(4..=31).contains(&self.auth_api.bcrypt_cost) {
+            return Err(invalid(
+                "auth_api.bcrypt_cost",
+                format!("{} is outside 4..=31", self.auth_api.bcrypt_cost),
+            ));
+        }
+        if self.auth_api.token_ttl_secs == 0 {
+            return Err(invalid("auth_api.token_ttl_secs", "must be positive"));
+        }
+        Ok(())
+    }
+}

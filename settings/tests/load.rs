@@ -1,0 +1,137 @@
+//! Loading: layers, precedence, and errors that name the key.
+
+use std::collections::HashMap;
+
+use settings::{Error, Settings};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn err(file: Option<&str>, vars: &[(&str, &str)]) -> String {
+    Settings::load(file.map(|t| ("test.toml", t)), &env(vars))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn defaults_load() {
+    let s = Settings::load(None, &HashMap::new()).unwrap();
+    assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
+    assert_eq!(s.kafka.topics.task_events, "agentops.task-events");
+    assert_eq!(s.schema_registry.url(), None);
+    assert_eq!(s.aggregator.window_secs, 60);
+}
+
+#[test]
+fn env_overrides_file_overrides_defaults() {
+    let file = "[kafka]\nbrokers = \"file:9092\"\nsession_timeout_ms = 9000\n";
+    let s = Settings::load(
+        Some(("f.toml", file)),
+        &env(&[
+            ("AGENTOPS__KAFKA__BROKERS", "env:9092"),
+            ("AGENTOPS__KAFKA__TOPICS__ANOMALIES", "a2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.brokers, "env:9092");
+    assert_eq!(s.kafka.session_timeout_ms, 9000);
+    assert_eq!(s.kafka.topics.anomalies, "a2");
+    assert_eq!(
+        s.kafka.topics.task_events, "agentops.task-events",
+        "untouched keys keep defaults"
+    );
+}
+
+#[test]
+fn env_numbers_are_typed_and_numeric_looking_strings_stay_strings() {
+    let s = Settings::load(
+        None,
+        &env(&[
+            ("AGENTOPS__AGGREGATOR__WINDOW_SECS", "300"),
+            ("AGENTOPS__KAFKA__TOPICS__LATE_EVENTS", "2024"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.aggregator.window_secs, 300);
+    assert_eq!(s.kafka.topics.late_events, "2024");
+}
+
+#[test]
+fn other_variables_are_ignored() {
+    assert!(Settings::load(None, &env(&[("PATH", "/bin"), ("AGENTOPS_X", "1")])).is_ok());
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = err(None, &[("AGENTOPS__KAFKA__SESSION_TIMEOUT_MS", "soon")]);
+    assert!(e.starts_with("config key `kafka.session_timeout_ms`:"), "{e}");
+}
+
+#[test]
+fn unknown_key_names_the_key() {
+    let e = err(Some("[kafka]\nbrokerz = \"x\"\n"), &[]);
+    assert!(e.contains("kafka") && e.contains("brokerz"), "{e}");
+}
+
+#[test]
+fn bad_listen_address_names_the_key() {
+    let e = err(None, &[("AGENTOPS__INGEST__LISTEN", "localhost")]);
+    assert!(e.starts_with("config key `ingest.listen`:"), "{e}");
+}
+
+#[test]
+fn syntax_error_names_the_file() {
+    let e = err(Some("[kafka\n"), &[]);
+    assert!(e.starts_with("config test.toml:"), "{e}");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let cases = [
+        ("AGENTOPS__STORE__URL", "postgres://x", "store.url"),
+        ("AGENTOPS__AGGREGATOR__WINDOW_SECS", "7", "aggregator.window_secs"),
+        (
+            "AGENTOPS__SCHEMA_REGISTRY__URL",
+            "registry:8081",
+            "schema_registry.url",
+        ),
+        (
+            "AGENTOPS__KAFKA__TOPICS__ANOMALIES",
+            "agentops.task-events",
+            "kafka.topics",
+        ),
+        ("AGENTOPS__AUTH_API__BCRYPT_COST", "3", "auth_api.bcrypt_cost"),
+        ("AGENTOPS__KAFKA__BROKERS", "\"\"", "kafka.brokers"),
+    ];
+    for (var, value, key) in cases {
+        let e = err(None, &[(var, value)]);
+        assert!(
+            e.starts_with(&format!("config key `{key}`:")),
+            "{var}={value}: {e}"
+        );
+    }
+}
+
+#[test]
+fn jwt_secret_is_required_by_its_user_and_masked() {
+    let s = Settings::load(None, &HashMap::new()).unwrap();
+    let e = s.auth_api.require_jwt_secret().unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Invalid {
+            key: "auth_api.jwt_secret",
+            ..
+        }
+    ));
+    let secret = "s".repeat(40);
+    let s = Settings::load(None, &env(&[("AGENTOPS__AUTH_API__JWT_SECRET", &secret)])).unwrap();
+    assert_eq!(s.auth_api.require_jwt_secret().unwrap().expose(), secret);
+    assert!(
+        !format!("{s:?}").contains(&secret),
+        "Debug must not print secrets"
+    );
+}
