@@ -1,1 +1,88 @@
-//! placeholder
+//! The storage interface of the pipeline ([`Store`]) and its two backends:
+//!
+//! - [`sqlite::SqliteStore`]: embedded, durable, the default on a single machine
+//!   (`sqlite://<path>`).
+//! - [`scylladb::ScyllaStore`]: ScyllaDB through the `scylla` driver
+//!   (`scylla://host:port[,host:port]/<keyspace>[?replication_factor=N]`).
+//!
+//! Both apply the versioned migrations in `schemas/sql` and `schemas/cql` (recorded in a
+//! `schema_migrations` table) and pass one contract-test suite (`tests/contract.rs`).
+//!
+//! # Layout
+//! - [`model`]: the rows: [`DailyMetric`], [`Checkpoint`], query types.
+//! - [`migrations`]: the embedded migration files.
+//! - [`sqlite`], [`scylladb`]: the backends.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> store::Result<()> {
+//! let store = store::open("sqlite://data/agentops.db").await?;
+//! store.migrate().await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+pub mod migrations;
+pub mod model;
+pub mod scylladb;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use error::{Error, Result};
+pub use model::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, ALL_AGENTS};
+use schemas::Anomaly;
+
+/// Everything the services persist. Every write is an idempotent upsert of complete values.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies the migrations not applied yet, in order; returns the versions it applied.
+    async fn migrate(&self) -> Result<Vec<u32>>;
+
+    /// The versions applied so far, ascending.
+    async fn applied_migrations(&self) -> Result<Vec<u32>>;
+
+    /// Inserts or replaces daily rows (key: tenant, day, agent).
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetric]) -> Result<()>;
+
+    /// Daily rows of a tenant (optionally one agent; [`ALL_AGENTS`] is the tenant roll-up)
+    /// whose day is in `[from, to]`, ordered by day then agent.
+    async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>>;
+
+    /// Saves the checkpoint of one input partition. The offset never goes back: saving an
+    /// offset lower than the stored one fails with [`Error::CheckpointRegression`] (a stale
+    /// owner after a rebalance must not overwrite its successor's progress).
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// The checkpoint of one input partition, if any.
+    async fn load_checkpoint(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>>;
+
+    /// Inserts or replaces anomaly verdicts (key: tenant, window start, agent).
+    async fn upsert_anomalies(&self, rows: &[Anomaly]) -> Result<()>;
+
+    /// Verdicts of a tenant with `window_start` in `[from_ms, to_ms)` and
+    /// `ensemble_score >= min_score`, ordered by window start then agent.
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>>;
+}
+
+/// Opens the store named by `url` (see the crate docs for the URL forms).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+    } else if url.starts_with("scylla://") {
+        let config = scylladb::ScyllaConfig::from_url(url)?;
+        Ok(Arc::new(scylladb::ScyllaStore::connect(config).await?))
+    } else {
+        Err(Error::BadUrl {
+            url: url.to_string(),
+            message: "expected sqlite:// or scylla://".into(),
+        })
+    }
+}

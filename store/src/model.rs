@@ -1,0 +1,102 @@
+//! The rows the store keeps.
+
+use time::Date;
+
+/// The agent id of a tenant-wide roll-up row (all agents of the tenant).
+pub const ALL_AGENTS: &str = "*";
+
+/// The KPIs of one series (or a tenant roll-up) over one UTC day. Rates are derived from the
+/// counts by the readers; the t-digest of latencies is kept so that longer periods are merges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyMetric {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent, or [`ALL_AGENTS`].
+    pub agent_id: String,
+    /// UTC day.
+    pub day: Date,
+    /// Tasks completed that day.
+    pub tasks_total: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Of which failed.
+    pub failed: i64,
+    /// Of which cancelled.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of interventions.
+    pub interventions: i64,
+    /// Sum of cost, integer micro-USD.
+    pub cost_micros: i64,
+    /// Median latency (ms), `None` without tasks.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th-percentile latency (ms).
+    pub latency_p95_ms: Option<f64>,
+    /// 99th-percentile latency (ms).
+    pub latency_p99_ms: Option<f64>,
+    /// Serialized t-digest of the day's latencies.
+    pub latency_digest: Vec<u8>,
+    /// Whether the watermark passed the end of the day (no more updates expected).
+    pub is_final: bool,
+    /// When the row was computed (epoch ms).
+    pub updated_at_ms: i64,
+}
+
+/// The checkpoint of one input partition: the offset of the next record to read and the
+/// serialized window state that reflects every record before it. Written together, in one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Consumer group of the owner.
+    pub consumer_group: String,
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Offset of the next record to consume.
+    pub next_offset: i64,
+    /// Serialized state (format owned by the writer).
+    pub state: Vec<u8>,
+    /// When it was written (epoch ms).
+    pub updated_at_ms: i64,
+}
+
+/// Which daily rows to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyMetricsQuery {
+    /// Tenant.
+    pub tenant_id: String,
+    /// One agent (or [`ALL_AGENTS`]), or every row of the tenant when `None`.
+    pub agent_id: Option<String>,
+    /// First day, inclusive.
+    pub from: Date,
+    /// Last day, inclusive.
+    pub to: Date,
+}
+
+/// Which anomaly verdicts to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyQuery {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Window start, inclusive (epoch ms).
+    pub from_ms: i64,
+    /// Window start, exclusive (epoch ms).
+    pub to_ms: i64,
+    /// Smallest ensemble score returned.
+    pub min_score: f64,
+    /// Only flagged windows.
+    pub only_flagged: bool,
+}
+
+pub(crate) fn day_text(day: Date) -> String {
+    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
+}
+
+pub(crate) fn parse_day(text: &str) -> crate::Result<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, &format).map_err(|e| crate::Error::Corrupt {
+        column: "day",
+        message: format!("{text}: {e}"),
+    })
+}

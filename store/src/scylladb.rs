@@ -1,0 +1,547 @@
+//! The ScyllaDB backend (`scylla` driver, prepared statements cached by `CachingSession`).
+//!
+//! - Keyspace created on connect with the configured replication factor.
+//! - Every write is a plain upsert of complete values (idempotent on replay).
+//! - Checkpoints never go back: with `lwt=true` (the default, for real clusters) through
+//!   lightweight transactions (`IF NOT EXISTS`, `IF next_offset <= ?`); with `lwt=false` (the
+//!   in-memory CQL test server, which rejects LWT) through read-then-write, which is not safe
+//!   against two concurrent writers.
+//! - Range reads (`day >= ? AND day <= ?`) are used for dashboards; the CQL test server only
+//!   supports equality, so those are checked against real ScyllaDB only.
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use schemas::Anomaly;
+use scylla::client::caching_session::CachingSession;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::{DeserializeRow, SerializeRow};
+
+use crate::migrations::{self, statements};
+use crate::model::{day_text, parse_day};
+use crate::sqlite::{features_from_json, features_to_json, now_ms};
+use crate::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store};
+
+/// How to reach and use a ScyllaDB cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    /// Keyspace (created if missing).
+    pub keyspace: String,
+    /// Replication factor of a created keyspace (`NetworkTopologyStrategy`).
+    pub replication_factor: u32,
+    /// Use lightweight transactions for checkpoint fencing.
+    pub lwt: bool,
+    /// Wait for schema agreement after DDL (real clusters: yes).
+    pub schema_agreement: bool,
+}
+
+impl ScyllaConfig {
+    /// Parses `scylla://host:port[,host:port]/keyspace[?replication_factor=N&lwt=B&schema_agreement=B]`.
+    pub fn from_url(url: &str) -> Result<ScyllaConfig> {
+        let bad = |message: &str| Error::BadUrl {
+            url: url.to_string(),
+            message: message.to_string(),
+        };
+        let rest = url
+            .strip_prefix("scylla://")
+            .ok_or_else(|| bad("expected scylla://"))?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (hosts, keyspace) = rest.split_once('/').ok_or_else(|| bad("missing /<keyspace>"))?;
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(String::from)
+            .collect();
+        if nodes.is_empty() {
+            return Err(bad("no hosts"));
+        }
+        if keyspace.is_empty() || !keyspace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad("keyspace must be non-empty [A-Za-z0-9_]"));
+        }
+        let mut config = ScyllaConfig {
+            nodes,
+            keyspace: keyspace.to_string(),
+            replication_factor: 3,
+            lwt: true,
+            schema_agreement: true,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad("query parameters are key=value"))?;
+            let flag = || {
+                value
+                    .parse::<bool>()
+                    .map_err(|_| bad(&format!("{key} must be true or false")))
+            };
+            match key {
+                "replication_factor" => {
+                    config.replication_factor = value
+                        .parse()
+                        .map_err(|_| bad("replication_factor must be a positive integer"))?
+                }
+                "lwt" => config.lwt = flag()?,
+                "schema_agreement" => config.schema_agreement = flag()?,
+                other => return Err(bad(&format!("unknown parameter `{other}`"))),
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The ScyllaDB store.
+pub struct ScyllaStore {
+    session: CachingSession,
+    config: ScyllaConfig,
+}
+
+impl std::fmt::Debug for ScyllaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaStore")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+#[derive(DeserializeRow, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct DailyRow {
+    tenant_id: String,
+    day: String,
+    agent_id: String,
+    tasks_total: i64,
+    succeeded: i64,
+    failed: i64,
+    cancelled: i64,
+    tasks_with_intervention: i64,
+    interventions: i64,
+    cost_micros: i64,
+    latency_p50_ms: Option<f64>,
+    latency_p95_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    latency_digest: Vec<u8>,
+    is_final: bool,
+    updated_at: i64,
+}
+
+#[derive(DeserializeRow, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct AnomalyRow {
+    tenant_id: String,
+    window_start: i64,
+    agent_id: String,
+    anomaly_id: String,
+    window_id: String,
+    window_end: i64,
+    lstm_score: f64,
+    transformer_score: f64,
+    lstm_normalized: f64,
+    transformer_normalized: f64,
+    ensemble_score: f64,
+    threshold: f64,
+    is_anomaly: bool,
+    top_features: String,
+    model_version: String,
+    scored_at: i64,
+}
+
+const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
+    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
+    latency_digest, is_final, updated_at";
+const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
+    lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
+    is_anomaly, top_features, model_version, scored_at";
+const SIXTEEN_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
+
+impl ScyllaStore {
+    /// Connects, creates the keyspace if missing and uses it.
+    pub async fn connect(config: ScyllaConfig) -> Result<ScyllaStore> {
+        let session = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .auto_await_schema_agreement(config.schema_agreement)
+            .refresh_metadata_on_auto_schema_agreement(config.schema_agreement)
+            .fetch_schema_metadata(config.schema_agreement)
+            .build()
+            .await
+            .map_err(Error::scylla)?;
+        let create = format!(
+            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
+            config.keyspace, config.replication_factor
+        );
+        session.query_unpaged(create, ()).await.map_err(Error::scylla)?;
+        session
+            .use_keyspace(&config.keyspace, false)
+            .await
+            .map_err(Error::scylla)?;
+        Ok(ScyllaStore {
+            session: CachingSession::from(session, 64),
+            config,
+        })
+    }
+
+    async fn ddl(&self, statement: &str) -> Result<()> {
+        self.session
+            .get_session()
+            .query_unpaged(statement, ())
+            .await
+            .map_err(Error::scylla)?;
+        Ok(())
+    }
+
+    async fn stored_offset(&self, cp: &Checkpoint) -> Result<Option<i64>> {
+        let result = self
+            .session
+            .execute_unpaged(
+                "SELECT next_offset FROM checkpoints WHERE consumer_group = ? AND topic = ? AND partition_id = ?",
+                (&cp.consumer_group, &cp.topic, cp.partition),
+            )
+            .await
+            .map_err(Error::scylla)?;
+        let rows = result.into_rows_result().map_err(Error::scylla)?;
+        let first = rows.maybe_first_row::<(i64,)>().map_err(Error::scylla)?;
+        Ok(first.map(|(offset,)| offset))
+    }
+
+    async fn conditional_checkpoint(&self, cp: &Checkpoint) -> Result<bool> {
+        let values = (
+            &cp.consumer_group,
+            &cp.topic,
+            cp.partition,
+            cp.next_offset,
+            &cp.state,
+            cp.updated_at_ms,
+        );
+        let inserted = self
+            .session
+            .execute_unpaged(
+                "INSERT INTO checkpoints (consumer_group, topic, partition_id, next_offset, state, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+                values,
+            )
+            .await
+            .map_err(Error::scylla)?;
+        if applied(inserted)? {
+            return Ok(true);
+        }
+        let updated = self
+            .session
+            .execute_unpaged(
+                "UPDATE checkpoints SET next_offset = ?, state = ?, updated_at = ? \
+                 WHERE consumer_group = ? AND topic = ? AND partition_id = ? IF next_offset <= ?",
+                (
+                    cp.next_offset,
+                    &cp.state,
+                    cp.updated_at_ms,
+                    &cp.consumer_group,
+                    &cp.topic,
+                    cp.partition,
+                    cp.next_offset,
+                ),
+            )
+            .await
+            .map_err(Error::scylla)?;
+        applied(updated)
+    }
+}
+
+/// Reads the `[applied]` column of a lightweight-transaction result.
+fn applied(result: scylla::response::query_result::QueryResult) -> Result<bool> {
+    let rows = result.into_rows_result().map_err(Error::scylla)?;
+    let row = rows.first_row::<(bool,)>().or_else(|_| {
+        // LWT results carry the current row after [applied]; read only the first column.
+        rows.rows::<scylla::value::Row>()
+            .map_err(Error::scylla)?
+            .next()
+            .ok_or_else(|| Error::Scylla("empty LWT result".into()))?
+            .map_err(Error::scylla)
+            .and_then(|row| match row.columns.first() {
+                Some(Some(scylla::value::CqlValue::Boolean(b))) => Ok((*b,)),
+                other => Err(Error::Scylla(format!("unexpected LWT result {other:?}"))),
+            })
+    })?;
+    Ok(row.0)
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    async fn migrate(&self) -> Result<Vec<u32>> {
+        self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)")
+            .await?;
+        let done = self.applied_migrations().await?;
+        let mut newly = Vec::new();
+        for m in migrations::CQL.iter().filter(|m| !done.contains(&m.version)) {
+            for statement in statements(m.script) {
+                self.ddl(&statement).await.map_err(|e| Error::Migration {
+                    version: m.version,
+                    name: m.name,
+                    message: e.to_string(),
+                })?;
+            }
+            self.session
+                .execute_unpaged(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version as i32, m.name, now_ms()),
+                )
+                .await
+                .map_err(Error::scylla)?;
+            tracing::info!(version = m.version, name = m.name, "applied cql migration");
+            newly.push(m.version);
+        }
+        Ok(newly)
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<u32>> {
+        let result = self
+            .session
+            .get_session()
+            .query_unpaged("SELECT version FROM schema_migrations", ())
+            .await
+            .map_err(Error::scylla)?;
+        let rows = result.into_rows_result().map_err(Error::scylla)?;
+        let mut versions = rows
+            .rows::<(i32,)>()
+            .map_err(Error::scylla)?
+            .map(|r| r.map(|(v,)| v as u32).map_err(Error::scylla))
+            .collect::<Result<Vec<_>>>()?;
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetric]) -> Result<()> {
+        let statement = format!("INSERT INTO daily_metrics ({DAILY_COLUMNS}) VALUES ({SIXTEEN_MARKERS})");
+        let writes = rows.iter().map(|r| {
+            let row = DailyRow {
+                tenant_id: r.tenant_id.clone(),
+                day: day_text(r.day),
+                agent_id: r.agent_id.clone(),
+                tasks_total: r.tasks_total,
+                succeeded: r.succeeded,
+                failed: r.failed,
+                cancelled: r.cancelled,
+                tasks_with_intervention: r.tasks_with_intervention,
+                interventions: r.interventions,
+                cost_micros: r.cost_micros,
+                latency_p50_ms: r.latency_p50_ms,
+                latency_p95_ms: r.latency_p95_ms,
+                latency_p99_ms: r.latency_p99_ms,
+                latency_digest: r.latency_digest.clone(),
+                is_final: r.is_final,
+                updated_at: r.updated_at_ms,
+            };
+            let statement = statement.clone();
+            async move {
+                self.session
+                    .execute_unpaged(statement, row)
+                    .await
+                    .map_err(Error::scylla)
+            }
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
+        let statement = format!(
+            "SELECT {DAILY_COLUMNS} FROM daily_metrics WHERE tenant_id = ? AND day >= ? AND day <= ?"
+        );
+        let pager = self
+            .session
+            .execute_iter(
+                statement,
+                (&query.tenant_id, day_text(query.from), day_text(query.to)),
+            )
+            .await
+            .map_err(Error::scylla)?;
+        let rows: Vec<DailyRow> = pager
+            .rows_stream::<DailyRow>()
+            .map_err(Error::scylla)?
+            .try_collect()
+            .await
+            .map_err(Error::scylla)?;
+        let mut out = Vec::new();
+        for r in rows {
+            if query.agent_id.as_ref().is_some_and(|a| *a != r.agent_id) {
+                continue;
+            }
+            out.push(DailyMetric {
+                day: parse_day(&r.day)?,
+                tenant_id: r.tenant_id,
+                agent_id: r.agent_id,
+                tasks_total: r.tasks_total,
+                succeeded: r.succeeded,
+                failed: r.failed,
+                cancelled: r.cancelled,
+                tasks_with_intervention: r.tasks_with_intervention,
+                interventions: r.interventions,
+                cost_micros: r.cost_micros,
+                latency_p50_ms: r.latency_p50_ms,
+                latency_p95_ms: r.latency_p95_ms,
+                latency_p99_ms: r.latency_p99_ms,
+                latency_digest: r.latency_digest,
+                is_final: r.is_final,
+                updated_at_ms: r.updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let regression = |stored| Error::CheckpointRegression {
+            topic: checkpoint.topic.clone(),
+            partition: checkpoint.partition,
+            stored,
+            attempted: checkpoint.next_offset,
+        };
+        if self.config.lwt {
+            if !self.conditional_checkpoint(checkpoint).await? {
+                let stored = self.stored_offset(checkpoint).await?.unwrap_or(i64::MAX);
+                return Err(regression(stored));
+            }
+            return Ok(());
+        }
+        if let Some(stored) = self
+            .stored_offset(checkpoint)
+            .await?
+            .filter(|&s| s > checkpoint.next_offset)
+        {
+            return Err(regression(stored));
+        }
+        let cp = checkpoint;
+        self.session
+            .execute_unpaged(
+                "INSERT INTO checkpoints (consumer_group, topic, partition_id, next_offset, state, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                (&cp.consumer_group, &cp.topic, cp.partition, cp.next_offset, &cp.state, cp.updated_at_ms),
+            )
+            .await
+            .map_err(Error::scylla)?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>> {
+        let result = self
+            .session
+            .execute_unpaged(
+                "SELECT next_offset, state, updated_at FROM checkpoints \
+                 WHERE consumer_group = ? AND topic = ? AND partition_id = ?",
+                (consumer_group, topic, partition),
+            )
+            .await
+            .map_err(Error::scylla)?;
+        let rows = result.into_rows_result().map_err(Error::scylla)?;
+        let row = rows
+            .maybe_first_row::<(i64, Vec<u8>, i64)>()
+            .map_err(Error::scylla)?;
+        Ok(row.map(|(next_offset, state, updated_at_ms)| Checkpoint {
+            consumer_group: consumer_group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            next_offset,
+            state,
+            updated_at_ms,
+        }))
+    }
+
+    async fn upsert_anomalies(&self, rows: &[Anomaly]) -> Result<()> {
+        let statement = format!("INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES ({SIXTEEN_MARKERS})");
+        let writes = rows.iter().map(|a| {
+            let row = AnomalyRow {
+                tenant_id: a.tenant_id.clone(),
+                window_start: a.window_start,
+                agent_id: a.agent_id.clone(),
+                anomaly_id: a.anomaly_id.clone(),
+                window_id: a.window_id.clone(),
+                window_end: a.window_end,
+                lstm_score: a.lstm_score,
+                transformer_score: a.transformer_score,
+                lstm_normalized: a.lstm_normalized,
+                transformer_normalized: a.transformer_normalized,
+                ensemble_score: a.ensemble_score,
+                threshold: a.threshold,
+                is_anomaly: a.is_anomaly,
+                top_features: features_to_json(&a.top_features),
+                model_version: a.model_version.clone(),
+                scored_at: a.scored_at,
+            };
+            let statement = statement.clone();
+            async move {
+                self.session
+                    .execute_unpaged(statement, row)
+                    .await
+                    .map_err(Error::scylla)
+            }
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>> {
+        let statement = format!(
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE tenant_id = ? AND window_start >= ? AND window_start < ?"
+        );
+        let pager = self
+            .session
+            .execute_iter(statement, (&query.tenant_id, query.from_ms, query.to_ms))
+            .await
+            .map_err(Error::scylla)?;
+        let rows: Vec<AnomalyRow> = pager
+            .rows_stream::<AnomalyRow>()
+            .map_err(Error::scylla)?
+            .try_collect()
+            .await
+            .map_err(Error::scylla)?;
+        rows.into_iter()
+            .filter(|r| r.ensemble_score >= query.min_score && (!query.only_flagged || r.is_anomaly))
+            .map(|r| {
+                Ok(Anomaly {
+                    top_features: features_from_json(&r.top_features)?,
+                    tenant_id: r.tenant_id,
+                    window_start: r.window_start,
+                    agent_id: r.agent_id,
+                    anomaly_id: r.anomaly_id,
+                    window_id: r.window_id,
+                    window_end: r.window_end,
+                    lstm_score: r.lstm_score,
+                    transformer_score: r.transformer_score,
+                    lstm_normalized: r.lstm_normalized,
+                    transformer_normalized: r.transformer_normalized,
+                    ensemble_score: r.ensemble_score,
+                    threshold: r.threshold,
+                    is_anomaly: r.is_anomaly,
+                    model_version: r.model_version,
+                    scored_at: r.scored_at,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let c =
+            ScyllaConfig::from_url("scylla://a:9042,b:9042/agentops?replication_factor=1&lwt=false").unwrap();
+        assert_eq!(c.nodes, vec!["a:9042", "b:9042"]);
+        assert_eq!(c.keyspace, "agentops");
+        assert_eq!(c.replication_factor, 1);
+        assert!(!c.lwt && c.schema_agreement);
+        for bad in [
+            "scylla://a:9042",
+            "scylla:///ks",
+            "scylla://a/ks?x=1",
+            "scylla://a/k-s",
+            "scylla://a/ks?lwt=maybe",
+        ] {
+            assert!(ScyllaConfig::from_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The embedded SQLite backend (`rusqlite`, bundled SQLite): one connection in WAL mode with
+//! `synchronous=FULL`, used from tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use schemas::{Anomaly, FeatureContribution};
+
+use crate::migrations::{self, Migration};
+use crate::model::{day_text, parse_day};
+use crate::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the database at `path`;
+    /// `:memory:` gives a private in-memory database.
+    pub async fn open(path: &str) -> Result<SqliteStore> {
+        let path = path.to_string();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            if path != ":memory:" {
+                if let Some(dir) = Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::BadUrl {
+                        url: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|e| Error::Task(e.to_string()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+fn applied(conn: &Connection) -> Result<Vec<u32>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    let mut stmt = conn.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+    let versions = stmt
+        .query_map([], |row| row.get::<_, u32>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(versions)
+}
+
+fn apply(conn: &mut Connection, m: &Migration) -> Result<()> {
+    let tx = conn.transaction()?;
+    let fail = |e: rusqlite::Error| Error::Migration {
+        version: m.version,
+        name: m.name,
+        message: e.to_string(),
+    };
+    tx.execute_batch(m.script).map_err(fail)?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        params![m.version, m.name, now_ms()],
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMetric)> {
+    Ok((
+        row.get::<_, String>(1)?,
+        DailyMetric {
+            tenant_id: row.get(0)?,
+            day: time::Date::MIN,
+            agent_id: row.get(2)?,
+            tasks_total: row.get(3)?,
+            succeeded: row.get(4)?,
+            failed: row.get(5)?,
+            cancelled: row.get(6)?,
+            tasks_with_intervention: row.get(7)?,
+            interventions: row.get(8)?,
+            cost_micros: row.get(9)?,
+            latency_p50_ms: row.get(10)?,
+            latency_p95_ms: row.get(11)?,
+            latency_p99_ms: row.get(12)?,
+            latency_digest: row.get(13)?,
+            is_final: row.get(14)?,
+            updated_at_ms: row.get(15)?,
+        },
+    ))
+}
+
+const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
+    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
+    latency_digest, is_final, updated_at";
+
+const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
+    lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
+    is_anomaly, top_features, model_version, scored_at";
+
+pub(crate) fn features_to_json(features: &[FeatureContribution]) -> String {
+    serde_json::to_string(features).expect("feature contributions serialize")
+}
+
+pub(crate) fn features_from_json(text: &str) -> Result<Vec<FeatureContribution>> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        column: "top_features",
+        message: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<Vec<u32>> {
+        self.with_conn(|conn| {
+            let done = applied(conn)?;
+            let mut newly = Vec::new();
+            for m in migrations::SQLITE.iter().filter(|m| !done.contains(&m.version)) {
+                apply(conn, m)?;
+                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
+                newly.push(m.version);
+            }
+            Ok(newly)
+        })
+        .await
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<u32>> {
+        self.with_conn(|conn| applied(conn)).await
+    }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetric]) -> Result<()> {
+        let rows = rows.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO daily_metrics ({DAILY_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ))?;
+                for r in &rows {
+                    stmt.execute(params![
+                        r.tenant_id,
+                        day_text(r.day),
+                        r.agent_id,
+                        r.tasks_total,
+                        r.succeeded,
+                        r.failed,
+                        r.cancelled,
+                        r.tasks_with_intervention,
+                        r.interventions,
+                        r.cost_micros,
+                        r.latency_p50_ms,
+                        r.latency_p95_ms,
+                        r.latency_p99_ms,
+                        r.latency_digest,
+                        r.is_final,
+                        r.updated_at_ms,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
+        let q = query.clone();
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {DAILY_COLUMNS} FROM daily_metrics WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
+                 AND (?4 IS NULL OR agent_id = ?4) ORDER BY day, agent_id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(
+                    params![q.tenant_id, day_text(q.from), day_text(q.to), q.agent_id],
+                    daily_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(day, mut row)| {
+                    row.day = parse_day(&day)?;
+                    Ok(row)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let cp = checkpoint.clone();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT next_offset FROM checkpoints WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3",
+                    params![cp.consumer_group, cp.topic, cp.partition],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(stored) = stored.filter(|&s| s > cp.next_offset) {
+                return Err(Error::CheckpointRegression {
+                    topic: cp.topic,
+                    partition: cp.partition,
+                    stored,
+                    attempted: cp.next_offset,
+                });
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO checkpoints (consumer_group, topic, partition_id, next_offset, state, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![cp.consumer_group, cp.topic, cp.partition, cp.next_offset, cp.state, cp.updated_at_ms],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_checkpoint(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>> {
+        let (group, topic) = (consumer_group.to_string(), topic.to_string());
+        self.with_conn(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT next_offset, state, updated_at FROM checkpoints \
+                     WHERE consumer_group = ?1 AND topic = ?2 AND partition_id = ?3",
+                    params![group, topic, partition],
+                    |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            Ok(row.map(|(next_offset, state, updated_at_ms)| Checkpoint {
+                consumer_group: group,
+                topic,
+                partition,
+                next_offset,
+                state,
+                updated_at_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn upsert_anomalies(&self, rows: &[Anomaly]) -> Result<()> {
+        let rows = rows.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO anomalies ({ANOMALY_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ))?;
+                for a in &rows {
+                    stmt.execute(params![
+                        a.tenant_id,
+                        a.window_start,
+                        a.agent_id,
+                        a.anomaly_id,
+                        a.window_id,
+                        a.window_end,
+                        a.lstm_score,
+                        a.transformer_score,
+                        a.lstm_normalized,
+                        a.transformer_normalized,
+                        a.ensemble_score,
+                        a.threshold,
+                        a.is_anomaly,
+                        features_to_json(&a.top_features),
+                        a.model_version,
+                        a.scored_at,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>> {
+        let q = query.clone();
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE tenant_id = ?1 AND window_start >= ?2 \
+                 AND window_start < ?3 AND ensemble_score >= ?4 AND (?5 = 0 OR is_anomaly = 1) \
+                 ORDER BY window_start, agent_id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(
+                    params![q.tenant_id, q.from_ms, q.to_ms, q.min_score, q.only_flagged],
+                    |row| {
+                        Ok((
+                            Anomaly {
+                                tenant_id: row.get(0)?,
+                                window_start: row.get(1)?,
+                                agent_id: row.get(2)?,
+                                anomaly_id: row.get(3)?,
+                                window_id: row.get(4)?,
+                                window_end: row.get(5)?,
+                                lstm_score: row.get(6)?,
+                                transformer_score: row.get(7)?,
+                                lstm_normalized: row.get(8)?,
+                                transformer_normalized: row.get(9)?,
+                                ensemble_score: row.get(10)?,
+                                threshold: row.get(11)?,
+                                is_anomaly: row.get(12)?,
+                                top_features: Vec::new(),
+                                model_version: row.get(14)?,
+                                scored_at: row.get(15)?,
+                            },
+                            row.get::<_, String>(13)?,
+                        ))
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(mut a, features)| {
+                    a.top_features = features_from_json(&features)?;
+                    Ok(a)
+                })
+                .collect()
+        })
+        .await
+    }
+}

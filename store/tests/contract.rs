@@ -1,0 +1,349 @@
+//! The store contract: one set of scenarios, run against every backend.
+//!
+//! - `sqlite`: always, on a private in-memory database (and a file for durability).
+//! - `cql_test_double`: always, against `kassandra-tester`, an in-memory **test double** of the
+//!   CQL protocol (not a database). It cannot check: range reads (`day >= ?`, only equality is
+//!   parsed), lightweight transactions (`IF NOT EXISTS`, `IF col <= ?`: "Error parsing
+//!   request"), `NetworkTopologyStrategy` semantics, consistency levels. Scenarios skip those
+//!   checks through [`Caps`] and the backend runs with `lwt=false`.
+//! - `scylla_real`: only when `SCYLLA_NODES` (e.g. `127.0.0.1:9042`) is set; every check, with
+//!   LWT, in a fresh keyspace per test.
+
+use std::future::Future;
+
+use store::scylladb::{ScyllaConfig, ScyllaStore};
+use store::sqlite::SqliteStore;
+use store::Store;
+
+/// What the backend under test can prove.
+#[derive(Clone, Copy)]
+pub(crate) struct Caps {
+    range_reads: bool,
+}
+
+const FULL: Caps = Caps { range_reads: true };
+const CQL_TEST_DOUBLE: Caps = Caps { range_reads: false };
+
+mod scenarios {
+    use schemas::{Anomaly, FeatureContribution};
+    use store::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Store, ALL_AGENTS};
+    use time::macros::date;
+    use time::Date;
+
+    use super::Caps;
+
+    fn daily(tenant: &str, agent: &str, day: Date, total: i64) -> DailyMetric {
+        DailyMetric {
+            tenant_id: tenant.into(),
+            agent_id: agent.into(),
+            day,
+            tasks_total: total,
+            succeeded: total - 2,
+            failed: 1,
+            cancelled: 1,
+            tasks_with_intervention: 3,
+            interventions: 5,
+            cost_micros: total * 1_000,
+            latency_p50_ms: Some(120.5),
+            latency_p95_ms: Some(900.25),
+            latency_p99_ms: None,
+            latency_digest: vec![0, 1, 2, 255, 0],
+            is_final: false,
+            updated_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn anomaly(tenant: &str, agent: &str, start: i64, score: f64) -> Anomaly {
+        Anomaly {
+            anomaly_id: Anomaly::id_for(&format!("{tenant}{agent}{start}"), 0, "m1"),
+            window_id: format!("w-{start}"),
+            tenant_id: tenant.into(),
+            agent_id: agent.into(),
+            window_start: start,
+            window_end: start + 60_000,
+            lstm_score: 0.3,
+            transformer_score: 0.2,
+            lstm_normalized: score,
+            transformer_normalized: score,
+            ensemble_score: score,
+            threshold: 3.0,
+            is_anomaly: score >= 3.0,
+            top_features: vec![FeatureContribution {
+                feature: "success_rate".into(),
+                contribution: 0.8,
+            }],
+            model_version: "m1".into(),
+            scored_at: start + 61_000,
+        }
+    }
+
+    pub(super) async fn migrations_apply_once(store: &dyn Store, _caps: Caps) {
+        assert_eq!(store.migrate().await.unwrap(), vec![1]);
+        assert_eq!(
+            store.migrate().await.unwrap(),
+            Vec::<u32>::new(),
+            "second run applies nothing"
+        );
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
+    }
+
+    pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
+        store.migrate().await.unwrap();
+        let first = daily("acme", "bot", date!(2026 - 11 - 20), 10);
+        store.upsert_daily_metrics(&[first.clone()]).await.unwrap();
+        let mut second = daily("acme", "bot", date!(2026 - 11 - 20), 12);
+        second.is_final = true;
+        second.latency_p99_ms = Some(2000.0);
+        store.upsert_daily_metrics(&[second.clone()]).await.unwrap();
+        // Replaying the same write is harmless.
+        store.upsert_daily_metrics(&[second.clone()]).await.unwrap();
+        if caps.range_reads {
+            let q = DailyMetricsQuery {
+                tenant_id: "acme".into(),
+                agent_id: None,
+                from: date!(2026 - 11 - 20),
+                to: date!(2026 - 11 - 20),
+            };
+            assert_eq!(store.daily_metrics(&q).await.unwrap(), vec![second]);
+        }
+    }
+
+    pub(super) async fn daily_query_filters_tenant_agent_and_days(store: &dyn Store, caps: Caps) {
+        store.migrate().await.unwrap();
+        let rows = vec![
+            daily("acme", "bot", date!(2026 - 11 - 19), 1),
+            daily("acme", "bot", date!(2026 - 11 - 20), 2),
+            daily("acme", ALL_AGENTS, date!(2026 - 11 - 20), 3),
+            daily("acme", "bot", date!(2026 - 11 - 21), 4),
+            daily("acme", "triage", date!(2026 - 11 - 20), 5),
+            daily("globex", "bot", date!(2026 - 11 - 20), 6),
+        ];
+        store.upsert_daily_metrics(&rows).await.unwrap();
+        if !caps.range_reads {
+            return;
+        }
+        let q = |agent: Option<&str>, from, to| DailyMetricsQuery {
+            tenant_id: "acme".into(),
+            agent_id: agent.map(String::from),
+            from,
+            to,
+        };
+        let totals = |rows: Vec<DailyMetric>| rows.iter().map(|r| r.tasks_total).collect::<Vec<_>>();
+        let all = store
+            .daily_metrics(&q(None, date!(2026 - 11 - 19), date!(2026 - 11 - 21)))
+            .await
+            .unwrap();
+        assert_eq!(
+            totals(all),
+            vec![1, 3, 2, 5, 4],
+            "ordered by day then agent ('*' sorts first)"
+        );
+        let bot = store
+            .daily_metrics(&q(Some("bot"), date!(2026 - 11 - 20), date!(2026 - 11 - 21)))
+            .await
+            .unwrap();
+        assert_eq!(totals(bot), vec![2, 4]);
+        let rollup = store
+            .daily_metrics(&q(Some(ALL_AGENTS), date!(2026 - 11 - 1), date!(2026 - 11 - 30)))
+            .await
+            .unwrap();
+        assert_eq!(totals(rollup), vec![3]);
+        let none = store
+            .daily_metrics(&q(None, date!(2026 - 12 - 1), date!(2026 - 12 - 31)))
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    pub(super) async fn checkpoints_round_trip_and_never_go_back(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        assert_eq!(store.load_checkpoint("g", "events", 0).await.unwrap(), None);
+        let cp = |partition, next_offset, state: &[u8]| Checkpoint {
+            consumer_group: "g".into(),
+            topic: "events".into(),
+            partition,
+            next_offset,
+            state: state.to_vec(),
+            updated_at_ms: 42,
+        };
+        store.save_checkpoint(&cp(0, 100, b"state-100")).await.unwrap();
+        store.save_checkpoint(&cp(1, 7, b"p1")).await.unwrap();
+        store
+            .save_checkpoint(&cp(0, 250, b"state-250\0bytes"))
+            .await
+            .unwrap();
+        store
+            .save_checkpoint(&cp(0, 250, b"state-250\0bytes"))
+            .await
+            .unwrap(); // same offset: idempotent
+        let err = store.save_checkpoint(&cp(0, 200, b"stale")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::CheckpointRegression {
+                    stored: 250,
+                    attempted: 200,
+                    partition: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            store.load_checkpoint("g", "events", 0).await.unwrap(),
+            Some(cp(0, 250, b"state-250\0bytes"))
+        );
+        assert_eq!(
+            store.load_checkpoint("g", "events", 1).await.unwrap(),
+            Some(cp(1, 7, b"p1"))
+        );
+        assert_eq!(store.load_checkpoint("other", "events", 0).await.unwrap(), None);
+    }
+
+    pub(super) async fn anomalies_upsert_and_filter(store: &dyn Store, caps: Caps) {
+        store.migrate().await.unwrap();
+        let rows = vec![
+            anomaly("acme", "bot", 0, 1.0),
+            anomaly("acme", "bot", 60_000, 4.5),
+            anomaly("acme", "triage", 60_000, 3.2),
+            anomaly("acme", "bot", 120_000, 2.9),
+            anomaly("globex", "bot", 60_000, 9.0),
+        ];
+        store.upsert_anomalies(&rows).await.unwrap();
+        store.upsert_anomalies(&rows[1..2]).await.unwrap();
+        if !caps.range_reads {
+            return;
+        }
+        let q = |from_ms, to_ms, min_score, only_flagged| AnomalyQuery {
+            tenant_id: "acme".into(),
+            from_ms,
+            to_ms,
+            min_score,
+            only_flagged,
+        };
+        let got = store.anomalies(&q(0, 180_000, 0.0, false)).await.unwrap();
+        assert_eq!(
+            got,
+            vec![rows[0].clone(), rows[1].clone(), rows[2].clone(), rows[3].clone()]
+        );
+        let flagged = store.anomalies(&q(0, 180_000, 0.0, true)).await.unwrap();
+        assert_eq!(flagged, vec![rows[1].clone(), rows[2].clone()]);
+        let high = store.anomalies(&q(60_000, 120_000, 4.0, false)).await.unwrap();
+        assert_eq!(
+            high,
+            vec![rows[1].clone()],
+            "end is exclusive and min_score applies"
+        );
+    }
+}
+
+macro_rules! contract_suite {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let store = super::SqliteStore::open(":memory:").await.unwrap();
+                    super::scenarios::$scenario(&store, super::FULL).await;
+                }
+            )*
+        }
+
+        mod cql_test_double {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::with_cql_test_double(|store| async move {
+                        super::scenarios::$scenario(&store, super::CQL_TEST_DOUBLE).await
+                    })
+                    .await;
+                }
+            )*
+        }
+
+        mod scylla_real {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    let Some(store) = super::real_scylla(stringify!($scenario)).await else { return };
+                    super::scenarios::$scenario(&store, super::FULL).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_suite!(
+    migrations_apply_once,
+    daily_upsert_replaces_complete_values,
+    daily_query_filters_tenant_agent_and_days,
+    checkpoints_round_trip_and_never_go_back,
+    anomalies_upsert_and_filter,
+);
+
+/// Runs `body` against a `ScyllaStore` connected to a fresh in-memory CQL test double.
+async fn with_cql_test_double<F, Fut>(body: F)
+where
+    F: Fn(ScyllaStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let tester = kassandra_tester::KassandraTester::new(kassandra::session::KassandraSession::new());
+    tester
+        .in_scope(|addr| {
+            let body = &body;
+            async move {
+                let config = ScyllaConfig::from_url(&format!(
+                    "scylla://{addr}/contract?replication_factor=1&lwt=false&schema_agreement=false"
+                ))
+                .unwrap();
+                let store = ScyllaStore::connect(config)
+                    .await
+                    .expect("connect to the CQL test double");
+                body(store).await;
+                Ok::<(), std::convert::Infallible>(())
+            }
+        })
+        .await
+        .unwrap();
+}
+
+/// A store in a fresh keyspace of the real cluster in `SCYLLA_NODES`, or `None` (skipped).
+async fn real_scylla(test: &str) -> Option<ScyllaStore> {
+    let Ok(nodes) = std::env::var("SCYLLA_NODES") else {
+        eprintln!("SCYLLA_NODES not set: skipping the real-ScyllaDB run of {test}");
+        return None;
+    };
+    let keyspace = format!("contract_{}_{}", test, std::process::id());
+    let url = format!("scylla://{nodes}/{keyspace}?replication_factor=1");
+    Some(
+        ScyllaStore::connect(ScyllaConfig::from_url(&url).unwrap())
+            .await
+            .expect("connect to SCYLLA_NODES"),
+    )
+}
+
+#[tokio::test]
+async fn sqlite_file_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/agentops.db");
+    let path = path.to_str().unwrap();
+    {
+        let store = SqliteStore::open(path).await.unwrap();
+        scenarios::checkpoints_round_trip_and_never_go_back(&store, FULL).await;
+    }
+    let reopened = SqliteStore::open(path).await.unwrap();
+    assert_eq!(
+        reopened.migrate().await.unwrap(),
+        Vec::<u32>::new(),
+        "migrations are recorded"
+    );
+    assert_eq!(
+        reopened
+            .load_checkpoint("g", "events", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        250
+    );
+}
