@@ -1,1 +1,137 @@
-//! placeholder
+//! Harness of the integration tests: a real Tansu broker per test, started from the binary the
+//! project's scripts install (`scripts/install-tansu.sh`), on a free port of 127.0.0.1, stopped
+//! when dropped. Tests depend on the event contracts, rdkafka and the services' binaries, never
+//! on service internals.
+#![deny(missing_docs)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+/// Storage engine of a test broker.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// `memory://`: fast, lost on restart.
+    Memory,
+    /// `sqlite://<file>`: survives a restart (SIGKILL included).
+    Sqlite(PathBuf),
+}
+
+/// A Tansu broker process owned by one test.
+#[derive(Debug)]
+pub struct TansuBroker {
+    child: Option<Child>,
+    port: u16,
+    engine: Engine,
+}
+
+/// The Tansu binary: `$TANSU_BIN`, else where `scripts/install-tansu.sh` puts it.
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var("AGENTOPS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/agentops"));
+    cache.join("tansu-0.6.0-dynostore-libsql/bin/tansu")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+}
+
+impl TansuBroker {
+    /// Starts a broker with the memory engine.
+    pub fn start() -> TansuBroker {
+        Self::start_with(Engine::Memory)
+    }
+
+    /// Starts a broker with `engine` on a free port and waits until it accepts connections.
+    pub fn start_with(engine: Engine) -> TansuBroker {
+        let mut broker = TansuBroker { child: None, port: free_port(), engine };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let bin = tansu_bin();
+        assert!(bin.exists(), "Tansu binary {} is missing: run scripts/install-deps.sh", bin.display());
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let storage = match &self.engine {
+            Engine::Memory => "memory://tansu/".to_string(),
+            Engine::Sqlite(path) => format!("sqlite://{}", path.display()),
+        };
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &storage])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `bootstrap.servers` of this broker.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Kills the broker (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A client config for this broker with the settings tests need (fast group joins).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap())
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("log_level", "3");
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin client");
+        let results = admin
+            .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .await
+            .expect("create_topics");
+        for r in results {
+            r.expect("topic created");
+        }
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}

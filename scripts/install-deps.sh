@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need on a fresh machine; idempotent and cached.
+#   - Debian packages for rdkafka's bundled librdkafka build (cmake, curl, ssl, sasl, zlib, zstd)
+#   - the Tansu broker (scripts/install-tansu.sh, built once into $AGENTOPS_CACHE)
+#   - the ONNX Runtime shared library (scripts/install-onnxruntime.sh)
+#   - cargo-nextest (the test runner), if missing
+source "$(dirname "$0")/lib.sh"
+
+DEB_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-venv)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+"$REPO_ROOT/scripts/install-tansu.sh"
+"$REPO_ROOT/scripts/install-onnxruntime.sh"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
