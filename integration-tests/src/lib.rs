@@ -42,7 +42,11 @@ pub fn tansu_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl TansuBroker {
@@ -53,21 +57,37 @@ impl TansuBroker {
 
     /// Starts a broker with `engine` on a free port and waits until it accepts connections.
     pub fn start_with(engine: Engine) -> TansuBroker {
-        let mut broker = TansuBroker { child: None, port: free_port(), engine };
+        let mut broker = TansuBroker {
+            child: None,
+            port: free_port(),
+            engine,
+        };
         broker.spawn();
         broker
     }
 
     fn spawn(&mut self) {
         let bin = tansu_bin();
-        assert!(bin.exists(), "Tansu binary {} is missing: run scripts/install-deps.sh", bin.display());
+        assert!(
+            bin.exists(),
+            "Tansu binary {} is missing: run scripts/install-deps.sh",
+            bin.display()
+        );
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let storage = match &self.engine {
             Engine::Memory => "memory://tansu/".to_string(),
             Engine::Sqlite(path) => format!("sqlite://{}", path.display()),
         };
         let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &storage])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                &storage,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -114,7 +134,10 @@ impl TansuBroker {
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin client");
         let results = admin
-            .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
             .await
             .expect("create_topics");
         for r in results {

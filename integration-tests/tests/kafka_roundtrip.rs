@@ -69,14 +69,21 @@ async fn task_events_round_trip_in_both_wire_formats() {
     let schema_id = registry.register::<TaskEvent>(&topic).await.unwrap();
     let cf_encoder = Encoder::<TaskEvent>::confluent(schema_id);
     let mut sends = Vec::new();
-    for (event, encoder) in single.iter().map(|e| (e, &so_encoder)).chain(confluent.iter().map(|e| (e, &cf_encoder))) {
+    for (event, encoder) in single
+        .iter()
+        .map(|e| (e, &so_encoder))
+        .chain(confluent.iter().map(|e| (e, &cf_encoder)))
+    {
         let payload = encoder.encode(event).unwrap();
         let key = event.series_key();
         let producer = producer.clone();
         let topic = topic.clone();
         sends.push(async move {
             producer
-                .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(10),
+                )
                 .await
                 .map(|_| ())
                 .map_err(|(e, _)| e)
@@ -106,13 +113,22 @@ async fn task_events_round_trip_in_both_wire_formats() {
             .unwrap()
             .unwrap();
         let event = decoder.decode(message.payload().unwrap()).await.unwrap();
-        assert_eq!(message.key().unwrap(), event.series_key().as_bytes(), "keyed by series");
+        assert_eq!(
+            message.key().unwrap(),
+            event.series_key().as_bytes(),
+            "keyed by series"
+        );
         received.entry(event.event_id.clone()).or_insert((event, 0)).1 += 1;
         count += 1;
     }
     // Nothing more arrives (no duplicates).
-    assert!(tokio::time::timeout(Duration::from_secs(2), stream.next()).await.is_err());
-    assert!(received.values().all(|(_, n)| *n == 1), "every record exactly once");
+    assert!(tokio::time::timeout(Duration::from_secs(2), stream.next())
+        .await
+        .is_err());
+    assert!(
+        received.values().all(|(_, n)| *n == 1),
+        "every record exactly once"
+    );
     let got: Vec<TaskEvent> = received.into_values().map(|(e, _)| e).collect();
     let mut want: Vec<TaskEvent> = single.into_iter().chain(confluent).collect();
     want.sort_by(|a, b| a.event_id.cmp(&b.event_id));

@@ -76,7 +76,13 @@ pub async fn ensure_topics(kafka: &settings::Kafka, topics: &[&str]) -> Result<(
     let admin: AdminClient<DefaultClientContext> = base_config(kafka, "admin").create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, kafka.partitions, TopicReplication::Fixed(kafka.replication_factor)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new, &options).await? {
@@ -123,9 +129,24 @@ pub fn dead_letter_headers(dl: &DeadLetter<'_>) -> OwnedHeaders {
     let partition = dl.partition.to_string();
     let offset = dl.offset.to_string();
     OwnedHeaders::new()
-        .insert(Header { key: header::TOPIC, value: Some(dl.topic) })
-        .insert(Header { key: header::PARTITION, value: Some(&partition) })
-        .insert(Header { key: header::OFFSET, value: Some(&offset) })
-        .insert(Header { key: header::CLASS, value: Some(dl.reason) })
-        .insert(Header { key: header::MESSAGE, value: Some(dl.message) })
+        .insert(Header {
+            key: header::TOPIC,
+            value: Some(dl.topic),
+        })
+        .insert(Header {
+            key: header::PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: header::OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: header::CLASS,
+            value: Some(dl.reason),
+        })
+        .insert(Header {
+            key: header::MESSAGE,
+            value: Some(dl.message),
+        })
 }

@@ -19,11 +19,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cli;
 mod secret;
 mod sections;
 
 use std::collections::HashMap;
 
+pub use cli::ConfigArgs;
 pub use secret::Secret;
 pub use sections::*;
 

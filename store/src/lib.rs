@@ -86,3 +86,13 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         })
     }
 }
+
+/// Opens the store at `url` and applies pending migrations, as every service does at start.
+pub async fn open_migrated(url: &str) -> Result<Arc<dyn Store>> {
+    let store = open(url).await?;
+    let applied = store.migrate().await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied store migrations");
+    }
+    Ok(store)
+}
