@@ -1,3 +1,10 @@
-//! The aggregator: consumes `TaskEvent`s, keeps event-time windows per tenant/agent, writes daily
-//! metrics to the store and publishes `KpiWindow`s for the scorer (issue 4; not built yet: the
-//! binary only validates config and applies migrations).
+//! The aggregator: consumes `TaskEvent`s, keeps event-time windows per tenant/agent, writes
+//! daily metrics to the store and publishes `KpiWindow`s for the scorer, with exactly-once
+//! effect across crashes, restarts and rebalances.
+//!
+//! # Layout
+//! - [`engine`]: the pure core: windows, watermark, lateness, de-duplication, checkpointable
+//!   state of one partition.
+#![deny(missing_docs)]
+
+pub mod engine;

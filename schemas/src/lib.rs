@@ -7,6 +7,9 @@
 //! # Layout
 //! - [`task_event`]: [`TaskEvent`], one finished agent task (the pipeline's input).
 //! - [`kpi_window`]: [`KpiWindow`], the per-series window vector the aggregator publishes.
+//! - [`kpi`]: the KPI formulas (success rate, intervention rate, cost per task) over
+//!   [`kpi::Counts`], and [`kpi::LatencyDigest`], the mergeable latency sketch. Defined once,
+//!   used by the aggregator, the scorer and the API.
 //! - [`anomaly`]: [`Anomaly`], the scorer's verdict on a window.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint) and the
 //!   Confluent frame (magic `0` + 4-byte schema id); [`codec::Decoder`] accepts both.
@@ -29,6 +32,7 @@
 pub mod anomaly;
 pub mod codec;
 mod error;
+pub mod kpi;
 pub mod kpi_window;
 #[cfg(feature = "registry")]
 pub mod registry;

@@ -90,7 +90,10 @@ mod scenarios {
     pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
         store.migrate().await.unwrap();
         let first = daily("acme", "bot", date!(2026 - 11 - 20), 10);
-        store.upsert_daily_metrics(std::slice::from_ref(&first)).await.unwrap();
+        store
+            .upsert_daily_metrics(std::slice::from_ref(&first))
+            .await
+            .unwrap();
         let mut second = daily("acme", "bot", date!(2026 - 11 - 20), 12);
         second.is_final = true;
         second.latency_p99_ms = Some(2000.0);

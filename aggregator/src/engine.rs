@@ -1,0 +1,302 @@
+//! The pure core of the aggregator: the state of one input partition and what each event does
+//! to it. No Kafka, store or clock: event time comes in with the events, outputs go out as
+//! values, and the whole state serializes for checkpoints. The same input in the same order
+//! always gives the same outputs, which is what makes replays after a crash idempotent.
+//!
+//! Time model (per partition):
+//! - the **watermark** is the largest `completed_at` seen;
+//! - an event is **late** when `completed_at < watermark - allowed_lateness`; it changes nothing
+//!   and goes to the late-events topic;
+//! - a short window `[start, start + window)` is **emitted** (revision 0) once the watermark
+//!   reaches its end, for every active series: one whose first event is at or before the
+//!   window and whose last event is less than [`ACTIVE_SERIES_WINDOWS`] windows old (a series
+//!   with no tasks in the window gets an explicit empty window, so an outage is visible);
+//! - accepted late events update their window, which is **re-emitted** once, with revision 1,
+//!   when the watermark passes `end + allowed_lateness`;
+//! - a UTC day is **final** once the watermark passes `day end + allowed_lateness`;
+//! - duplicates (same `event_id`) are dropped within the lateness horizon (ids are kept as
+//!   64-bit XXH3 hashes).
+
+use std::collections::{BTreeMap, HashMap};
+
+use schemas::kpi::{Counts, LatencyDigest};
+use schemas::{KpiWindow, TaskEvent};
+use serde::{Deserialize, Serialize};
+
+/// How many windows a series stays active (gets empty windows emitted) after its last event.
+pub const ACTIVE_SERIES_WINDOWS: i64 = 60;
+/// Milliseconds in a UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Windowing parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Length of the short window (ms); divides a day.
+    pub window_ms: i64,
+    /// How far behind the watermark an event may be and still count (ms).
+    pub allowed_lateness_ms: i64,
+}
+
+/// A series: tenant and agent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Series {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+}
+
+/// Counts and latency digest of a set of events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Additive counts.
+    pub counts: Counts,
+    /// Latency digest.
+    pub latency: LatencyDigest,
+}
+
+impl Aggregate {
+    fn add(&mut self, event: &TaskEvent) {
+        self.counts.add(event);
+        self.latency.record(event.latency_ms());
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct WindowState {
+    aggregate: Aggregate,
+    /// Whether the window's period was already emitted.
+    emitted: bool,
+    /// Whether late events changed it after emission.
+    changed_after_emit: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct DayState {
+    aggregate: Aggregate,
+    dirty: bool,
+    is_final: bool,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Counted.
+    Accepted,
+    /// Same `event_id` already counted: dropped.
+    Duplicate,
+    /// Behind the watermark by more than the allowed lateness: not counted.
+    Late {
+        /// The partition watermark when it arrived.
+        watermark_ms: i64,
+    },
+}
+
+/// A daily row of one series, complete values, ready to upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    /// The series.
+    pub series: Series,
+    /// Days since the Unix epoch (UTC).
+    pub day_index: i64,
+    /// Counts and digest of the day so far.
+    pub aggregate: Aggregate,
+    /// No more changes expected (the watermark passed the day's end plus lateness).
+    pub is_final: bool,
+}
+
+/// Counters of one partition (kept in the checkpoint, so they survive restarts exactly).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events counted.
+    pub accepted: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Late events diverted.
+    pub late: u64,
+    /// KPI windows emitted (all revisions).
+    pub windows_emitted: u64,
+}
+
+/// The whole state of one input partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    watermark_ms: Option<i64>,
+    /// Start of the earliest period not emitted yet.
+    next_period_ms: Option<i64>,
+    windows: BTreeMap<(i64, Series), WindowState>,
+    days: BTreeMap<(i64, Series), DayState>,
+    /// Series -> starts of its first and last periods with an event.
+    active: BTreeMap<Series, (i64, i64)>,
+    /// Hash of event id -> its completed_at.
+    seen: HashMap<u64, i64>,
+    stats: Stats,
+}
+
+fn event_hash(event_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(event_id.as_bytes())
+}
+
+impl PartitionState {
+    /// The watermark (largest event time seen), if any event was seen.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.watermark_ms
+    }
+
+    /// The partition's counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Series and windows held in memory (for the memory gauges).
+    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.active.len(),
+            self.windows.len(),
+            self.days.len(),
+            self.seen.len(),
+        )
+    }
+
+    /// Applies one event; emitted windows are appended to `out`.
+    pub fn process(&mut self, config: &EngineConfig, event: &TaskEvent, out: &mut Vec<KpiWindow>) -> Outcome {
+        let t = event.completed_at;
+        if let Some(watermark) = self.watermark_ms {
+            if t < watermark - config.allowed_lateness_ms {
+                self.stats.late += 1;
+                return Outcome::Late {
+                    watermark_ms: watermark,
+                };
+            }
+        }
+        if self.seen.insert(event_hash(&event.event_id), t).is_some() {
+            self.stats.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        self.stats.accepted += 1;
+        let series = Series {
+            tenant_id: event.tenant_id.clone(),
+            agent_id: event.agent_id.clone(),
+        };
+        let start = t.div_euclid(config.window_ms) * config.window_ms;
+        let next_period = *self.next_period_ms.get_or_insert(start);
+        let window = self.windows.entry((start, series.clone())).or_default();
+        window.aggregate.add(event);
+        if start < next_period {
+            // Its period was already emitted (with this series' data or as an empty window).
+            window.emitted = true;
+            window.changed_after_emit = true;
+        }
+        let day = self
+            .days
+            .entry((t.div_euclid(DAY_MS), series.clone()))
+            .or_default();
+        day.aggregate.add(event);
+        day.dirty = true;
+        let (first, last) = self.active.entry(series).or_insert((start, start));
+        *first = (*first).min(start);
+        *last = (*last).max(start);
+        if self.watermark_ms.is_none_or(|w| t > w) {
+            self.watermark_ms = Some(t);
+            self.advance(config, out);
+        }
+        Outcome::Accepted
+    }
+
+    fn advance(&mut self, config: &EngineConfig, out: &mut Vec<KpiWindow>) {
+        let watermark = self.watermark_ms.expect("advance after an event");
+        let lateness = config.allowed_lateness_ms;
+        // Emit every period whose end the watermark reached.
+        while let Some(period) = self.next_period_ms.filter(|p| p + config.window_ms <= watermark) {
+            let oldest_active = period - (ACTIVE_SERIES_WINDOWS - 1) * config.window_ms;
+            self.active.retain(|_, (_, last)| *last >= oldest_active);
+            for (series, (first, _)) in &self.active {
+                if *first > period {
+                    continue; // the series had not started yet
+                }
+                let key = (period, series.clone());
+                let window = self.windows.entry(key).or_default();
+                window.emitted = true;
+                window.aggregate.latency.flush();
+                out.push(kpi_window(series, period, config.window_ms, 0, &window.aggregate));
+                self.stats.windows_emitted += 1;
+            }
+            self.next_period_ms = Some(period + config.window_ms);
+        }
+        // Re-emit changed windows and forget windows past their lateness.
+        let closed_before = watermark - lateness;
+        while let Some(entry) = self.windows.first_entry() {
+            let (start, _) = entry.key();
+            if start + config.window_ms > closed_before {
+                break;
+            }
+            let ((start, series), mut window) = entry.remove_entry();
+            if window.changed_after_emit {
+                window.aggregate.latency.flush();
+                out.push(kpi_window(&series, start, config.window_ms, 1, &window.aggregate));
+                self.stats.windows_emitted += 1;
+            }
+        }
+        for ((day, _), state) in self.days.iter_mut() {
+            if (day + 1) * DAY_MS > closed_before {
+                break;
+            }
+            if !state.is_final {
+                state.is_final = true;
+                state.dirty = true;
+            }
+        }
+        self.seen.retain(|_, t| *t >= closed_before);
+    }
+
+    /// Daily rows changed since the last call (complete values). Final days are forgotten once
+    /// taken: their rows are written and late events for them are diverted.
+    pub fn take_dirty_days(&mut self) -> Vec<DayRow> {
+        let mut rows = Vec::new();
+        for ((day_index, series), state) in self.days.iter_mut().filter(|(_, s)| s.dirty) {
+            state.dirty = false;
+            state.aggregate.latency.flush();
+            rows.push(DayRow {
+                series: series.clone(),
+                day_index: *day_index,
+                aggregate: state.aggregate.clone(),
+                is_final: state.is_final,
+            });
+        }
+        self.days.retain(|_, s| !s.is_final);
+        rows
+    }
+
+    /// The state as bytes, for the checkpoint.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("partition state serializes")
+    }
+
+    /// Restores [`PartitionState::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<PartitionState, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// The KPI window record of a series' aggregate.
+pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a: &Aggregate) -> KpiWindow {
+    let c = &a.counts;
+    KpiWindow {
+        window_id: KpiWindow::id_for(&series.tenant_id, &series.agent_id, start),
+        tenant_id: series.tenant_id.clone(),
+        agent_id: series.agent_id.clone(),
+        window_start: start,
+        window_end: start + window_ms,
+        revision,
+        tasks_total: c.tasks_total,
+        succeeded: c.succeeded,
+        failed: c.failed,
+        cancelled: c.cancelled,
+        tasks_with_intervention: c.tasks_with_intervention,
+        interventions: c.interventions,
+        cost_micros: c.cost_micros,
+        latency_p50_ms: a.latency.quantile(0.50),
+        latency_p95_ms: a.latency.quantile(0.95),
+        latency_p99_ms: a.latency.quantile(0.99),
+    }
+}

@@ -1,0 +1,255 @@
+//! The pure windowing core: counts, duplicates, lateness, emission, checkpoint/restore.
+
+use aggregator::engine::{EngineConfig, Outcome, PartitionState, DAY_MS};
+use proptest::prelude::*;
+use schemas::kpi::{rank_error_bounds, Counts};
+use schemas::{KpiWindow, TaskEvent, TaskStatus};
+
+const CONFIG: EngineConfig = EngineConfig {
+    window_ms: 60_000,
+    allowed_lateness_ms: 300_000,
+};
+const T0: i64 = 1_763_856_000_000; // 2025-11-23T00:00:00Z, a day boundary
+
+fn event(id: u64, agent: &str, completed_at: i64, status: TaskStatus, latency: i64) -> TaskEvent {
+    let mut e = TaskEvent::example();
+    e.event_id = format!("e{id}");
+    e.agent_id = agent.into();
+    e.completed_at = completed_at;
+    e.started_at = completed_at - latency;
+    e.status = status;
+    e.cost_micros = id as i64 % 1000;
+    e.human_interventions = (id % 3 == 0) as i32;
+    e
+}
+
+fn run(state: &mut PartitionState, events: &[TaskEvent]) -> (Vec<Outcome>, Vec<KpiWindow>) {
+    let mut out = Vec::new();
+    let outcomes = events
+        .iter()
+        .map(|e| state.process(&CONFIG, e, &mut out))
+        .collect();
+    (outcomes, out)
+}
+
+#[test]
+fn duplicates_are_dropped_and_late_events_diverted() {
+    let mut s = PartitionState::default();
+    let events = [
+        event(1, "a", T0 + 1_000, TaskStatus::Succeeded, 10),
+        event(1, "a", T0 + 1_000, TaskStatus::Succeeded, 10),
+        event(2, "a", T0 + 900_000, TaskStatus::Failed, 10),
+        event(3, "a", T0 + 500_000, TaskStatus::Failed, 10), // 400 s behind: late (> 300 s)
+        event(4, "a", T0 + 700_000, TaskStatus::Failed, 10), // 200 s behind: accepted
+    ];
+    let (outcomes, _) = run(&mut s, &events);
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Accepted,
+            Outcome::Duplicate,
+            Outcome::Accepted,
+            Outcome::Late {
+                watermark_ms: T0 + 900_000
+            },
+            Outcome::Accepted
+        ]
+    );
+    let rows = s.take_dirty_days();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].aggregate.counts.tasks_total, 3);
+    assert!(!rows[0].is_final);
+    assert!(s.take_dirty_days().is_empty(), "nothing changed since");
+    assert_eq!(
+        (s.stats().accepted, s.stats().duplicates, s.stats().late),
+        (3, 1, 1)
+    );
+}
+
+#[test]
+fn windows_are_emitted_when_the_watermark_passes_with_empty_windows_for_quiet_series() {
+    let mut s = PartitionState::default();
+    let (_, out) = run(
+        &mut s,
+        &[
+            event(1, "a", T0 + 10_000, TaskStatus::Succeeded, 100),
+            event(2, "b", T0 + 20_000, TaskStatus::Failed, 300),
+            event(3, "a", T0 + 130_000, TaskStatus::Succeeded, 100), // closes periods 0 and 1
+        ],
+    );
+    let got: Vec<_> = out
+        .iter()
+        .map(|w| {
+            (
+                w.window_start - T0,
+                w.agent_id.as_str(),
+                w.tasks_total,
+                w.revision,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "a", 1, 0),
+            (0, "b", 1, 0),
+            (60_000, "a", 0, 0),
+            (60_000, "b", 0, 0)
+        ]
+    );
+    let empty = &out[2];
+    assert_eq!(empty.latency_p95_ms, None, "no tasks: no latency, not 0 ms");
+    assert_eq!(empty.window_id, KpiWindow::id_for("acme", "a", T0 + 60_000));
+    assert_eq!(out[0].latency_p50_ms, Some(100.0));
+}
+
+#[test]
+fn late_accepted_events_re_emit_the_window_once_with_revision_1() {
+    let mut s = PartitionState::default();
+    let (_, first) = run(
+        &mut s,
+        &[
+            event(1, "a", T0 + 10_000, TaskStatus::Succeeded, 100),
+            event(2, "a", T0 + 70_000, TaskStatus::Succeeded, 100),
+        ],
+    );
+    assert_eq!(first.len(), 1);
+    // Late but within lateness: window 0 changes; re-emitted when watermark passes 60 s + 300 s.
+    let (_, mid) = run(&mut s, &[event(3, "a", T0 + 20_000, TaskStatus::Failed, 100)]);
+    assert!(mid.is_empty());
+    let (_, last) = run(&mut s, &[event(4, "a", T0 + 400_000, TaskStatus::Succeeded, 100)]);
+    let rev1: Vec<_> = last.iter().filter(|w| w.revision == 1).collect();
+    assert_eq!(rev1.len(), 1);
+    assert_eq!(
+        (rev1[0].window_start, rev1[0].tasks_total, rev1[0].failed),
+        (T0, 2, 1)
+    );
+    assert_eq!(rev1[0].window_id, first[0].window_id, "same window, new revision");
+}
+
+#[test]
+fn days_become_final_after_the_lateness_and_are_forgotten() {
+    let mut s = PartitionState::default();
+    run(
+        &mut s,
+        &[event(1, "a", T0 + DAY_MS - 1, TaskStatus::Succeeded, 10)],
+    );
+    assert!(!s.take_dirty_days()[0].is_final);
+    run(
+        &mut s,
+        &[event(2, "a", T0 + DAY_MS + 300_000, TaskStatus::Succeeded, 10)],
+    );
+    let rows = s.take_dirty_days();
+    let day0: Vec<_> = rows.iter().filter(|r| r.day_index == T0 / DAY_MS).collect();
+    assert!(day0[0].is_final);
+    assert_eq!(day0[0].aggregate.counts.tasks_total, 1);
+    let (outcomes, _) = run(
+        &mut s,
+        &[event(3, "a", T0 + DAY_MS - 2, TaskStatus::Succeeded, 10)],
+    );
+    assert!(matches!(outcomes[0], Outcome::Late { .. }));
+}
+
+fn arb_events() -> impl Strategy<Value = Vec<TaskEvent>> {
+    // Roughly ordered events over two days with jitter below the allowed lateness, some
+    // duplicates, three agents.
+    prop::collection::vec(
+        (
+            0i64..2 * DAY_MS / 1000,
+            0i64..250_000,
+            0usize..3,
+            0usize..3,
+            1i64..50_000,
+            0u8..10,
+        ),
+        1..300,
+    )
+    .prop_map(|raw| {
+        let mut base: Vec<_> = raw.iter().map(|r| r.0 * 1000).collect();
+        base.sort_unstable();
+        raw.iter()
+            .zip(base)
+            .enumerate()
+            .flat_map(|(i, (&(_, jitter, agent, status, latency, dup), t))| {
+                let e = event(
+                    i as u64,
+                    ["a", "b", "c"][agent],
+                    T0 + t + 250_000 - jitter,
+                    TaskStatus::ALL[status],
+                    latency,
+                );
+                let copies = if dup == 0 { 2 } else { 1 };
+                std::iter::repeat_n(e, copies)
+            })
+            .collect()
+    })
+}
+
+fn exact_days(events: &[TaskEvent]) -> std::collections::BTreeMap<(i64, String), (Counts, Vec<i64>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut days = std::collections::BTreeMap::new();
+    for e in events {
+        if !seen.insert(e.event_id.clone()) {
+            continue;
+        }
+        let entry = days
+            .entry((e.completed_at.div_euclid(DAY_MS), e.agent_id.clone()))
+            .or_insert((Counts::default(), vec![]));
+        entry.0.add(e);
+        entry.1.push(e.latency_ms());
+    }
+    days
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn daily_counts_equal_exact_counts_when_disorder_is_within_lateness(events in arb_events()) {
+        let mut s = PartitionState::default();
+        let (outcomes, _) = run(&mut s, &events);
+        let late = outcomes.iter().filter(|o| matches!(o, Outcome::Late { .. })).count();
+        prop_assert_eq!(late, 0);
+        let mut got = std::collections::BTreeMap::new();
+        for row in s.take_dirty_days() {
+            got.insert((row.day_index, row.series.agent_id.clone()), row);
+        }
+        let exact = exact_days(&events);
+        prop_assert_eq!(got.len(), exact.len());
+        for (key, (counts, mut latencies)) in exact {
+            let row = &got[&key];
+            prop_assert_eq!(row.aggregate.counts, counts);
+            let p95 = row.aggregate.latency.quantile(0.95).unwrap();
+            let (lo, hi) = rank_error_bounds(&mut latencies, 0.95, 0.02).unwrap();
+            prop_assert!(lo <= p95 && p95 <= hi);
+        }
+    }
+
+    #[test]
+    fn checkpoint_and_restore_anywhere_changes_nothing(events in arb_events(), cut in 0.0f64..1.0) {
+        let cut = (events.len() as f64 * cut) as usize;
+        let mut straight = PartitionState::default();
+        let (outcomes, windows) = run(&mut straight, &events);
+
+        let mut before = PartitionState::default();
+        let (mut outcomes2, mut windows2) = run(&mut before, &events[..cut]);
+        let mut restored = PartitionState::from_bytes(&before.to_bytes()).unwrap();
+        prop_assert_eq!(&restored, &before);
+        let (o, w) = run(&mut restored, &events[cut..]);
+        outcomes2.extend(o);
+        windows2.extend(w);
+        prop_assert_eq!(outcomes, outcomes2);
+        prop_assert_eq!(windows, windows2);
+        prop_assert_eq!(straight.take_dirty_days(), restored.take_dirty_days());
+    }
+
+    #[test]
+    fn window_ids_are_unique_per_revision(events in arb_events()) {
+        let mut s = PartitionState::default();
+        let (_, windows) = run(&mut s, &events);
+        let mut ids = std::collections::HashSet::new();
+        for w in &windows {
+            prop_assert!(ids.insert((w.window_id.clone(), w.revision)), "window emitted twice: {:?}", w);
+        }
+    }
+}
