@@ -5,6 +5,13 @@
 //! # Layout
 //! - [`engine`]: the pure core: windows, watermark, lateness, de-duplication, checkpointable
 //!   state of one partition.
+//! - [`daily`]: daily store rows and tenant roll-ups (merged digests).
+//! - [`driver`]: the Kafka consumer-group member and the checkpoint protocol.
 #![deny(missing_docs)]
 
+pub mod daily;
+pub mod driver;
 pub mod engine;
+mod error;
+
+pub use error::{Error, Result};

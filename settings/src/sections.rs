@@ -117,6 +117,8 @@ pub struct Ingest {
 pub struct Aggregator {
     /// Kafka consumer group.
     pub consumer_group: String,
+    /// `group` (consumer-group rebalancing), `all`, or a comma-separated partition list.
+    pub assignment: String,
     /// Length of the short tumbling window published to the scorer; divides a day.
     pub window_secs: u32,
     /// How late (behind the partition watermark) an event may arrive and still be counted.
@@ -228,6 +230,16 @@ impl Settings {
             return Err(invalid(
                 "aggregator.window_secs",
                 format!("{window} must be positive and divide 86400"),
+            ));
+        }
+        let assignment = self.aggregator.assignment.as_str();
+        if !(assignment == "group"
+            || assignment == "all"
+            || assignment.split(',').all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
+        {
+            return Err(invalid(
+                "aggregator.assignment",
+                format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
             ));
         }
         if self.ingest.max_batch_events == 0 {

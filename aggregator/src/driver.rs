@@ -1,0 +1,361 @@
+//! The Kafka and store edge of the aggregator: a consumer-group member on its own thread that
+//! feeds the [`engine`](crate::engine) and checkpoints.
+//!
+//! Exactly-once effect, without Kafka transactions (which our broker does not fully have):
+//! 1. each assigned partition starts from its checkpoint in the store (state + next offset,
+//!    one row), or from the beginning; the consumer is positioned there on assignment;
+//! 2. every `checkpoint_interval_ms`, and before partitions are revoked or the service stops:
+//!    outputs are delivered (KpiWindows, dead letters and late events, awaited with
+//!    `acks=all`), dirty daily rows are upserted with complete values, tenant roll-ups are
+//!    recomputed, then the checkpoint (state + next offset) is saved, then offsets are
+//!    committed to Kafka;
+//! 3. any failure stops the process; on restart the replay from the checkpoint recomputes the
+//!    same outputs (deterministic engine) and rewrites the same complete rows.
+//!
+//! A checkpoint that would move an offset back (a stale owner after a rebalance) is refused by
+//! the store and the partition is dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use schemas::codec::{Decoder, Encoder};
+use schemas::{KpiWindow, TaskEvent};
+use store::{Checkpoint, DailyMetricsQuery, Store};
+use tokio::runtime::Handle;
+
+use crate::daily::{rollup, to_metric};
+use crate::engine::{EngineConfig, Outcome, PartitionState};
+use crate::{Error, Result};
+
+/// What the driver needs, built by `main` (or a test) from the settings.
+pub struct Deps {
+    /// Settings of the whole pipeline.
+    pub settings: settings::Settings,
+    /// The store (daily rows, checkpoints).
+    pub store: Arc<dyn Store>,
+    /// Runtime handle for the async clients.
+    pub runtime: Handle,
+}
+
+struct Partition {
+    state: PartitionState,
+    next_offset: i64,
+    windows: Vec<KpiWindow>,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+struct Shared {
+    settings: settings::Settings,
+    store: Arc<dyn Store>,
+    runtime: Handle,
+    producer: FutureProducer,
+    window_encoder: Encoder<KpiWindow>,
+    partitions: Mutex<HashMap<i32, Partition>>,
+    /// A fatal error raised inside a rebalance callback, re-raised by the loop.
+    fatal: Mutex<Option<Error>>,
+}
+
+struct Ctx(Arc<Shared>);
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: rdkafka::types::RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let shared = &self.0;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = shared.restore(tpl) {
+                    shared.fail(e);
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    shared.fail(e.into());
+                }
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions: Vec<i32> = shared.partitions.lock().expect("lock").keys().copied().collect();
+                if let Err(e) = shared.checkpoint(consumer, &partitions) {
+                    shared.fail(e);
+                }
+                shared.partitions.lock().expect("lock").clear();
+                tracing::info!(?partitions, "partitions revoked");
+                let _ = consumer.unassign();
+            }
+            other => tracing::error!(?other, "rebalance error"),
+        }
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Shared {
+    fn topic(&self) -> &str {
+        &self.settings.kafka.topics.task_events
+    }
+
+    fn group(&self) -> &str {
+        &self.settings.aggregator.consumer_group
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            window_ms: i64::from(self.settings.aggregator.window_secs) * 1000,
+            allowed_lateness_ms: i64::from(self.settings.aggregator.allowed_lateness_secs) * 1000,
+        }
+    }
+
+    fn fail(&self, error: Error) {
+        tracing::error!(%error, "fatal");
+        self.fatal.lock().expect("lock").get_or_insert(error);
+    }
+
+    /// Loads the checkpoints of newly assigned partitions and positions `tpl` at them.
+    fn restore(&self, tpl: &mut TopicPartitionList) -> Result<()> {
+        let assigned: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let mut partitions = self.partitions.lock().expect("lock");
+        for (topic, partition) in assigned {
+            let checkpoint = self.runtime.block_on(self.store.load_checkpoint(self.group(), &topic, partition))?;
+            let (state, next_offset) = match checkpoint {
+                Some(cp) => {
+                    let state = PartitionState::from_bytes(&cp.state)
+                        .map_err(|e| Error::CorruptCheckpoint { partition, message: e.to_string() })?;
+                    (state, cp.next_offset)
+                }
+                None => (PartitionState::default(), 0),
+            };
+            let offset = if next_offset > 0 { Offset::Offset(next_offset) } else { Offset::Beginning };
+            tpl.set_partition_offset(&topic, partition, offset)?;
+            tracing::info!(partition, next_offset, "partition assigned, restored from checkpoint");
+            partitions.insert(partition, Partition { state, next_offset, windows: Vec::new(), deliveries: Vec::new() });
+        }
+        Ok(())
+    }
+
+    fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: Option<rdkafka::message::OwnedHeaders>) -> Result<DeliveryFuture> {
+        loop {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(h) = headers.clone() {
+                record = record.headers(h);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn divert(&self, topic: &str, message: &BorrowedMessage<'_>, reason: &str, text: &str) -> Result<DeliveryFuture> {
+        let headers = kafka_io::dead_letter_headers(&kafka_io::DeadLetter {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            reason,
+            message: text,
+        });
+        self.send(topic, message.key(), message.payload().unwrap_or_default(), Some(headers))
+    }
+
+    fn handle(&self, decoder: &Decoder<TaskEvent>, message: &BorrowedMessage<'_>) -> Result<()> {
+        let config = self.engine_config();
+        let partition_id = message.partition();
+        let decoded = match decoder.decode_sync(message.payload().unwrap_or_default()) {
+            Err(e) if e.is_retriable() => self.runtime.block_on(decoder.decode(message.payload().unwrap_or_default())),
+            other => other,
+        };
+        let mut partitions = self.partitions.lock().expect("lock");
+        let Some(part) = partitions.get_mut(&partition_id) else { return Ok(()) };
+        if message.offset() < part.next_offset {
+            return Ok(()); // already reflected in the restored state
+        }
+        let topics = &self.settings.kafka.topics;
+        match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| validate(e).map_err(|m| ("invalid_event", m))) {
+            Err((reason, text)) => {
+                tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
+                part.deliveries.push(self.divert(&topics.dead_letter, message, reason, &text)?);
+            }
+            Ok(event) => {
+                if let Outcome::Late { watermark_ms } = part.state.process(&config, &event, &mut part.windows) {
+                    let text = format!(
+                        "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
+                        event.completed_at, config.allowed_lateness_ms
+                    );
+                    tracing::debug!(partition_id, offset = message.offset(), %text, "late event diverted");
+                    part.deliveries.push(self.divert(&topics.late_events, message, "late", &text)?);
+                }
+            }
+        }
+        part.next_offset = message.offset() + 1;
+        Ok(())
+    }
+
+    /// Delivers outputs, writes daily rows and roll-ups, saves checkpoints, commits offsets.
+    fn checkpoint(&self, consumer: &BaseConsumer<Ctx>, partition_ids: &[i32]) -> Result<()> {
+        let started = Instant::now();
+        let mut partitions = self.partitions.lock().expect("lock");
+        let mut deliveries = Vec::new();
+        let mut rows = Vec::new();
+        let now = now_ms();
+        for id in partition_ids {
+            let Some(part) = partitions.get_mut(id) else { continue };
+            for window in part.windows.drain(..) {
+                let key = schemas::series_key(&window.tenant_id, &window.agent_id);
+                let payload = self.window_encoder.encode(&window)?;
+                deliveries.push(self.send(&self.settings.kafka.topics.kpi_windows, Some(key.as_bytes()), &payload, None)?);
+            }
+            deliveries.append(&mut part.deliveries);
+            rows.extend(part.state.take_dirty_days().iter().map(|r| to_metric(r, now)));
+        }
+        self.runtime.block_on(async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(Error::Kafka(e)),
+                    Err(_) => return Err(Error::Kafka(rdkafka::error::KafkaError::Canceled)),
+                }
+            }
+            self.store.upsert_daily_metrics(&rows).await?;
+            let touched: BTreeSet<(String, time::Date)> = rows.iter().map(|r| (r.tenant_id.clone(), r.day)).collect();
+            for (tenant, day) in touched {
+                let query = DailyMetricsQuery { tenant_id: tenant.clone(), agent_id: None, from: day, to: day };
+                let agent_rows = self.store.daily_metrics(&query).await?;
+                self.store.upsert_daily_metrics(&[rollup(&tenant, day, &agent_rows, now)?]).await?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        let mut commit = TopicPartitionList::new();
+        let mut dropped = Vec::new();
+        for id in partition_ids {
+            let Some(part) = partitions.get(id) else { continue };
+            let checkpoint = Checkpoint {
+                consumer_group: self.group().to_string(),
+                topic: self.topic().to_string(),
+                partition: *id,
+                next_offset: part.next_offset,
+                state: part.state.to_bytes(),
+                updated_at_ms: now,
+            };
+            match self.runtime.block_on(self.store.save_checkpoint(&checkpoint)) {
+                Ok(()) => commit.add_partition_offset(self.topic(), *id, Offset::Offset(part.next_offset))?,
+                Err(store::Error::CheckpointRegression { stored, attempted, .. }) => {
+                    tracing::warn!(partition = id, stored, attempted, "another owner is ahead: dropping partition");
+                    dropped.push(*id);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for id in dropped {
+            partitions.remove(&id);
+        }
+        if commit.count() > 0 {
+            // Informational (lag monitoring): positions come from the store's checkpoints.
+            if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+                tracing::debug!(%e, "offset commit failed");
+            }
+        }
+        tracing::debug!(partitions = partition_ids.len(), rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint");
+        Ok(())
+    }
+}
+
+/// Field checks beyond the schema: what would make the KPIs wrong.
+pub fn validate(event: TaskEvent) -> std::result::Result<TaskEvent, String> {
+    if event.event_id.is_empty() || event.tenant_id.is_empty() || event.agent_id.is_empty() {
+        return Err("event_id, tenant_id and agent_id must not be empty".into());
+    }
+    if event.completed_at < event.started_at {
+        return Err(format!("completed_at {} is before started_at {}", event.completed_at, event.started_at));
+    }
+    if event.cost_micros < 0 || event.human_interventions < 0 {
+        return Err("cost_micros and human_interventions must not be negative".into());
+    }
+    Ok(event)
+}
+
+/// Runs the aggregator on the calling thread until `stop` is set (then checkpoints and
+/// returns) or a fatal error occurs.
+pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
+    let settings = deps.settings;
+    let decoder = Arc::new(match settings.schema_registry.url() {
+        Some(url) => Decoder::with_registry(Arc::new(schemas::registry::Registry::new(url))),
+        None => Decoder::new(),
+    });
+    let window_encoder = match settings.schema_registry.url() {
+        Some(url) => {
+            let registry = schemas::registry::Registry::new(url);
+            Encoder::confluent(deps.runtime.block_on(registry.register::<KpiWindow>(&settings.kafka.topics.kpi_windows))?)
+        }
+        None => Encoder::single_object(),
+    };
+    let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "aggregator").create()?;
+    let shared = Arc::new(Shared {
+        store: deps.store,
+        runtime: deps.runtime,
+        producer,
+        window_encoder,
+        partitions: Mutex::new(HashMap::new()),
+        fatal: Mutex::new(None),
+        settings,
+    });
+    let mut config = kafka_io::consumer_config(&shared.settings.kafka, "aggregator", shared.group());
+    config.set("partition.assignment.strategy", "range");
+    let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
+    match shared.settings.aggregator.assignment.as_str() {
+        "group" => consumer.subscribe(&[shared.topic()])?,
+        fixed => {
+            let partitions: Vec<i32> = if fixed == "all" {
+                let metadata = consumer.fetch_metadata(Some(shared.topic()), Duration::from_secs(30))?;
+                metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect()
+            } else {
+                fixed.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+            };
+            let mut tpl = TopicPartitionList::new();
+            for p in partitions {
+                tpl.add_partition(shared.topic(), p);
+            }
+            shared.restore(&mut tpl)?;
+            consumer.assign(&tpl)?;
+        }
+    }
+    let interval = Duration::from_millis(shared.settings.aggregator.checkpoint_interval_ms);
+    let mut last_checkpoint = Instant::now();
+    tracing::info!(topic = shared.topic(), group = shared.group(), "aggregator running");
+    loop {
+        if let Some(error) = shared.fatal.lock().expect("lock").take() {
+            return Err(error);
+        }
+        if stop.load(Ordering::Relaxed) {
+            let ids: Vec<i32> = shared.partitions.lock().expect("lock").keys().copied().collect();
+            shared.checkpoint(&consumer, &ids)?;
+            tracing::info!("checkpointed on shutdown");
+            return Ok(());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => shared.handle(&decoder, &message)?,
+            Some(Err(e)) => tracing::warn!(%e, "consumer error"),
+            None => {}
+        }
+        if last_checkpoint.elapsed() >= interval {
+            let ids: Vec<i32> = shared.partitions.lock().expect("lock").keys().copied().collect();
+            shared.checkpoint(&consumer, &ids)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+}
