@@ -13,7 +13,14 @@ pub fn date_of(day_index: i64) -> Date {
     Date::from_julian_day(2_440_588 + day_index as i32).expect("day index in range")
 }
 
-fn metric(tenant_id: &str, agent_id: &str, day: Date, a: &Aggregate, is_final: bool, now_ms: i64) -> DailyMetric {
+fn metric(
+    tenant_id: &str,
+    agent_id: &str,
+    day: Date,
+    a: &Aggregate,
+    is_final: bool,
+    now_ms: i64,
+) -> DailyMetric {
     let c = &a.counts;
     DailyMetric {
         tenant_id: tenant_id.to_string(),
@@ -37,15 +44,33 @@ fn metric(tenant_id: &str, agent_id: &str, day: Date, a: &Aggregate, is_final: b
 
 /// The store row of an engine day row.
 pub fn to_metric(row: &DayRow, now_ms: i64) -> DailyMetric {
-    metric(&row.series.tenant_id, &row.series.agent_id, date_of(row.day_index), &row.aggregate, row.is_final, now_ms)
+    metric(
+        &row.series.tenant_id,
+        &row.series.agent_id,
+        date_of(row.day_index),
+        &row.aggregate,
+        row.is_final,
+        now_ms,
+    )
 }
 
 /// The tenant-wide row of one day from its per-agent rows (rows of other tenants or days, and
 /// existing roll-up rows, are ignored). Final when every agent row is final.
-pub fn rollup(tenant_id: &str, day: Date, rows: &[DailyMetric], now_ms: i64) -> Result<DailyMetric, schemas::kpi::DigestError> {
-    let mut aggregate = Aggregate { counts: Counts::default(), latency: LatencyDigest::default() };
+pub fn rollup(
+    tenant_id: &str,
+    day: Date,
+    rows: &[DailyMetric],
+    now_ms: i64,
+) -> Result<DailyMetric, schemas::kpi::DigestError> {
+    let mut aggregate = Aggregate {
+        counts: Counts::default(),
+        latency: LatencyDigest::default(),
+    };
     let mut is_final = true;
-    for row in rows.iter().filter(|r| r.tenant_id == tenant_id && r.day == day && r.agent_id != ALL_AGENTS) {
+    for row in rows
+        .iter()
+        .filter(|r| r.tenant_id == tenant_id && r.day == day && r.agent_id != ALL_AGENTS)
+    {
         aggregate.counts.merge(&Counts {
             tasks_total: row.tasks_total,
             succeeded: row.succeeded,
@@ -55,7 +80,9 @@ pub fn rollup(tenant_id: &str, day: Date, rows: &[DailyMetric], now_ms: i64) -> 
             interventions: row.interventions,
             cost_micros: row.cost_micros,
         });
-        aggregate.latency.merge(&LatencyDigest::from_bytes(&row.latency_digest)?);
+        aggregate
+            .latency
+            .merge(&LatencyDigest::from_bytes(&row.latency_digest)?);
         is_final &= row.is_final;
     }
     Ok(metric(tenant_id, ALL_AGENTS, day, &aggregate, is_final, now_ms))
@@ -77,7 +104,15 @@ mod tests {
             aggregate.counts.add(&e);
             aggregate.latency.record(*l);
         }
-        DayRow { series: Series { tenant_id: "acme".into(), agent_id: agent.into() }, day_index: 20_415, aggregate, is_final }
+        DayRow {
+            series: Series {
+                tenant_id: "acme".into(),
+                agent_id: agent.into(),
+            },
+            day_index: 20_415,
+            aggregate,
+            is_final,
+        }
     }
 
     #[test]
@@ -90,7 +125,10 @@ mod tests {
     fn rollup_adds_counts_and_merges_digests() {
         let a: Vec<i64> = (1..=900).collect();
         let b: Vec<i64> = (10_000..10_100).collect();
-        let rows = [to_metric(&day_row("a", &a, true), 0), to_metric(&day_row("b", &b, false), 0)];
+        let rows = [
+            to_metric(&day_row("a", &a, true), 0),
+            to_metric(&day_row("b", &b, false), 0),
+        ];
         let r = rollup("acme", date_of(20_415), &rows, 7).unwrap();
         assert_eq!(r.agent_id, ALL_AGENTS);
         assert_eq!(r.tasks_total, 1000);

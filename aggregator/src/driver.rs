@@ -14,6 +14,11 @@
 //!
 //! A checkpoint that would move an offset back (a stale owner after a rebalance) is refused by
 //! the store and the partition is dropped.
+//!
+//! Resuming is done a little *before* the checkpointed offset, skipping what the state already
+//! reflects, and the first record fetched is checked (see [`resume_verdict`]): some brokers
+//! (Tansu 0.6) answer a fetch from the middle of a record batch with the *next* batch, which
+//! would silently skip the rest of the batch. A gap is repaired by seeking further back.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +49,41 @@ pub struct Deps {
     pub runtime: Handle,
 }
 
+/// What the first record fetched after positioning a partition says about the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeVerdict {
+    /// The fetch covers the checkpointed offset: consume normally.
+    Covered,
+    /// The broker skipped records at or before the checkpointed offset: fetch again from here.
+    SeekBack(i64),
+    /// Records the checkpoint needs are gone from the log (retention): consume from here on.
+    Lost,
+}
+
+/// Judges the first offset fetched after seeking to `fetch_from` for a partition whose state
+/// reflects every record before `next_offset`; a further seek goes back at least twice
+/// `min_rewind` records.
+pub fn resume_verdict(
+    fetch_from: i64,
+    next_offset: i64,
+    first_fetched: i64,
+    min_rewind: i64,
+) -> ResumeVerdict {
+    if first_fetched <= next_offset {
+        ResumeVerdict::Covered
+    } else if fetch_from > 0 {
+        let rewind = (next_offset - fetch_from).max(min_rewind).max(1);
+        ResumeVerdict::SeekBack((next_offset - 2 * rewind).max(0))
+    } else {
+        ResumeVerdict::Lost
+    }
+}
+
 struct Partition {
     state: PartitionState,
     next_offset: i64,
+    /// Where the current fetch started, until its first record was checked.
+    unverified_fetch_from: Option<i64>,
     windows: Vec<KpiWindow>,
     deliveries: Vec<DeliveryFuture>,
 }
@@ -67,7 +104,12 @@ struct Ctx(Arc<Shared>);
 impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: rdkafka::types::RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         use rdkafka::types::RDKafkaRespErr::*;
         let shared = &self.0;
         match err {
@@ -108,6 +150,10 @@ impl Shared {
         &self.settings.aggregator.consumer_group
     }
 
+    fn rewind(&self) -> i64 {
+        i64::from(self.settings.aggregator.resume_rewind_records)
+    }
+
     fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             window_ms: i64::from(self.settings.aggregator.window_secs) * 1000,
@@ -122,28 +168,62 @@ impl Shared {
 
     /// Loads the checkpoints of newly assigned partitions and positions `tpl` at them.
     fn restore(&self, tpl: &mut TopicPartitionList) -> Result<()> {
-        let assigned: Vec<(String, i32)> =
-            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
         let mut partitions = self.partitions.lock().expect("lock");
         for (topic, partition) in assigned {
-            let checkpoint = self.runtime.block_on(self.store.load_checkpoint(self.group(), &topic, partition))?;
+            let checkpoint =
+                self.runtime
+                    .block_on(self.store.load_checkpoint(self.group(), &topic, partition))?;
             let (state, next_offset) = match checkpoint {
                 Some(cp) => {
-                    let state = PartitionState::from_bytes(&cp.state)
-                        .map_err(|e| Error::CorruptCheckpoint { partition, message: e.to_string() })?;
+                    let state =
+                        PartitionState::from_bytes(&cp.state).map_err(|e| Error::CorruptCheckpoint {
+                            partition,
+                            message: e.to_string(),
+                        })?;
                     (state, cp.next_offset)
                 }
                 None => (PartitionState::default(), 0),
             };
-            let offset = if next_offset > 0 { Offset::Offset(next_offset) } else { Offset::Beginning };
+            let fetch_from = (next_offset - self.rewind()).max(0);
+            let offset = if fetch_from > 0 {
+                Offset::Offset(fetch_from)
+            } else {
+                Offset::Beginning
+            };
             tpl.set_partition_offset(&topic, partition, offset)?;
-            tracing::info!(partition, next_offset, "partition assigned, restored from checkpoint");
-            partitions.insert(partition, Partition { state, next_offset, windows: Vec::new(), deliveries: Vec::new() });
+            tracing::info!(
+                partition,
+                next_offset,
+                fetch_from,
+                "partition assigned, restored from checkpoint"
+            );
+            let unverified_fetch_from = (next_offset > 0).then_some(fetch_from);
+            partitions.insert(
+                partition,
+                Partition {
+                    state,
+                    next_offset,
+                    unverified_fetch_from,
+                    windows: Vec::new(),
+                    deliveries: Vec::new(),
+                },
+            );
         }
         Ok(())
     }
 
-    fn send(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: Option<rdkafka::message::OwnedHeaders>) -> Result<DeliveryFuture> {
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<rdkafka::message::OwnedHeaders>,
+    ) -> Result<DeliveryFuture> {
         loop {
             let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
             if let Some(key) = key {
@@ -154,7 +234,12 @@ impl Shared {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => return Err(e.into()),
@@ -162,7 +247,13 @@ impl Shared {
         }
     }
 
-    fn divert(&self, topic: &str, message: &BorrowedMessage<'_>, reason: &str, text: &str) -> Result<DeliveryFuture> {
+    fn divert(
+        &self,
+        topic: &str,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+        text: &str,
+    ) -> Result<DeliveryFuture> {
         let headers = kafka_io::dead_letter_headers(&kafka_io::DeadLetter {
             topic: message.topic(),
             partition: message.partition(),
@@ -170,35 +261,92 @@ impl Shared {
             reason,
             message: text,
         });
-        self.send(topic, message.key(), message.payload().unwrap_or_default(), Some(headers))
+        self.send(
+            topic,
+            message.key(),
+            message.payload().unwrap_or_default(),
+            Some(headers),
+        )
     }
 
-    fn handle(&self, decoder: &Decoder<TaskEvent>, message: &BorrowedMessage<'_>) -> Result<()> {
+    fn handle(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        decoder: &Decoder<TaskEvent>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<()> {
         let config = self.engine_config();
         let partition_id = message.partition();
+        {
+            let mut partitions = self.partitions.lock().expect("lock");
+            let Some(part) = partitions.get_mut(&partition_id) else {
+                return Ok(());
+            };
+            if let Some(fetch_from) = part.unverified_fetch_from.take() {
+                match resume_verdict(fetch_from, part.next_offset, message.offset(), self.rewind()) {
+                    ResumeVerdict::Covered => {}
+                    ResumeVerdict::SeekBack(offset) => {
+                        tracing::warn!(
+                            partition_id,
+                            fetch_from,
+                            first_fetched = message.offset(),
+                            next_offset = part.next_offset,
+                            seek_to = offset,
+                            "broker skipped records on resume: seeking further back"
+                        );
+                        part.unverified_fetch_from = Some(offset);
+                        consumer.seek(
+                            self.topic(),
+                            partition_id,
+                            Offset::Offset(offset),
+                            Duration::from_secs(10),
+                        )?;
+                        return Ok(());
+                    }
+                    ResumeVerdict::Lost => {
+                        tracing::error!(
+                            partition_id,
+                            first_fetched = message.offset(),
+                            next_offset = part.next_offset,
+                            "records the checkpoint needs are no longer in the log"
+                        );
+                    }
+                }
+            }
+        }
         let decoded = match decoder.decode_sync(message.payload().unwrap_or_default()) {
-            Err(e) if e.is_retriable() => self.runtime.block_on(decoder.decode(message.payload().unwrap_or_default())),
+            Err(e) if e.is_retriable() => self
+                .runtime
+                .block_on(decoder.decode(message.payload().unwrap_or_default())),
             other => other,
         };
         let mut partitions = self.partitions.lock().expect("lock");
-        let Some(part) = partitions.get_mut(&partition_id) else { return Ok(()) };
+        let Some(part) = partitions.get_mut(&partition_id) else {
+            return Ok(());
+        };
         if message.offset() < part.next_offset {
             return Ok(()); // already reflected in the restored state
         }
         let topics = &self.settings.kafka.topics;
-        match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| validate(e).map_err(|m| ("invalid_event", m))) {
+        match decoded
+            .map_err(|e| (e.reason(), e.to_string()))
+            .and_then(|e| validate(e).map_err(|m| ("invalid_event", m)))
+        {
             Err((reason, text)) => {
                 tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
-                part.deliveries.push(self.divert(&topics.dead_letter, message, reason, &text)?);
+                part.deliveries
+                    .push(self.divert(&topics.dead_letter, message, reason, &text)?);
             }
             Ok(event) => {
-                if let Outcome::Late { watermark_ms } = part.state.process(&config, &event, &mut part.windows) {
+                if let Outcome::Late { watermark_ms } = part.state.process(&config, &event, &mut part.windows)
+                {
                     let text = format!(
                         "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
                         event.completed_at, config.allowed_lateness_ms
                     );
                     tracing::debug!(partition_id, offset = message.offset(), %text, "late event diverted");
-                    part.deliveries.push(self.divert(&topics.late_events, message, "late", &text)?);
+                    part.deliveries
+                        .push(self.divert(&topics.late_events, message, "late", &text)?);
                 }
             }
         }
@@ -214,11 +362,18 @@ impl Shared {
         let mut rows = Vec::new();
         let now = now_ms();
         for id in partition_ids {
-            let Some(part) = partitions.get_mut(id) else { continue };
+            let Some(part) = partitions.get_mut(id) else {
+                continue;
+            };
             for window in part.windows.drain(..) {
                 let key = schemas::series_key(&window.tenant_id, &window.agent_id);
                 let payload = self.window_encoder.encode(&window)?;
-                deliveries.push(self.send(&self.settings.kafka.topics.kpi_windows, Some(key.as_bytes()), &payload, None)?);
+                deliveries.push(self.send(
+                    &self.settings.kafka.topics.kpi_windows,
+                    Some(key.as_bytes()),
+                    &payload,
+                    None,
+                )?);
             }
             deliveries.append(&mut part.deliveries);
             rows.extend(part.state.take_dirty_days().iter().map(|r| to_metric(r, now)));
@@ -232,11 +387,19 @@ impl Shared {
                 }
             }
             self.store.upsert_daily_metrics(&rows).await?;
-            let touched: BTreeSet<(String, time::Date)> = rows.iter().map(|r| (r.tenant_id.clone(), r.day)).collect();
+            let touched: BTreeSet<(String, time::Date)> =
+                rows.iter().map(|r| (r.tenant_id.clone(), r.day)).collect();
             for (tenant, day) in touched {
-                let query = DailyMetricsQuery { tenant_id: tenant.clone(), agent_id: None, from: day, to: day };
+                let query = DailyMetricsQuery {
+                    tenant_id: tenant.clone(),
+                    agent_id: None,
+                    from: day,
+                    to: day,
+                };
                 let agent_rows = self.store.daily_metrics(&query).await?;
-                self.store.upsert_daily_metrics(&[rollup(&tenant, day, &agent_rows, now)?]).await?;
+                self.store
+                    .upsert_daily_metrics(&[rollup(&tenant, day, &agent_rows, now)?])
+                    .await?;
             }
             Ok::<(), Error>(())
         })?;
@@ -254,8 +417,15 @@ impl Shared {
             };
             match self.runtime.block_on(self.store.save_checkpoint(&checkpoint)) {
                 Ok(()) => commit.add_partition_offset(self.topic(), *id, Offset::Offset(part.next_offset))?,
-                Err(store::Error::CheckpointRegression { stored, attempted, .. }) => {
-                    tracing::warn!(partition = id, stored, attempted, "another owner is ahead: dropping partition");
+                Err(store::Error::CheckpointRegression {
+                    stored, attempted, ..
+                }) => {
+                    tracing::warn!(
+                        partition = id,
+                        stored,
+                        attempted,
+                        "another owner is ahead: dropping partition"
+                    );
                     dropped.push(*id);
                 }
                 Err(e) => return Err(e.into()),
@@ -270,7 +440,12 @@ impl Shared {
                 tracing::debug!(%e, "offset commit failed");
             }
         }
-        tracing::debug!(partitions = partition_ids.len(), rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint");
+        tracing::debug!(
+            partitions = partition_ids.len(),
+            rows = rows.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint"
+        );
         Ok(())
     }
 }
@@ -281,7 +456,10 @@ pub fn validate(event: TaskEvent) -> std::result::Result<TaskEvent, String> {
         return Err("event_id, tenant_id and agent_id must not be empty".into());
     }
     if event.completed_at < event.started_at {
-        return Err(format!("completed_at {} is before started_at {}", event.completed_at, event.started_at));
+        return Err(format!(
+            "completed_at {} is before started_at {}",
+            event.completed_at, event.started_at
+        ));
     }
     if event.cost_micros < 0 || event.human_interventions < 0 {
         return Err("cost_micros and human_interventions must not be negative".into());
@@ -300,7 +478,10 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     let window_encoder = match settings.schema_registry.url() {
         Some(url) => {
             let registry = schemas::registry::Registry::new(url);
-            Encoder::confluent(deps.runtime.block_on(registry.register::<KpiWindow>(&settings.kafka.topics.kpi_windows))?)
+            Encoder::confluent(
+                deps.runtime
+                    .block_on(registry.register::<KpiWindow>(&settings.kafka.topics.kpi_windows))?,
+            )
         }
         None => Encoder::single_object(),
     };
@@ -322,7 +503,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         fixed => {
             let partitions: Vec<i32> = if fixed == "all" {
                 let metadata = consumer.fetch_metadata(Some(shared.topic()), Duration::from_secs(30))?;
-                metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect()
+                metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect()
             } else {
                 fixed.split(',').filter_map(|p| p.trim().parse().ok()).collect()
             };
@@ -336,7 +521,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let interval = Duration::from_millis(shared.settings.aggregator.checkpoint_interval_ms);
     let mut last_checkpoint = Instant::now();
-    tracing::info!(topic = shared.topic(), group = shared.group(), "aggregator running");
+    tracing::info!(
+        topic = shared.topic(),
+        group = shared.group(),
+        "aggregator running"
+    );
     loop {
         if let Some(error) = shared.fatal.lock().expect("lock").take() {
             return Err(error);
@@ -348,7 +537,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             return Ok(());
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => shared.handle(&decoder, &message)?,
+            Some(Ok(message)) => shared.handle(&consumer, &decoder, &message)?,
             Some(Err(e)) => tracing::warn!(%e, "consumer error"),
             None => {}
         }
@@ -357,5 +546,55 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             shared.checkpoint(&consumer, &ids)?;
             last_checkpoint = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_that_reaches_the_checkpoint_is_covered() {
+        assert_eq!(resume_verdict(4_000, 5_000, 4_000, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(4_000, 5_000, 4_700, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(4_000, 5_000, 5_000, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(0, 10, 0, 1_000), ResumeVerdict::Covered);
+    }
+
+    #[test]
+    fn a_skipped_checkpoint_offset_seeks_back_twice_as_far() {
+        assert_eq!(
+            resume_verdict(4_000, 5_000, 5_001, 1_000),
+            ResumeVerdict::SeekBack(3_000)
+        );
+        assert_eq!(
+            resume_verdict(3_000, 5_000, 5_300, 1_000),
+            ResumeVerdict::SeekBack(1_000)
+        );
+        assert_eq!(
+            resume_verdict(1_000, 5_000, 5_300, 1_000),
+            ResumeVerdict::SeekBack(0)
+        );
+        assert_eq!(
+            resume_verdict(500, 1_500, 1_501, 1_000),
+            ResumeVerdict::SeekBack(0)
+        );
+    }
+
+    #[test]
+    fn a_gap_from_the_beginning_of_the_log_is_reported_as_lost() {
+        assert_eq!(resume_verdict(0, 5_000, 7_000, 1_000), ResumeVerdict::Lost);
+    }
+
+    #[test]
+    fn a_zero_rewind_still_seeks_back() {
+        assert_eq!(
+            resume_verdict(5_000, 5_000, 5_001, 0),
+            ResumeVerdict::SeekBack(4_998)
+        );
+        assert_eq!(
+            resume_verdict(4_998, 5_000, 5_001, 0),
+            ResumeVerdict::SeekBack(4_996)
+        );
     }
 }

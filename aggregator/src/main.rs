@@ -26,24 +26,35 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let cli = Cli::parse();
     let settings = cli.config.load()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
         }
         Command::Run => {
-            let store = runtime.block_on(store::open_migrated(&settings.store.url)).context("opening the store")?;
+            let store = runtime
+                .block_on(store::open_migrated(&settings.store.url))
+                .context("opening the store")?;
             runtime
-                .block_on(kafka_io::ensure_topics(&settings.kafka, &settings.kafka.topics.all()))
+                .block_on(kafka_io::ensure_topics(
+                    &settings.kafka,
+                    &settings.kafka.topics.all(),
+                ))
                 .context("creating topics")?;
             let stop = Arc::new(AtomicBool::new(false));
             let signal_stop = stop.clone();
             runtime.spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
@@ -51,9 +62,17 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("stopping");
                 signal_stop.store(true, Ordering::Relaxed);
             });
-            let deps = aggregator::driver::Deps { settings, store, runtime: runtime.handle().clone() };
-            let handle = std::thread::Builder::new().name("aggregator".into()).spawn(move || aggregator::driver::run(deps, stop))?;
-            handle.join().map_err(|_| anyhow::anyhow!("aggregator thread panicked"))??;
+            let deps = aggregator::driver::Deps {
+                settings,
+                store,
+                runtime: runtime.handle().clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name("aggregator".into())
+                .spawn(move || aggregator::driver::run(deps, stop))?;
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("aggregator thread panicked"))??;
         }
     }
     Ok(())

@@ -164,7 +164,11 @@ pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 
@@ -177,11 +181,18 @@ pub struct Service {
 impl Service {
     /// Starts `bin args` with `env` added to the environment; logs go to `log`.
     pub fn start(bin: &str, args: &[&str], env: &[(String, String)], log: &std::path::Path) -> Service {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let child = Command::new(bin_path(bin))
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", std::env::var("SERVICE_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SERVICE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
@@ -197,7 +208,9 @@ impl Service {
 
     /// SIGTERM, then waits for a clean exit; returns whether it exited successfully.
     pub fn terminate(mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
 

@@ -42,14 +42,24 @@ fn workload(n: usize, seed: u64) -> Vec<TaskEvent> {
         let normal: f64 = (0..6).map(|_| rng.unit()).sum::<f64>() - 3.0;
         let latency = (800.0 * (1.0 + agent_no as f64) * (normal * 0.9).exp()) as i64 + 1;
         let roll = rng.unit();
-        let status = if roll < 0.80 + agent_no as f64 * 0.04 { TaskStatus::Succeeded } else if roll < 0.97 { TaskStatus::Failed } else { TaskStatus::Cancelled };
+        let status = if roll < 0.80 + agent_no as f64 * 0.04 {
+            TaskStatus::Succeeded
+        } else if roll < 0.97 {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Cancelled
+        };
         let mut e = TaskEvent::example();
         e.event_id = format!("ev-{seed}-{i}");
         e.task_id = format!("task-{i}");
         e.tenant_id = tenant.into();
         e.agent_id = format!("agent-{agent_no}");
         e.status = status;
-        e.human_interventions = if rng.unit() < 0.1 { 1 + (rng.next() % 3) as i32 } else { 0 };
+        e.human_interventions = if rng.unit() < 0.1 {
+            1 + (rng.next() % 3) as i32
+        } else {
+            0
+        };
         e.completed_at = t;
         e.started_at = t - latency;
         e.cost_micros = 500 + (rng.next() % 20_000) as i64;
@@ -73,7 +83,10 @@ fn ground_truth(events: &[TaskEvent]) -> BTreeMap<(String, String, i64), Truth> 
         for agent in [e.agent_id.clone(), ALL_AGENTS.to_string()] {
             let t = out
                 .entry((e.tenant_id.clone(), agent, e.completed_at.div_euclid(DAY_MS)))
-                .or_insert(Truth { counts: Counts::default(), latencies: vec![] });
+                .or_insert(Truth {
+                    counts: Counts::default(),
+                    latencies: vec![],
+                });
             t.counts.add(e);
             t.latencies.push(e.latency_ms());
         }
@@ -84,9 +97,15 @@ fn ground_truth(events: &[TaskEvent]) -> BTreeMap<(String, String, i64), Truth> 
 /// The environment of an instance that owns every partition without group coordination:
 /// Tansu 0.6 never expires a SIGKILLed group member, so in group mode its partitions would
 /// stay with the dead member (see README, "Tansu gaps").
+/// It also resumes exactly at its checkpoint (no rewind), so that resuming mid-batch, which
+/// Tansu answers with the next batch, exercises the driver's gap repair.
 fn owning_all(env: &[(String, String)]) -> Vec<(String, String)> {
     let mut env = env.to_vec();
     env.push(("AGENTOPS__AGGREGATOR__ASSIGNMENT".to_string(), "all".to_string()));
+    env.push((
+        "AGENTOPS__AGGREGATOR__RESUME_REWIND_RECORDS".to_string(),
+        "0".to_string(),
+    ));
     env
 }
 
@@ -106,15 +125,30 @@ async fn fixture() -> Fixture {
     let mut env = vec![
         ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
         ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
-        ("AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(), "300".to_string()),
-        ("AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(), unique_topic("agg")),
+        (
+            "AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(),
+            "300".to_string(),
+        ),
+        (
+            "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
+            unique_topic("agg"),
+        ),
         ("AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(), topic.clone()),
     ];
     for name in ["kpi_windows", "anomalies", "dead_letter", "late_events"] {
-        env.push((format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()), unique_topic(name)));
+        env.push((
+            format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()),
+            unique_topic(name),
+        ));
     }
     broker.create_topic(&topic, 4).await;
-    Fixture { broker, dir, env, topic, db }
+    Fixture {
+        broker,
+        dir,
+        env,
+        topic,
+        db,
+    }
 }
 
 async fn produce(f: &Fixture, events: &[TaskEvent], poison: usize) {
@@ -124,10 +158,24 @@ async fn produce(f: &Fixture, events: &[TaskEvent], poison: usize) {
     for (i, e) in events.iter().enumerate() {
         let payload = encoder.encode(e).unwrap();
         let key = e.series_key();
-        pending.push(producer.send_result(FutureRecord::to(&f.topic).key(key.as_bytes()).payload(&payload)).map_err(|(e, _)| e).unwrap());
+        pending.push(
+            producer
+                .send_result(FutureRecord::to(&f.topic).key(key.as_bytes()).payload(&payload))
+                .map_err(|(e, _)| e)
+                .unwrap(),
+        );
         if poison > 0 && i % (events.len() / poison) == 0 {
             let bytes = format!("{{\"not avro\": {i}}}");
-            pending.push(producer.send_result(FutureRecord::to(&f.topic).key(key.as_bytes()).payload(bytes.as_bytes())).map_err(|(e, _)| e).unwrap());
+            pending.push(
+                producer
+                    .send_result(
+                        FutureRecord::to(&f.topic)
+                            .key(key.as_bytes())
+                            .payload(bytes.as_bytes()),
+                    )
+                    .map_err(|(e, _)| e)
+                    .unwrap(),
+            );
         }
         if pending.len() >= 5_000 {
             for d in pending.drain(..) {
@@ -141,7 +189,11 @@ async fn produce(f: &Fixture, events: &[TaskEvent], poison: usize) {
 }
 
 /// Waits until the stored daily rows equal the ground truth; panics with the last difference.
-async fn assert_matches_truth(f: &Fixture, truth: &BTreeMap<(String, String, i64), Truth>, timeout: Duration) {
+async fn assert_matches_truth(
+    f: &Fixture,
+    truth: &BTreeMap<(String, String, i64), Truth>,
+    timeout: Duration,
+) {
     let store = store::sqlite::SqliteStore::open(&f.db).await.unwrap();
     let deadline = Instant::now() + timeout;
     let from = time::Date::from_julian_day(2_440_588 + (T0 / DAY_MS) as i32 - 1).unwrap();
@@ -150,7 +202,12 @@ async fn assert_matches_truth(f: &Fixture, truth: &BTreeMap<(String, String, i64
         let mut problem = None;
         let mut rows = BTreeMap::new();
         for tenant in ["acme", "globex"] {
-            let q = DailyMetricsQuery { tenant_id: tenant.into(), agent_id: None, from, to };
+            let q = DailyMetricsQuery {
+                tenant_id: tenant.into(),
+                agent_id: None,
+                from,
+                to,
+            };
             for r in store.daily_metrics(&q).await.unwrap_or_default() {
                 let day = (r.day.to_julian_day() - 2_440_588) as i64;
                 rows.insert((r.tenant_id.clone(), r.agent_id.clone(), day), r);
@@ -165,8 +222,24 @@ async fn assert_matches_truth(f: &Fixture, truth: &BTreeMap<(String, String, i64
                 continue;
             };
             let c = &t.counts;
-            let got = (r.tasks_total, r.succeeded, r.failed, r.cancelled, r.tasks_with_intervention, r.interventions, r.cost_micros);
-            let want = (c.tasks_total, c.succeeded, c.failed, c.cancelled, c.tasks_with_intervention, c.interventions, c.cost_micros);
+            let got = (
+                r.tasks_total,
+                r.succeeded,
+                r.failed,
+                r.cancelled,
+                r.tasks_with_intervention,
+                r.interventions,
+                r.cost_micros,
+            );
+            let want = (
+                c.tasks_total,
+                c.succeeded,
+                c.failed,
+                c.cancelled,
+                c.tasks_with_intervention,
+                c.interventions,
+                c.cost_micros,
+            );
             if got != want {
                 let p = problem.get_or_insert_with(String::new);
                 p.push_str(&format!("\n{key:?}: counts {got:?}, want {want:?}"));
@@ -174,14 +247,20 @@ async fn assert_matches_truth(f: &Fixture, truth: &BTreeMap<(String, String, i64
             }
             let exact = exact_quantile(&mut t.latencies.clone(), 0.95).unwrap() as f64;
             let p95 = r.latency_p95_ms.unwrap();
-            assert!((p95 - exact).abs() / exact <= 0.01, "{key:?}: P95 {p95} vs exact {exact}: more than 1% off");
+            assert!(
+                (p95 - exact).abs() / exact <= 0.01,
+                "{key:?}: P95 {p95} vs exact {exact}: more than 1% off"
+            );
         }
         match problem {
             None => return,
             Some(p) if Instant::now() > deadline => {
                 let log = std::fs::read_to_string(f.dir.path().join("aggregator.log")).unwrap_or_default();
                 let _ = std::fs::write(std::env::temp_dir().join("aggregator-failure.log"), &log);
-                let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ") || l.contains("assigned")).collect();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains(" INFO ") || l.contains("assigned"))
+                    .collect();
                 panic!("daily rows never matched the ground truth: {p}\naggregator log (warnings, assignments):\n{}", tail[tail.len().saturating_sub(60)..].join("\n"))
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -216,8 +295,13 @@ async fn daily_rows_equal_ground_truth_across_sigkills_with_duplicates_and_poiso
     let _agg = Service::start("aggregator", &["run"], &owning_all(&f.env), &log);
     producer.await.unwrap();
     assert_matches_truth(&f, &truth, Duration::from_secs(120)).await;
+    let repairs = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("seeking further back")
+        .count();
     eprintln!(
-        "{} events ({} distinct), about 24 poison records, {kills} SIGKILLs mid-stream, {} starts; {} daily rows equal",
+        "{} events ({} distinct), about 24 poison records, {kills} SIGKILLs mid-stream, {} starts, \
+         {repairs} resumes repaired after the broker skipped records; {} daily rows equal",
         events.len(),
         events.iter().map(|e| &e.event_id).collect::<HashSet<_>>().len(),
         kills + 1,

@@ -125,6 +125,8 @@ pub struct Aggregator {
     pub allowed_lateness_secs: u32,
     /// How often window state and input offsets are checkpointed together.
     pub checkpoint_interval_ms: u64,
+    /// How many records before its checkpoint a restored partition starts fetching.
+    pub resume_rewind_records: u32,
     /// Address of the metrics and health endpoints.
     pub metrics_listen: SocketAddr,
 }
@@ -235,7 +237,9 @@ impl Settings {
         let assignment = self.aggregator.assignment.as_str();
         if !(assignment == "group"
             || assignment == "all"
-            || assignment.split(',').all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
+            || assignment
+                .split(',')
+                .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
         {
             return Err(invalid(
                 "aggregator.assignment",

@@ -106,7 +106,11 @@ fn semantic_checks_name_the_key() {
         ),
         ("AGENTOPS__AUTH_API__BCRYPT_COST", "3", "auth_api.bcrypt_cost"),
         ("AGENTOPS__KAFKA__BROKERS", "\"\"", "kafka.brokers"),
-        ("AGENTOPS__AGGREGATOR__ASSIGNMENT", "first", "aggregator.assignment"),
+        (
+            "AGENTOPS__AGGREGATOR__ASSIGNMENT",
+            "first",
+            "aggregator.assignment",
+        ),
     ];
     for (var, value, key) in cases {
         let e = err(None, &[(var, value)]);
