@@ -328,10 +328,12 @@ impl Shared {
             return Ok(()); // already reflected in the restored state
         }
         let topics = &self.settings.kafka.topics;
-        match decoded
-            .map_err(|e| (e.reason(), e.to_string()))
-            .and_then(|e| validate(e).map_err(|m| ("invalid_event", m)))
-        {
+        match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| {
+            match schemas::validation::validate(&e) {
+                Ok(()) => Ok(e),
+                Err(v) => Err(("invalid_event", v.to_string())),
+            }
+        }) {
             Err((reason, text)) => {
                 tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
                 part.deliveries
@@ -448,23 +450,6 @@ impl Shared {
         );
         Ok(())
     }
-}
-
-/// Field checks beyond the schema: what would make the KPIs wrong.
-pub fn validate(event: TaskEvent) -> std::result::Result<TaskEvent, String> {
-    if event.event_id.is_empty() || event.tenant_id.is_empty() || event.agent_id.is_empty() {
-        return Err("event_id, tenant_id and agent_id must not be empty".into());
-    }
-    if event.completed_at < event.started_at {
-        return Err(format!(
-            "completed_at {} is before started_at {}",
-            event.completed_at, event.started_at
-        ));
-    }
-    if event.cost_micros < 0 || event.human_interventions < 0 {
-        return Err("cost_micros and human_interventions must not be negative".into());
-    }
-    Ok(event)
 }
 
 /// Runs the aggregator on the calling thread until `stop` is set (then checkpoints and

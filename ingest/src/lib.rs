@@ -1,11 +1,18 @@
-//! Publishing task events to Kafka.
+//! Getting task events into the pipeline, and realistic data to test it with.
 //!
-//! Built so far: [`publisher::Publisher`], the typed producer every publishing path uses (Avro
-//! in the configured wire format, keyed by series, idempotent `acks=all`). To come (issue 3):
-//! validation, the HTTP gateway and the workload generator.
+//! - [`publisher::Publisher`]: the typed producer every publishing path uses (validation from
+//!   [`schemas::validation`], Avro in the configured wire format, keyed by series, idempotent
+//!   `acks=all`).
+//! - [`generator`]: the deterministic workload generator with labelled incidents (pure).
+//! - [`truth`]: exact daily metrics of a set of events, the reference for every later stage.
+//! - [`dataset`]: a generated data set on disk (events as JSON lines, incident labels, ground
+//!   truth, manifest) and the Kafka sink of the generator.
 #![deny(missing_docs)]
 
+pub mod dataset;
+pub mod generator;
 pub mod publisher;
+pub mod truth;
 
 /// A publishing failure.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +26,27 @@ pub enum Error {
     /// Encoding or schema registration failed.
     #[error(transparent)]
     Encode(#[from] schemas::EncodeError),
+    /// The event breaks a field rule; nothing was published.
+    #[error("invalid event: {0}")]
+    Invalid(#[from] schemas::validation::ValidationError),
+    /// Writing or reading a data set failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A data-set file holds something else than expected.
+    #[error("{path}, line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Result of this crate.

@@ -1,9 +1,19 @@
 //! `ingest` binary: see the crate docs.
 
+use std::path::PathBuf;
+use std::time::Instant;
+
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ingest::dataset::{self, KafkaSink};
+use ingest::generator::{GenConfig, Generator};
 use ingest::publisher::Publisher;
+use ingest::truth::GroundTruth;
 use schemas::{TaskEvent, TaskStatus};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -26,6 +36,159 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         count: usize,
     },
+    /// Generate a realistic, labelled workload in simulated time (deterministic from the seed).
+    Gen(GenArgs),
+    /// Compute the exact daily metrics (ground truth) of a JSON-lines events file.
+    Truth {
+        /// The events file (one TaskEvent JSON per line; other lines are skipped and counted).
+        #[arg(long)]
+        events: PathBuf,
+        /// Where to write the rows (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sink {
+    /// A data-set directory (events.jsonl, incidents.json, truth.jsonl, manifest.json).
+    Files,
+    /// The task-events topic (and the labels and truth into --out).
+    Kafka,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where the events go.
+    #[arg(long, value_enum, default_value = "files")]
+    to: Sink,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Tenants.
+    #[arg(long, default_value_t = 4)]
+    tenants: u32,
+    /// Agents per tenant.
+    #[arg(long, default_value_t = 8)]
+    agents: u32,
+    /// Agents per tenant kept free of incidents (control series).
+    #[arg(long, default_value_t = 2)]
+    control_agents: u32,
+    /// First simulated day (UTC, YYYY-MM-DD).
+    #[arg(long, default_value = "2025-10-01")]
+    start: String,
+    /// Simulated days.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Mean tasks per series and day.
+    #[arg(long, default_value_t = 1500.0)]
+    tasks_per_day: f64,
+    /// Share of events sent twice.
+    #[arg(long, default_value_t = 0.01)]
+    duplicate_rate: f64,
+    /// Share of events arriving late within the allowed lateness.
+    #[arg(long, default_value_t = 0.01)]
+    late_rate: f64,
+    /// Share of events arriving hours late (beyond the allowed lateness).
+    #[arg(long, default_value_t = 0.0)]
+    very_late_rate: f64,
+    /// Share of malformed records.
+    #[arg(long, default_value_t = 0.0005)]
+    malformed_rate: f64,
+    /// Inject no incidents.
+    #[arg(long)]
+    no_incidents: bool,
+    /// Skip the ground truth (throughput runs).
+    #[arg(long)]
+    no_truth: bool,
+}
+
+impl GenArgs {
+    fn config(&self) -> anyhow::Result<GenConfig> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let day = time::Date::parse(&self.start, format)
+            .with_context(|| format!("--start {}: expected YYYY-MM-DD", self.start))?;
+        Ok(GenConfig {
+            seed: self.seed,
+            tenants: self.tenants,
+            agents_per_tenant: self.agents,
+            control_agents_per_tenant: self.control_agents,
+            start_ms: day.midnight().assume_utc().unix_timestamp() * 1000,
+            days: self.days,
+            tasks_per_series_per_day: self.tasks_per_day,
+            duplicate_rate: self.duplicate_rate,
+            late_rate: self.late_rate,
+            very_late_rate: self.very_late_rate,
+            malformed_rate: self.malformed_rate,
+            incidents: !self.no_incidents,
+            ..GenConfig::default()
+        })
+    }
+}
+
+fn progress_bar(hours: usize) -> ProgressBar {
+    let bar = ProgressBar::new(hours as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} simulated hours {pos}/{len} [{bar:30}] {msg} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Result<()> {
+    let generator = Generator::new(args.config()?)?;
+    let bar = progress_bar(generator.hour_count());
+    let started = Instant::now();
+    let summary = match args.to {
+        Sink::Files => dataset::write(&generator, &args.out, !args.no_truth, |hours, s| {
+            bar.set_position(hours as u64);
+            bar.set_message(format!("{} records", s.records));
+        })?,
+        Sink::Kafka => {
+            let sink = KafkaSink::new(settings).await?;
+            std::fs::create_dir_all(&args.out)?;
+            let mut truth = GroundTruth::default();
+            let mut records = 0u64;
+            for (hour, batch) in generator.hours().enumerate() {
+                sink.send(&batch).await?;
+                for e in &batch {
+                    if let ingest::generator::Record::Event(event) = &e.record {
+                        truth.add(event);
+                    }
+                }
+                records += batch.len() as u64;
+                bar.set_position(hour as u64 + 1);
+                bar.set_message(format!("{records} records acknowledged"));
+            }
+            std::fs::write(
+                args.out.join(dataset::INCIDENTS_FILE),
+                serde_json::to_vec_pretty(&generator.incidents())?,
+            )?;
+            dataset::write_truth(&args.out.join(dataset::TRUTH_FILE), &truth.rows())?;
+            dataset::Summary {
+                records,
+                distinct_events: truth.distinct_events() as u64,
+                ..Default::default()
+            }
+        }
+    };
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} records ({} distinct valid events, {} invalid, {} not events) in {secs:.2} s: {:.0} records/s; {} incidents; output in {}",
+        summary.records,
+        summary.distinct_events,
+        summary.invalid_events,
+        summary.garbage_records,
+        summary.records as f64 / secs,
+        generator.incidents().len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -70,6 +233,22 @@ async fn main() -> anyhow::Result<()> {
             if let Some(e) = failed.first() {
                 anyhow::bail!("{} events not acknowledged; first error: {e}", failed.len());
             }
+        }
+        Command::Gen(args) => generate(&settings, &args).await?,
+        Command::Truth { events, out } => {
+            let (events, skipped) = dataset::read_events(&events)?;
+            let mut truth = GroundTruth::default();
+            events.iter().for_each(|e| truth.add(e));
+            let rows = truth.rows();
+            dataset::write_truth(&out, &rows)?;
+            println!(
+                "{} daily rows from {} distinct events ({} duplicates, {} lines skipped) written to {}",
+                rows.len(),
+                truth.distinct_events(),
+                truth.duplicates(),
+                skipped.len(),
+                out.display()
+            );
         }
     }
     Ok(())

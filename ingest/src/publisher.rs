@@ -10,7 +10,7 @@ use schemas::TaskEvent;
 
 use crate::{Error, Result};
 
-/// Publishes `TaskEvent`s, Avro-encoded (Confluent framing when a registry is configured,
+/// Publishes valid `TaskEvent`s, Avro-encoded (Confluent framing when a registry is configured,
 /// single-object encoding otherwise), keyed by series, with an idempotent `acks=all` producer.
 pub struct Publisher {
     producer: FutureProducer,
@@ -37,8 +37,10 @@ impl Publisher {
         })
     }
 
-    /// Publishes one event and waits until the broker acknowledged it.
+    /// Validates one event ([`schemas::validation`]), publishes it and waits until the broker
+    /// acknowledged it.
     pub async fn publish(&self, event: &TaskEvent) -> Result<()> {
+        schemas::validation::validate(event)?;
         let payload = self.encoder.encode(event)?;
         let key = event.series_key();
         self.producer

@@ -10,6 +10,7 @@
 //! - [`kpi`]: the KPI formulas (success rate, intervention rate, cost per task) over
 //!   [`kpi::Counts`], and [`kpi::LatencyDigest`], the mergeable latency sketch. Defined once,
 //!   used by the aggregator, the scorer and the API.
+//! - [`validation`]: field checks beyond the schema, shared by every entry path.
 //! - [`anomaly`]: [`Anomaly`], the scorer's verdict on a window.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint) and the
 //!   Confluent frame (magic `0` + 4-byte schema id); [`codec::Decoder`] accepts both.
@@ -37,6 +38,7 @@ pub mod kpi_window;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod task_event;
+pub mod validation;
 
 pub use anomaly::{Anomaly, FeatureContribution};
 pub use error::{DecodeError, EncodeError};

@@ -1,0 +1,205 @@
+//! Ground truth: the exact daily metrics of a set of events, computed straight from the events
+//! (exact counts and cost, exact nearest-rank latency quantiles), per series and per tenant
+//! (agent `*`). Every later stage is checked against it. Pure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use schemas::kpi::{exact_quantile, Counts};
+use schemas::TaskEvent;
+use serde::{Deserialize, Serialize};
+
+/// The agent id of tenant-wide rows.
+pub const ALL_AGENTS: &str = "*";
+const DAY_MS: i64 = 86_400_000;
+
+/// One exact daily row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent, or `*` for the whole tenant.
+    pub agent_id: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Distinct tasks.
+    pub tasks_total: i64,
+    /// Succeeded tasks.
+    pub succeeded: i64,
+    /// Failed tasks.
+    pub failed: i64,
+    /// Cancelled tasks.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Human interventions.
+    pub interventions: i64,
+    /// Cost, micro-USD.
+    pub cost_micros: i64,
+    /// Task Success Rate.
+    pub success_rate: Option<f64>,
+    /// Human Intervention Rate.
+    pub intervention_rate: Option<f64>,
+    /// Cost per task, micro-USD.
+    pub cost_per_task_micros: Option<f64>,
+    /// Exact nearest-rank latency quantiles (ms).
+    pub latency_p50_ms: Option<i64>,
+    /// P95.
+    pub latency_p95_ms: Option<i64>,
+    /// P99.
+    pub latency_p99_ms: Option<i64>,
+}
+
+/// Counts and latencies of one (series, day).
+type DayTruth = (Counts, Vec<i64>);
+
+/// Accumulates events; duplicates (same `event_id`) count once.
+#[derive(Debug, Default)]
+pub struct GroundTruth {
+    seen: HashSet<u128>,
+    /// tenant -> agent (and `*`) -> day -> counts and latencies.
+    days: HashMap<String, HashMap<String, BTreeMap<i64, DayTruth>>>,
+    duplicates: u64,
+}
+
+impl GroundTruth {
+    /// Adds one valid event.
+    pub fn add(&mut self, event: &TaskEvent) {
+        if !self
+            .seen
+            .insert(xxhash_rust::xxh3::xxh3_128(event.event_id.as_bytes()))
+        {
+            self.duplicates += 1;
+            return;
+        }
+        let day = event.completed_at.div_euclid(DAY_MS);
+        if !self.days.contains_key(&event.tenant_id) {
+            self.days.insert(event.tenant_id.clone(), HashMap::new());
+        }
+        let agents = self.days.get_mut(&event.tenant_id).expect("inserted above");
+        for agent in [event.agent_id.as_str(), ALL_AGENTS] {
+            if !agents.contains_key(agent) {
+                agents.insert(agent.to_string(), BTreeMap::new());
+            }
+            let (counts, latencies) = agents
+                .get_mut(agent)
+                .expect("inserted above")
+                .entry(day)
+                .or_default();
+            counts.add(event);
+            latencies.push(event.latency_ms());
+        }
+    }
+
+    /// Distinct events added.
+    pub fn distinct_events(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Duplicates skipped.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// The rows, ordered by tenant, agent, day.
+    pub fn rows(&self) -> Vec<TruthRow> {
+        let mut keyed: Vec<(&String, &String, &i64, &DayTruth)> = self
+            .days
+            .iter()
+            .flat_map(|(t, agents)| {
+                agents
+                    .iter()
+                    .flat_map(move |(a, days)| days.iter().map(move |(d, v)| (t, a, d, v)))
+            })
+            .collect();
+        keyed.sort_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
+        keyed
+            .into_iter()
+            .map(|(tenant_id, agent_id, day, (c, latencies))| {
+                let mut l = latencies.clone();
+                let date = time::Date::from_julian_day(2_440_588 + *day as i32).expect("day in range");
+                TruthRow {
+                    tenant_id: tenant_id.clone(),
+                    agent_id: agent_id.clone(),
+                    day: date.to_string(),
+                    tasks_total: c.tasks_total,
+                    succeeded: c.succeeded,
+                    failed: c.failed,
+                    cancelled: c.cancelled,
+                    tasks_with_intervention: c.tasks_with_intervention,
+                    interventions: c.interventions,
+                    cost_micros: c.cost_micros,
+                    success_rate: c.success_rate(),
+                    intervention_rate: c.intervention_rate(),
+                    cost_per_task_micros: c.cost_per_task_micros(),
+                    latency_p50_ms: exact_quantile(&mut l, 0.50),
+                    latency_p95_ms: exact_quantile(&mut l, 0.95),
+                    latency_p99_ms: exact_quantile(&mut l, 0.99),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::TaskStatus;
+
+    fn event(
+        id: &str,
+        agent: &str,
+        completed_at: i64,
+        latency: i64,
+        status: TaskStatus,
+        cost: i64,
+    ) -> TaskEvent {
+        let mut e = TaskEvent::example();
+        e.event_id = id.into();
+        e.agent_id = agent.into();
+        e.completed_at = completed_at;
+        e.started_at = completed_at - latency;
+        e.status = status;
+        e.cost_micros = cost;
+        e
+    }
+
+    #[test]
+    fn rows_are_exact_per_series_and_tenant_and_duplicates_count_once() {
+        let mut t = GroundTruth::default();
+        let day0 = 20_000 * DAY_MS;
+        for i in 0..100 {
+            t.add(&event(
+                &format!("a{i}"),
+                "a",
+                day0 + i,
+                i + 1,
+                if i < 90 {
+                    TaskStatus::Succeeded
+                } else {
+                    TaskStatus::Failed
+                },
+                10,
+            ));
+        }
+        t.add(&event("a0", "a", day0, 1, TaskStatus::Succeeded, 10)); // duplicate
+        t.add(&event("b0", "b", day0 + DAY_MS, 500, TaskStatus::Cancelled, 7));
+        assert_eq!((t.distinct_events(), t.duplicates()), (101, 1));
+        let rows = t.rows();
+        let find =
+            |agent: &str, day: &str| rows.iter().find(|r| r.agent_id == agent && r.day == day).unwrap();
+        let a = find("a", "2024-10-04");
+        assert_eq!(
+            (a.tasks_total, a.succeeded, a.failed, a.cost_micros),
+            (100, 90, 10, 1000)
+        );
+        assert_eq!(
+            (a.latency_p50_ms, a.latency_p95_ms, a.latency_p99_ms),
+            (Some(50), Some(95), Some(99))
+        );
+        assert_eq!(a.success_rate, Some(0.9));
+        assert_eq!(find("*", "2024-10-04").tasks_total, 100);
+        let b = find("*", "2024-10-05");
+        assert_eq!((b.tasks_total, b.cancelled, b.latency_p95_ms), (1, 1, Some(500)));
+        assert_eq!(rows.len(), 4);
+    }
+}

@@ -1,0 +1,194 @@
+//! Field checks beyond the Avro schema: what would make the KPIs wrong or the store unsafe.
+//! Every entry path (HTTP gateway, producer library, aggregator) applies the same rules.
+
+use crate::TaskEvent;
+
+/// Limits on sizes (bytes of UTF-8).
+pub mod limits {
+    /// `event_id`, `task_id`, `tenant_id`, `agent_id`, `model`.
+    pub const MAX_ID_BYTES: usize = 128;
+    /// Entries of the attributes map.
+    pub const MAX_ATTRIBUTES: usize = 32;
+    /// An attribute key.
+    pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 64;
+    /// An attribute value.
+    pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 512;
+}
+
+/// Why an event is invalid: the field and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The offending field (`attributes.<key>` for an attribute).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Result<(), ValidationError> {
+    Err(ValidationError {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+/// Checks one event; the first problem found is returned.
+pub fn validate(event: &TaskEvent) -> Result<(), ValidationError> {
+    use limits::*;
+    for (field, value) in [
+        ("event_id", &event.event_id),
+        ("task_id", &event.task_id),
+        ("tenant_id", &event.tenant_id),
+        ("agent_id", &event.agent_id),
+    ] {
+        if value.trim().is_empty() {
+            return invalid(field, "must not be empty");
+        }
+        if value.len() > MAX_ID_BYTES {
+            return invalid(
+                field,
+                format!("is {} bytes, at most {MAX_ID_BYTES} allowed", value.len()),
+            );
+        }
+    }
+    if event.tenant_id.contains('/') || event.agent_id.contains('/') {
+        return invalid(
+            if event.tenant_id.contains('/') {
+                "tenant_id"
+            } else {
+                "agent_id"
+            },
+            "must not contain '/'",
+        );
+    }
+    if event.agent_id == "*" {
+        return invalid("agent_id", "`*` is reserved for tenant-wide rows");
+    }
+    if event.started_at < 0 {
+        return invalid("started_at", "must not be before 1970");
+    }
+    if event.completed_at < event.started_at {
+        return invalid(
+            "completed_at",
+            format!("{} is before started_at {}", event.completed_at, event.started_at),
+        );
+    }
+    if event.cost_micros < 0 {
+        return invalid("cost_micros", "must not be negative");
+    }
+    if event.human_interventions < 0 {
+        return invalid("human_interventions", "must not be negative");
+    }
+    for (field, tokens) in [
+        ("input_tokens", event.input_tokens),
+        ("output_tokens", event.output_tokens),
+    ] {
+        if tokens.is_some_and(|t| t < 0) {
+            return invalid(field, "must not be negative");
+        }
+    }
+    if let Some(model) = &event.model {
+        if model.len() > MAX_ID_BYTES {
+            return invalid(
+                "model",
+                format!("is {} bytes, at most {MAX_ID_BYTES} allowed", model.len()),
+            );
+        }
+    }
+    if event.attributes.len() > MAX_ATTRIBUTES {
+        return invalid(
+            "attributes",
+            format!(
+                "has {} entries, at most {MAX_ATTRIBUTES} allowed",
+                event.attributes.len()
+            ),
+        );
+    }
+    for (key, value) in &event.attributes {
+        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            return invalid(
+                "attributes",
+                format!(
+                    "key of {} bytes, 1 to {MAX_ATTRIBUTE_KEY_BYTES} allowed",
+                    key.len()
+                ),
+            );
+        }
+        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+            return invalid(
+                format!("attributes.{key}"),
+                format!(
+                    "is {} bytes, at most {MAX_ATTRIBUTE_VALUE_BYTES} allowed",
+                    value.len()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(edit: impl FnOnce(&mut TaskEvent)) -> Result<(), ValidationError> {
+        let mut e = TaskEvent::example();
+        edit(&mut e);
+        validate(&e)
+    }
+
+    fn field_of(edit: impl FnOnce(&mut TaskEvent)) -> String {
+        check(edit).unwrap_err().field
+    }
+
+    #[test]
+    fn the_example_is_valid() {
+        assert_eq!(check(|_| {}), Ok(()));
+        assert_eq!(
+            check(|e| e.completed_at = e.started_at),
+            Ok(()),
+            "zero latency is allowed"
+        );
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        assert_eq!(field_of(|e| e.event_id.clear()), "event_id");
+        assert_eq!(field_of(|e| e.task_id = " ".into()), "task_id");
+        assert_eq!(field_of(|e| e.tenant_id.clear()), "tenant_id");
+        assert_eq!(field_of(|e| e.agent_id = "x".repeat(129)), "agent_id");
+        assert_eq!(field_of(|e| e.tenant_id = "a/b".into()), "tenant_id");
+        assert_eq!(field_of(|e| e.agent_id = "*".into()), "agent_id");
+        assert_eq!(field_of(|e| e.completed_at = e.started_at - 1), "completed_at");
+        assert_eq!(field_of(|e| e.started_at = -5), "started_at");
+        assert_eq!(field_of(|e| e.cost_micros = -1), "cost_micros");
+        assert_eq!(field_of(|e| e.human_interventions = -1), "human_interventions");
+        assert_eq!(field_of(|e| e.output_tokens = Some(-1)), "output_tokens");
+        assert_eq!(field_of(|e| e.model = Some("m".repeat(200))), "model");
+        assert_eq!(
+            field_of(|e| e.attributes = (0..33).map(|i| (format!("k{i}"), "v".into())).collect()),
+            "attributes"
+        );
+        assert_eq!(
+            field_of(|e| {
+                e.attributes.insert("note".into(), "v".repeat(513));
+            }),
+            "attributes.note"
+        );
+        assert_eq!(
+            field_of(|e| {
+                e.attributes.insert(String::new(), "v".into());
+            }),
+            "attributes"
+        );
+    }
+
+    #[test]
+    fn messages_are_precise() {
+        let e = check(|e| e.completed_at = e.started_at - 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "completed_at: 1763899999999 is before started_at 1763900000000"
+        );
+    }
+}
