@@ -17,6 +17,9 @@ pub enum Error {
     /// ScyllaDB failed (connection, query or decoding).
     #[error("scylladb: {0}")]
     Scylla(String),
+    /// A record with this key exists already.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A migration failed.
     #[error("migration {version} ({name}): {message}")]
     Migration {

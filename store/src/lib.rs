@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use error::{Error, Result};
-pub use model::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, ALL_AGENTS};
+pub use model::{AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, ALL_AGENTS};
 use schemas::Anomaly;
 
 /// Everything the services persist. Every write is an idempotent upsert of complete values.
@@ -70,6 +70,19 @@ pub trait Store: Send + Sync + 'static {
     /// Verdicts of a tenant with `window_start` in `[from_ms, to_ms)` and
     /// `ensemble_score >= min_score`, ordered by window start then agent.
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>>;
+
+    /// Stores a new API key (its id must be new).
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// The API key with this id, revoked or not.
+    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>>;
+
+    /// Every API key, ordered by tenant then id.
+    async fn api_keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Marks a key revoked at `at_ms`; false when there is no such key. Revoking twice keeps
+    /// the first time.
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<bool>;
 }
 
 /// Opens the store named by `url` (see the crate docs for the URL forms).

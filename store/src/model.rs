@@ -61,6 +61,24 @@ pub struct Checkpoint {
     pub updated_at_ms: i64,
 }
 
+/// A per-tenant API key of the ingest gateway, as stored: the public id and a SHA-256 of the
+/// secret, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public id (the lookup key).
+    pub key_id: String,
+    /// The tenant this key may write to.
+    pub tenant_id: String,
+    /// Lowercase hex SHA-256 of the secret part.
+    pub secret_sha256: String,
+    /// Free text (who or what uses it).
+    pub label: String,
+    /// Creation time (epoch ms).
+    pub created_at_ms: i64,
+    /// Revocation time (epoch ms); `None` while the key is valid.
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// Which daily rows to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyMetricsQuery {

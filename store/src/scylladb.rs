@@ -19,7 +19,7 @@ use scylla::{DeserializeRow, SerializeRow};
 use crate::migrations::{self, statements};
 use crate::model::{day_text, parse_day};
 use crate::sqlite::{features_from_json, features_to_json, now_ms};
-use crate::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store};
+use crate::{AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store};
 
 /// How to reach and use a ScyllaDB cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +124,32 @@ struct DailyRow {
     is_final: bool,
     updated_at: i64,
 }
+
+#[derive(DeserializeRow, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct ApiKeyRow {
+    key_id: String,
+    tenant_id: String,
+    secret_sha256: String,
+    label: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(r: ApiKeyRow) -> ApiKey {
+        ApiKey {
+            key_id: r.key_id,
+            tenant_id: r.tenant_id,
+            secret_sha256: r.secret_sha256,
+            label: r.label,
+            created_at_ms: r.created_at,
+            revoked_at_ms: r.revoked_at,
+        }
+    }
+}
+
+const API_KEY_COLUMNS: &str = "key_id, tenant_id, secret_sha256, label, created_at, revoked_at";
 
 #[derive(DeserializeRow, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
@@ -519,6 +545,70 @@ impl Store for ScyllaStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
+        let row = ApiKeyRow {
+            key_id: key.key_id.clone(),
+            tenant_id: key.tenant_id.clone(),
+            secret_sha256: key.secret_sha256.clone(),
+            label: key.label.clone(),
+            created_at: key.created_at_ms,
+            revoked_at: key.revoked_at_ms,
+        };
+        let insert = format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)");
+        if self.config.lwt {
+            let result = self
+                .session
+                .execute_unpaged(format!("{insert} IF NOT EXISTS"), &row)
+                .await
+                .map_err(Error::scylla)?;
+            let rows = result.into_rows_result().map_err(Error::scylla)?;
+            let applied = rows.maybe_first_row::<(bool,)>().ok().flatten().is_none_or(|(a,)| a);
+            if !applied {
+                return Err(Error::Conflict(format!("api key {} exists", key.key_id)));
+            }
+            return Ok(());
+        }
+        if self.api_key(&key.key_id).await?.is_some() {
+            return Err(Error::Conflict(format!("api key {} exists", key.key_id)));
+        }
+        self.session.execute_unpaged(insert, &row).await.map_err(Error::scylla)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>> {
+        let result = self
+            .session
+            .execute_unpaged(format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"), (key_id,))
+            .await
+            .map_err(Error::scylla)?;
+        let rows = result.into_rows_result().map_err(Error::scylla)?;
+        Ok(rows.maybe_first_row::<ApiKeyRow>().map_err(Error::scylla)?.map(ApiKey::from))
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        let pager = self
+            .session
+            .execute_iter(format!("SELECT {API_KEY_COLUMNS} FROM api_keys"), ())
+            .await
+            .map_err(Error::scylla)?;
+        let rows: Vec<ApiKeyRow> =
+            pager.rows_stream::<ApiKeyRow>().map_err(Error::scylla)?.try_collect().await.map_err(Error::scylla)?;
+        let mut keys: Vec<ApiKey> = rows.into_iter().map(ApiKey::from).collect();
+        keys.sort_by(|a, b| (&a.tenant_id, &a.key_id).cmp(&(&b.tenant_id, &b.key_id)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<bool> {
+        let Some(key) = self.api_key(key_id).await? else { return Ok(false) };
+        if key.revoked_at_ms.is_none() {
+            self.session
+                .execute_unpaged("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (at_ms, key_id))
+                .await
+                .map_err(Error::scylla)?;
+        }
+        Ok(true)
     }
 }
 

@@ -78,13 +78,13 @@ mod scenarios {
     }
 
     pub(super) async fn migrations_apply_once(store: &dyn Store, _caps: Caps) {
-        assert_eq!(store.migrate().await.unwrap(), vec![1]);
+        assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
         assert_eq!(
             store.migrate().await.unwrap(),
             Vec::<u32>::new(),
             "second run applies nothing"
         );
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
     }
 
     pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
@@ -238,6 +238,33 @@ mod scenarios {
             "end is exclusive and min_score applies"
         );
     }
+
+    pub(super) async fn api_keys_create_find_list_revoke(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let key = |id: &str, tenant: &str| store::ApiKey {
+            key_id: id.into(),
+            tenant_id: tenant.into(),
+            secret_sha256: format!("{:0>64}", id),
+            label: format!("label of {id}"),
+            created_at_ms: 1_000,
+            revoked_at_ms: None,
+        };
+        store.create_api_key(&key("k2", "globex")).await.unwrap();
+        store.create_api_key(&key("k1", "acme")).await.unwrap();
+        assert!(
+            matches!(store.create_api_key(&key("k1", "globex")).await, Err(store::Error::Conflict(_))),
+            "an id is never reused"
+        );
+        assert_eq!(store.api_key("k1").await.unwrap(), Some(key("k1", "acme")));
+        assert_eq!(store.api_key("nope").await.unwrap(), None);
+        assert_eq!(store.api_keys().await.unwrap(), vec![key("k1", "acme"), key("k2", "globex")]);
+        assert!(store.revoke_api_key("k1", 5_000).await.unwrap());
+        assert!(store.revoke_api_key("k1", 9_000).await.unwrap());
+        assert!(!store.revoke_api_key("nope", 5_000).await.unwrap());
+        let revoked = store.api_key("k1").await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at_ms, Some(5_000), "the first revocation time is kept");
+        assert_eq!(store.api_key("k2").await.unwrap().unwrap().revoked_at_ms, None);
+    }
 }
 
 macro_rules! contract_suite {
@@ -282,6 +309,7 @@ contract_suite!(
     daily_query_filters_tenant_agent_and_days,
     checkpoints_round_trip_and_never_go_back,
     anomalies_upsert_and_filter,
+    api_keys_create_find_list_revoke,
 );
 
 /// Runs `body` against a `ScyllaStore` connected to a fresh in-memory CQL test double.
