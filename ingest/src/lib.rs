@@ -3,13 +3,16 @@
 //! - [`publisher::Publisher`]: the typed producer every publishing path uses (validation from
 //!   [`schemas::validation`], Avro in the configured wire format, keyed by series, idempotent
 //!   `acks=all`).
+//! - [`gateway`]: the HTTP gateway (warp) with per-tenant API keys ([`api_key`]).
 //! - [`generator`]: the deterministic workload generator with labelled incidents (pure).
 //! - [`truth`]: exact daily metrics of a set of events, the reference for every later stage.
 //! - [`dataset`]: a generated data set on disk (events as JSON lines, incident labels, ground
 //!   truth, manifest) and the Kafka sink of the generator.
 #![deny(missing_docs)]
 
+pub mod api_key;
 pub mod dataset;
+pub mod gateway;
 pub mod generator;
 pub mod publisher;
 pub mod truth;
@@ -26,6 +29,9 @@ pub enum Error {
     /// Encoding or schema registration failed.
     #[error(transparent)]
     Encode(#[from] schemas::EncodeError),
+    /// The store (API keys) failed.
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
     /// The event breaks a field rule; nothing was published.
     #[error("invalid event: {0}")]
     Invalid(#[from] schemas::validation::ValidationError),

@@ -6,7 +6,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
 use ingest::dataset::{self, KafkaSink};
+use ingest::gateway;
 use ingest::generator::{GenConfig, Generator};
 use ingest::publisher::Publisher;
 use ingest::truth::GroundTruth;
@@ -36,6 +39,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         count: usize,
     },
+    /// Run the HTTP gateway (`POST /v1/events`), applying store migrations first.
+    Serve,
+    /// Manage the gateway's per-tenant API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
     /// Generate a realistic, labelled workload in simulated time (deterministic from the seed).
     Gen(GenArgs),
     /// Compute the exact daily metrics (ground truth) of a JSON-lines events file.
@@ -46,6 +54,26 @@ enum Command {
         /// Where to write the rows (JSON lines).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key for a tenant; the token is printed once and only its hash is stored.
+    Create {
+        /// The tenant the key may write to.
+        #[arg(long)]
+        tenant: String,
+        /// Who or what uses it.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List keys (ids, tenants, labels, state; never secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `agk_`, before the second `_`).
+        key_id: String,
     },
 }
 
@@ -137,6 +165,38 @@ fn progress_bar(hours: usize) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
+    let store = store::open_migrated(&settings.store.url)
+        .await
+        .context("opening the store")?;
+    kafka_io::ensure_topics(&settings.kafka, &[settings.kafka.topics.task_events.as_str()]).await?;
+    let sink = Arc::new(gateway::KafkaEventSink::new(&settings).await?);
+    let limits = gateway::Limits {
+        max_batch_events: settings.ingest.max_batch_events,
+        max_body_bytes: settings.ingest.max_body_bytes,
+    };
+    let gateway = gateway::Gateway::new(sink, store, limits);
+    let listener = tokio::net::TcpListener::bind(settings.ingest.listen)
+        .await
+        .with_context(|| format!("ingest.listen: cannot bind {}", settings.ingest.listen))?;
+    tracing::info!(listen = %settings.ingest.listen, "ingest gateway listening");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    };
+    warp::serve(gateway::routes(gateway))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    Ok(())
 }
 
 async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Result<()> {
@@ -235,6 +295,37 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Gen(args) => generate(&settings, &args).await?,
+        Command::Serve => serve(settings).await?,
+        Command::ApiKey(command) => {
+            let store = store::open_migrated(&settings.store.url).await?;
+            match command {
+                ApiKeyCommand::Create { tenant, label } => {
+                    let issued = gateway::create_api_key(store.as_ref(), &tenant, &label).await?;
+                    println!("{}", issued.token);
+                    eprintln!(
+                        "key {} for tenant {tenant}: store the token now, it is not shown again",
+                        issued.record.key_id
+                    );
+                }
+                ApiKeyCommand::List => {
+                    println!("{:<14} {:<20} {:<10} label", "key_id", "tenant", "state");
+                    for k in store.api_keys().await? {
+                        let state = if k.revoked_at_ms.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!("{:<14} {:<20} {:<10} {}", k.key_id, k.tenant_id, state, k.label);
+                    }
+                }
+                ApiKeyCommand::Revoke { key_id } => {
+                    if !gateway::revoke_api_key(store.as_ref(), &key_id).await? {
+                        anyhow::bail!("no API key with id `{key_id}`");
+                    }
+                    println!("revoked {key_id}");
+                }
+            }
+        }
         Command::Truth { events, out } => {
             let (events, skipped) = dataset::read_events(&events)?;
             let mut truth = GroundTruth::default();

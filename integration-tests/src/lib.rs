@@ -41,7 +41,8 @@ pub fn tansu_bin() -> PathBuf {
     cache.join("tansu-0.6.0-dynostore-libsql/bin/tansu")
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()
@@ -225,4 +226,19 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a workspace binary to completion; returns its stdout, panics with stderr on failure.
+pub fn run_bin(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
+    let out = Command::new(bin_path(bin))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run binary");
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
 }

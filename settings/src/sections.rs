@@ -109,6 +109,8 @@ pub struct Ingest {
     pub max_batch_events: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
+    /// How long the gateway waits for the broker's acknowledgement before answering 503.
+    pub delivery_timeout_ms: u64,
 }
 
 /// `[aggregator]`

@@ -15,14 +15,30 @@ pub struct Migration {
 
 /// SQLite migrations.
 pub const SQLITE: &[Migration] = &[
-    Migration { version: 1, name: "init", script: include_str!("../../schemas/sql/0001_init.sql") },
-    Migration { version: 2, name: "api_keys", script: include_str!("../../schemas/sql/0002_api_keys.sql") },
+    Migration {
+        version: 1,
+        name: "init",
+        script: include_str!("../../schemas/sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "api_keys",
+        script: include_str!("../../schemas/sql/0002_api_keys.sql"),
+    },
 ];
 
 /// ScyllaDB (CQL) migrations.
 pub const CQL: &[Migration] = &[
-    Migration { version: 1, name: "init", script: include_str!("../../schemas/cql/0001_init.cql") },
-    Migration { version: 2, name: "api_keys", script: include_str!("../../schemas/cql/0002_api_keys.cql") },
+    Migration {
+        version: 1,
+        name: "init",
+        script: include_str!("../../schemas/cql/0001_init.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "api_keys",
+        script: include_str!("../../schemas/cql/0002_api_keys.cql"),
+    },
 ];
 
 /// The statements of a script: comments removed, split on `;`, blanks dropped.

@@ -564,7 +564,11 @@ impl Store for ScyllaStore {
                 .await
                 .map_err(Error::scylla)?;
             let rows = result.into_rows_result().map_err(Error::scylla)?;
-            let applied = rows.maybe_first_row::<(bool,)>().ok().flatten().is_none_or(|(a,)| a);
+            let applied = rows
+                .maybe_first_row::<(bool,)>()
+                .ok()
+                .flatten()
+                .is_none_or(|(a,)| a);
             if !applied {
                 return Err(Error::Conflict(format!("api key {} exists", key.key_id)));
             }
@@ -573,18 +577,27 @@ impl Store for ScyllaStore {
         if self.api_key(&key.key_id).await?.is_some() {
             return Err(Error::Conflict(format!("api key {} exists", key.key_id)));
         }
-        self.session.execute_unpaged(insert, &row).await.map_err(Error::scylla)?;
+        self.session
+            .execute_unpaged(insert, &row)
+            .await
+            .map_err(Error::scylla)?;
         Ok(())
     }
 
     async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>> {
         let result = self
             .session
-            .execute_unpaged(format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"), (key_id,))
+            .execute_unpaged(
+                format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"),
+                (key_id,),
+            )
             .await
             .map_err(Error::scylla)?;
         let rows = result.into_rows_result().map_err(Error::scylla)?;
-        Ok(rows.maybe_first_row::<ApiKeyRow>().map_err(Error::scylla)?.map(ApiKey::from))
+        Ok(rows
+            .maybe_first_row::<ApiKeyRow>()
+            .map_err(Error::scylla)?
+            .map(ApiKey::from))
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKey>> {
@@ -593,18 +606,27 @@ impl Store for ScyllaStore {
             .execute_iter(format!("SELECT {API_KEY_COLUMNS} FROM api_keys"), ())
             .await
             .map_err(Error::scylla)?;
-        let rows: Vec<ApiKeyRow> =
-            pager.rows_stream::<ApiKeyRow>().map_err(Error::scylla)?.try_collect().await.map_err(Error::scylla)?;
+        let rows: Vec<ApiKeyRow> = pager
+            .rows_stream::<ApiKeyRow>()
+            .map_err(Error::scylla)?
+            .try_collect()
+            .await
+            .map_err(Error::scylla)?;
         let mut keys: Vec<ApiKey> = rows.into_iter().map(ApiKey::from).collect();
         keys.sort_by(|a, b| (&a.tenant_id, &a.key_id).cmp(&(&b.tenant_id, &b.key_id)));
         Ok(keys)
     }
 
     async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<bool> {
-        let Some(key) = self.api_key(key_id).await? else { return Ok(false) };
+        let Some(key) = self.api_key(key_id).await? else {
+            return Ok(false);
+        };
         if key.revoked_at_ms.is_none() {
             self.session
-                .execute_unpaged("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (at_ms, key_id))
+                .execute_unpaged(
+                    "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?",
+                    (at_ms, key_id),
+                )
                 .await
                 .map_err(Error::scylla)?;
         }

@@ -388,7 +388,9 @@ impl Store for SqliteStore {
         let id = key_id.to_string();
         self.with_conn(move |conn| {
             Ok(conn
-                .prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"))?
+                .prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
+                ))?
                 .query_row(params![id], api_key_from_row)
                 .optional()?)
         })
@@ -397,8 +399,12 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKey>> {
         self.with_conn(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY tenant_id, key_id"))?;
-            let rows = stmt.query_map([], api_key_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY tenant_id, key_id"
+            ))?;
+            let rows = stmt
+                .query_map([], api_key_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -407,8 +413,15 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<bool> {
         let id = key_id.to_string();
         self.with_conn(move |conn| {
-            let found = conn.query_row("SELECT count(*) FROM api_keys WHERE key_id = ?1", params![id], |r| r.get::<_, i64>(0))?;
-            conn.execute("UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL", params![id, at_ms])?;
+            let found = conn.query_row(
+                "SELECT count(*) FROM api_keys WHERE key_id = ?1",
+                params![id],
+                |r| r.get::<_, i64>(0),
+            )?;
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                params![id, at_ms],
+            )?;
             Ok(found > 0)
         })
         .await
