@@ -254,6 +254,12 @@ pub struct EventResult {
     pub message: Option<String>,
 }
 
+/// The id of an event that did not parse, for the error report.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    event_id: Option<String>,
+}
+
 #[derive(Serialize)]
 struct BatchResponse {
     accepted: usize,
@@ -284,6 +290,13 @@ fn error_reply(status: StatusCode, error: &str, message: impl Into<String>) -> R
         );
     }
     response
+}
+
+/// A parse error of one event without its position (which would be relative to the event).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).map(str::to_string).unwrap_or(text)
 }
 
 fn now_ms() -> i64 {
@@ -353,15 +366,24 @@ impl Gateway {
             Ok(t) => t,
             Err(response) => return response,
         };
-        let items: Vec<serde_json::Value> = match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Array(items)) => items,
-            Ok(_) => {
-                return error_reply(
+        let starts_as_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        if !starts_as_array {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                Ok(_) => error_reply(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     "body must be a JSON array of task events",
-                )
-            }
+                ),
+                Err(e) => error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("body is not valid JSON: {e}"),
+                ),
+            };
+        }
+        // Each element is kept raw and parsed alone: one bad event never fails the batch.
+        let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
+            Ok(items) => items,
             Err(e) => {
                 return error_reply(
                     StatusCode::BAD_REQUEST,
@@ -392,7 +414,13 @@ impl Gateway {
         let mut valid: Vec<TaskEvent> = Vec::with_capacity(items.len());
         let mut valid_index: Vec<usize> = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let event_id = item.get("event_id").and_then(|v| v.as_str()).map(str::to_string);
+            let parsed = serde_json::from_str::<TaskEvent>(item.get());
+            let event_id = match &parsed {
+                Ok(e) => Some(e.event_id.clone()),
+                Err(_) => serde_json::from_str::<IdOnly>(item.get())
+                    .ok()
+                    .and_then(|i| i.event_id),
+            };
             let reject = |reason: &'static str, field: Option<String>, message: String| EventResult {
                 index,
                 status: "rejected",
@@ -401,8 +429,8 @@ impl Gateway {
                 field,
                 message: Some(message),
             };
-            let verdict = match serde_json::from_value::<TaskEvent>(item) {
-                Err(e) => Err(reject("malformed", None, e.to_string())),
+            let verdict = match parsed {
+                Err(e) => Err(reject("malformed", None, without_position(&e))),
                 Ok(event) => match schemas::validation::validate(&event) {
                     Err(v) => Err(reject("invalid_field", Some(v.field), v.message)),
                     Ok(()) if event.tenant_id != tenant => Err(reject(

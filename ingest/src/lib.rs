@@ -7,13 +7,14 @@
 //! - [`generator`]: the deterministic workload generator with labelled incidents (pure).
 //! - [`truth`]: exact daily metrics of a set of events, the reference for every later stage.
 //! - [`dataset`]: a generated data set on disk (events as JSON lines, incident labels, ground
-//!   truth, manifest) and the Kafka sink of the generator.
+//!   truth, manifest) and the Kafka sink of the generator; [`http_sink`] its gateway sink.
 #![deny(missing_docs)]
 
 pub mod api_key;
 pub mod dataset;
 pub mod gateway;
 pub mod generator;
+pub mod http_sink;
 pub mod publisher;
 pub mod truth;
 
@@ -29,6 +30,9 @@ pub enum Error {
     /// Encoding or schema registration failed.
     #[error(transparent)]
     Encode(#[from] schemas::EncodeError),
+    /// Talking to the HTTP gateway failed.
+    #[error("http: {0}")]
+    Http(String),
     /// The store (API keys) failed.
     #[error("store: {0}")]
     Store(#[from] store::Error),

@@ -83,6 +83,9 @@ enum Sink {
     Files,
     /// The task-events topic (and the labels and truth into --out).
     Kafka,
+    /// The HTTP gateway, with one API key per tenant created in the store (and the labels and
+    /// truth into --out).
+    Http,
 }
 
 #[derive(Args)]
@@ -132,6 +135,15 @@ struct GenArgs {
     /// Skip the ground truth (throughput runs).
     #[arg(long)]
     no_truth: bool,
+    /// Gateway base URL for `--to http` (default: http://<ingest.listen>).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Events per request for `--to http`.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Requests in flight for `--to http`.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
 }
 
 impl GenArgs {
@@ -229,6 +241,87 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 serde_json::to_vec_pretty(&generator.incidents())?,
             )?;
             dataset::write_truth(&args.out.join(dataset::TRUTH_FILE), &truth.rows())?;
+            dataset::Summary {
+                records,
+                distinct_events: truth.distinct_events() as u64,
+                ..Default::default()
+            }
+        }
+        Sink::Http => {
+            let store = store::open_migrated(&settings.store.url)
+                .await
+                .context("opening the store for API keys")?;
+            let mut keys = std::collections::BTreeMap::new();
+            for (tenant, _, _) in generator.series() {
+                if !keys.contains_key(&tenant) {
+                    let issued =
+                        gateway::create_api_key(store.as_ref(), &tenant, "workload generator").await?;
+                    keys.insert(tenant, issued.token);
+                }
+            }
+            let base = args
+                .gateway
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.ingest.listen));
+            let sink = ingest::http_sink::HttpSink::new(&base, keys, args.batch, args.in_flight);
+            std::fs::create_dir_all(&args.out)?;
+            let mut truth = GroundTruth::default();
+            let mut stats = ingest::http_sink::HttpStats::default();
+            let mut records = 0u64;
+            let hours = generator.hour_count();
+            let mut buffered = Vec::new();
+            for (hour, batch) in generator.hours().enumerate() {
+                buffered.extend(batch);
+                if buffered.len() < 50_000 && hour + 1 < hours {
+                    continue;
+                }
+                let batch = std::mem::take(&mut buffered);
+                let s = sink.send(&batch).await?;
+                stats.accepted += s.accepted;
+                stats.rejected += s.rejected;
+                stats.retries += s.retries;
+                stats.latencies_us.extend(s.latencies_us);
+                if !args.no_truth {
+                    for e in &batch {
+                        if let ingest::generator::Record::Event(event) = &e.record {
+                            truth.add(event);
+                        }
+                    }
+                }
+                records += batch.len() as u64;
+                bar.set_position(hour as u64 + 1);
+                bar.set_message(format!(
+                    "{} accepted, {} rejected",
+                    stats.accepted, stats.rejected
+                ));
+            }
+            std::fs::write(
+                args.out.join(dataset::INCIDENTS_FILE),
+                serde_json::to_vec_pretty(&generator.incidents())?,
+            )?;
+            if !args.no_truth {
+                dataset::write_truth(&args.out.join(dataset::TRUTH_FILE), &truth.rows())?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let mut l = stats.latencies_us.clone();
+            l.sort_unstable();
+            let q = |p: f64| {
+                l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0) as f64
+                    / 1000.0
+            };
+            println!(
+                "gateway: {} events accepted durably in {secs:.2} s = {:.0} events/s; {} requests of up to {} events, latency p50 {:.1} ms, p99 {:.1} ms; {} rejected, {} retries",
+                stats.accepted,
+                stats.accepted as f64 / secs,
+                l.len(),
+                args.batch,
+                q(0.5),
+                q(0.99),
+                stats.rejected,
+                stats.retries
+            );
             dataset::Summary {
                 records,
                 distinct_events: truth.distinct_events() as u64,

@@ -80,10 +80,7 @@ fn event(id: &str) -> Value {
 }
 
 async fn post(s: &Setup, auth: Option<&str>, body: &str) -> (u16, Value, warp::http::HeaderMap) {
-    let mut req = warp::test::request()
-        .method("POST")
-        .path("/v1/events")
-        .body(body.to_string());
+    let mut req = warp::test::request().method("POST").path("/v1/events").body(body);
     if let Some(auth) = auth {
         req = req.header("authorization", auth);
     }
