@@ -252,7 +252,8 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 .await
                 .context("opening the store for API keys")?;
             let mut keys = std::collections::BTreeMap::new();
-            let tenants: std::collections::BTreeSet<String> = generator.series().into_iter().map(|s| s.0).collect();
+            let tenants: std::collections::BTreeSet<String> =
+                generator.series().into_iter().map(|s| s.0).collect();
             for tenant in tenants {
                 let issued = gateway::create_api_key(store.as_ref(), &tenant, "workload generator").await?;
                 keys.insert(tenant, issued.token);

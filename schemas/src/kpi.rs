@@ -81,7 +81,7 @@ impl Counts {
 }
 
 /// Compression of every latency digest: more centroids, better tail accuracy.
-pub const DIGEST_SIZE: usize = 300;
+pub const DIGEST_SIZE: usize = 1000;
 const BLOB_VERSION: u8 = 1;
 
 /// A t-digest of task latencies (ms), with a stable binary form for storage.
@@ -144,8 +144,29 @@ impl LatencyDigest {
     }
 
     /// The estimated `q`-quantile (0..=1), `None` when empty.
+    ///
+    /// Nearest-rank semantics where the digest still holds exact values: when the centroid that
+    /// covers rank `ceil(q * n)` is a single value (t-digest keeps the tails and small digests
+    /// that way), that value is returned exactly, as [`exact_quantile`] would; elsewhere the
+    /// digest's interpolated estimate.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.flushed().estimate_quantile(q)
+        let d = self.flushed();
+        let n = d.count();
+        if n <= 0.0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * n).ceil().max(1.0);
+        let mut seen = 0.0;
+        for c in d.centroids() {
+            if rank <= seen + c.weight() {
+                if c.weight() == 1.0 {
+                    return Some(c.mean());
+                }
+                break;
+            }
+            seen += c.weight();
+        }
+        d.estimate_quantile(q)
     }
 
     /// Merges `other` into this digest.
