@@ -56,7 +56,8 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, event: &TaskEvent) {
+    /// Adds one event.
+    pub fn add(&mut self, event: &TaskEvent) {
         self.counts.add(event);
         self.latency.record(event.latency_ms());
     }

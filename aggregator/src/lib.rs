@@ -7,11 +7,13 @@
 //!   state of one partition.
 //! - [`daily`]: daily store rows and tenant roll-ups (merged digests).
 //! - [`driver`]: the Kafka consumer-group member and the checkpoint protocol.
+//! - [`recompute`]: the batch rebuild of a day range from the topic (folds in late events).
 #![deny(missing_docs)]
 
 pub mod daily;
 pub mod driver;
 pub mod engine;
 mod error;
+pub mod recompute;
 
 pub use error::{Error, Result};

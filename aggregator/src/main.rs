@@ -23,11 +23,26 @@ enum Command {
     CheckConfig,
     /// Apply the store migrations and exit.
     Migrate,
+    /// Rebuild the daily rows of a day range from the whole topic (late events included).
+    Recompute {
+        /// First UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last UTC day (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+fn parse_day(flag: &str, value: &str) -> anyhow::Result<time::Date> {
+    time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]"))
+        .with_context(|| format!("{flag} {value}: expected a date YYYY-MM-DD"))
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let settings = cli.config.load()?;
@@ -39,6 +54,19 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
+        }
+        Command::Recompute { from, to } => {
+            let (from, to) = (parse_day("--from", &from)?, parse_day("--to", &to)?);
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            let store = runtime
+                .block_on(store::open_migrated(&settings.store.url))
+                .context("opening the store")?;
+            let report =
+                aggregator::recompute::recompute(&settings, store.as_ref(), runtime.handle(), from, to)?;
+            println!(
+                "recomputed {from}..={to}: {} records read, {} distinct events in range ({} duplicates, {} invalid records), {} daily rows written",
+                report.records, report.events_in_range, report.duplicates, report.invalid, report.rows_written
+            );
         }
         Command::Run => {
             let store = runtime

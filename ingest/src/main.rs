@@ -347,6 +347,7 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let settings = cli.config.load()?;
