@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 /// How many windows a series stays active (gets empty windows emitted) after its last event.
 pub const ACTIVE_SERIES_WINDOWS: i64 = 60;
+/// Centroids of the short windows' digests: they hold minutes of one series, and a smaller
+/// digest is much cheaper to create and fill (the daily digests keep the full size).
+pub const WINDOW_DIGEST_SIZE: usize = 100;
 /// Milliseconds in a UTC day.
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -63,7 +66,7 @@ impl Aggregate {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowState {
     aggregate: Aggregate,
     /// Whether the window's period was already emitted.
@@ -77,6 +80,19 @@ struct DayState {
     aggregate: Aggregate,
     dirty: bool,
     is_final: bool,
+}
+
+impl Default for WindowState {
+    fn default() -> Self {
+        WindowState {
+            aggregate: Aggregate {
+                counts: Counts::default(),
+                latency: LatencyDigest::with_size(WINDOW_DIGEST_SIZE),
+            },
+            emitted: false,
+            changed_after_emit: false,
+        }
+    }
 }
 
 /// What happened to one event.
@@ -132,6 +148,12 @@ pub struct PartitionState {
     /// Hash of event id -> its completed_at.
     seen: HashMap<u64, i64>,
     stats: Stats,
+    /// Days before this one were checked for finality.
+    #[serde(default)]
+    final_before_day: Option<i64>,
+    /// Window index up to which `seen` was last pruned.
+    #[serde(default)]
+    pruned_before_window: Option<i64>,
 }
 
 fn event_hash(event_id: &str) -> u64 {
@@ -238,16 +260,27 @@ impl PartitionState {
                 self.stats.windows_emitted += 1;
             }
         }
-        for ((day, _), state) in self.days.iter_mut() {
-            if (day + 1) * DAY_MS > closed_before {
-                break;
-            }
-            if !state.is_final {
-                state.is_final = true;
-                state.dirty = true;
+        // Days and ids only change state when `closed_before` crosses a day or a window
+        // boundary: skip the scans otherwise (outcomes do not depend on when ids are pruned,
+        // since an event behind `closed_before` is late before it is looked up).
+        let closed_day = closed_before.div_euclid(DAY_MS);
+        if self.final_before_day.is_none_or(|d| closed_day > d) {
+            self.final_before_day = Some(closed_day);
+            for ((day, _), state) in self.days.iter_mut() {
+                if (day + 1) * DAY_MS > closed_before {
+                    break;
+                }
+                if !state.is_final {
+                    state.is_final = true;
+                    state.dirty = true;
+                }
             }
         }
-        self.seen.retain(|_, t| *t >= closed_before);
+        let closed_window = closed_before.div_euclid(config.window_ms);
+        if self.pruned_before_window.is_none_or(|w| closed_window > w) {
+            self.pruned_before_window = Some(closed_window);
+            self.seen.retain(|_, t| *t >= closed_before);
+        }
     }
 
     /// Daily rows changed since the last call (complete values). Final days are forgotten once

@@ -113,6 +113,14 @@ impl PartialEq for LatencyDigest {
 pub struct DigestError(&'static str);
 
 impl LatencyDigest {
+    /// An empty digest of `size` centroids at most (the default is [`DIGEST_SIZE`]).
+    pub fn with_size(size: usize) -> LatencyDigest {
+        LatencyDigest {
+            digest: TDigest::new_with_size(size),
+            buffered: false,
+        }
+    }
+
     /// Records one latency (negative latencies are clamped to 0).
     pub fn record(&mut self, latency_ms: i64) {
         self.digest.push(latency_ms.max(0) as f64);
