@@ -1,23 +1,52 @@
 #!/usr/bin/env bash
-# The run command (README): installs what is missing, starts the local broker, prepares topics
-# and the store, and runs what exists of the pipeline so far. `scripts/run.sh stop` stops
-# everything it started. Safe to run twice.
+# The run command (README): installs what is missing, starts the local broker (Tansu, memory
+# engine), the ingest gateway and the aggregator on the embedded SQLite store, sends a week of
+# generated events with incidents through the gateway, and prints the daily KPIs per tenant and
+# agent. Services keep running; `scripts/run.sh stop` stops everything it started. Safe to run
+# twice (a second run stops the first one's services and starts afresh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+export AGENTOPS__KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT"
+export AGENTOPS__STORE__URL="${AGENTOPS__STORE__URL:-sqlite://$RUN_DIR/agentops.db}"
+stop_services() {
+  for name in aggregator gateway; do
+    pidfile="$RUN_DIR/$name.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      kill -TERM "$(cat "$pidfile")"; log "$name stopped"
+    fi
+    rm -f "$pidfile"
+  done
+}
 if [ "${1:-}" = "stop" ]; then
+  stop_services
   "$REPO_ROOT/scripts/tansu.sh" stop
   exit 0
 fi
 "$REPO_ROOT/scripts/install-deps.sh"
 log "building (release)"
 cargo build --release --locked --bins
-export AGENTOPS__KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT"
-"$REPO_ROOT/scripts/tansu.sh" start memory
 BIN="$REPO_ROOT/target/release"
-log "creating topics"
+stop_services
+"$REPO_ROOT/scripts/tansu.sh" stop
+rm -f "$RUN_DIR/agentops.db"*
+"$REPO_ROOT/scripts/tansu.sh" start memory
+mkdir -p "$RUN_DIR"
+log "creating topics and applying store migrations ($AGENTOPS__STORE__URL)"
 "$BIN/ingest" topics
-log "applying store migrations (${AGENTOPS__STORE__URL:-sqlite://data/agentops.db})"
 "$BIN/aggregator" migrate
-log "publishing example task events"
-"$BIN/ingest" publish-example --count 1000
-log "the broker keeps running; stop it with: scripts/run.sh stop"
+"$BIN/ingest" serve >"$RUN_DIR/gateway.log" 2>&1 & echo $! >"$RUN_DIR/gateway.pid"
+"$BIN/aggregator" run >"$RUN_DIR/aggregator.log" 2>&1 & echo $! >"$RUN_DIR/aggregator.pid"
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:8080/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+days="${DEMO_DAYS:-7}"
+log "generating $days simulated days (2 tenants x 4 agents, incidents) through the HTTP gateway"
+"$BIN/ingest" gen --to http --out "$RUN_DIR/demo" --tenants 2 --agents 4 --control-agents 1 \
+  --days "$days" --start 2025-10-01 --tasks-per-day 2000
+log "waiting for the aggregator to write the daily rows"
+sleep 8
+last=$(date -u -d "2025-10-01 + $((days - 1)) days" +%F)
+for tenant in acme globex; do
+  "$BIN/aggregator" show --tenant "$tenant" --from 2025-10-01 --to "$last"
+done
+log "injected incidents: $RUN_DIR/demo/incidents.json; exact daily metrics: $RUN_DIR/demo/truth.jsonl"
+log "gateway on http://127.0.0.1:8080 (key: ingest api-key create --tenant acme); logs in $RUN_DIR"
+log "stop everything with: scripts/run.sh stop"

@@ -26,6 +26,18 @@ enum Command {
     CheckConfig,
     /// Apply the store migrations and exit.
     Migrate,
+    /// Print the stored daily rows of a tenant (all agents and the `*` roll-up).
+    Show {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// First UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last UTC day (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+    },
     /// Rebuild the daily rows of a day range from the whole topic (late events included).
     Recompute {
         /// First UTC day, YYYY-MM-DD.
@@ -57,6 +69,49 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
+        }
+        Command::Show { tenant, from, to } => {
+            let (from, to) = (parse_day("--from", &from)?, parse_day("--to", &to)?);
+            let store = runtime
+                .block_on(store::open_migrated(&settings.store.url))
+                .context("opening the store")?;
+            let query = store::DailyMetricsQuery {
+                tenant_id: tenant.clone(),
+                agent_id: None,
+                from,
+                to,
+            };
+            let rows = runtime.block_on(store.daily_metrics(&query))?;
+            println!(
+                "{:<10} {:<14} {:<12} {:>7} {:>6} {:>6} {:>9} {:>9} {:>11} {:>5}",
+                "day", "tenant", "agent", "tasks", "TSR", "HIR", "P95 ms", "P99 ms", "cost/task", "final"
+            );
+            for r in rows {
+                let c = schemas::kpi::Counts {
+                    tasks_total: r.tasks_total,
+                    succeeded: r.succeeded,
+                    failed: r.failed,
+                    cancelled: r.cancelled,
+                    tasks_with_intervention: r.tasks_with_intervention,
+                    interventions: r.interventions,
+                    cost_micros: r.cost_micros,
+                };
+                let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+                println!(
+                    "{:<10} {:<14} {:<12} {:>7} {:>6} {:>6} {:>9.0} {:>9.0} {:>11} {:>5}",
+                    r.day.to_string(),
+                    r.tenant_id,
+                    r.agent_id,
+                    r.tasks_total,
+                    pct(c.success_rate()),
+                    pct(c.intervention_rate()),
+                    r.latency_p95_ms.unwrap_or(f64::NAN),
+                    r.latency_p99_ms.unwrap_or(f64::NAN),
+                    c.cost_per_task_micros()
+                        .map_or("-".to_string(), |v| format!("${:.4}", v / 1e6)),
+                    if r.is_final { "yes" } else { "no" }
+                );
+            }
         }
         Command::Recompute { from, to } => {
             let (from, to) = (parse_day("--from", &from)?, parse_day("--to", &to)?);
