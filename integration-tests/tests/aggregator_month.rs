@@ -194,6 +194,9 @@ async fn events_beyond_the_lateness_are_diverted_and_recompute_folds_them_in() {
     let topic = unique_topic("events");
     let late_topic = unique_topic("late_events");
     broker.create_topic(&topic, 2).await;
+    // Created before the reader subscribes: a subscription to a topic that does not exist yet
+    // only sees it after a metadata refresh (minutes).
+    broker.create_topic(&late_topic, 1).await;
     let mut env = vec![
         ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
         ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
