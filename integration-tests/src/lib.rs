@@ -242,3 +242,45 @@ pub fn run_bin(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
+
+/// The environment of a pipeline service on `broker`: task events on `task_events`, fresh
+/// unique topics for every other output, a fresh consumer group, the SQLite store at `db`, and
+/// checkpoints every `checkpoint_ms`.
+pub fn pipeline_env(
+    broker: &TansuBroker,
+    db: &str,
+    task_events: &str,
+    checkpoint_ms: u64,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
+        ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
+        (
+            "AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(),
+            checkpoint_ms.to_string(),
+        ),
+        (
+            "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
+            unique_topic("agg"),
+        ),
+        (
+            "AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(),
+            task_events.to_string(),
+        ),
+    ];
+    for name in ["kpi_windows", "anomalies", "dead_letter", "late_events"] {
+        env.push((
+            format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()),
+            unique_topic(name),
+        ));
+    }
+    env
+}
+
+/// The value of `key` in a service environment.
+pub fn env_value<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("{key} not set"))
+}

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use integration_tests::{unique_topic, Service, TansuBroker};
+use integration_tests::{pipeline_env, unique_topic, Service, TansuBroker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
 use schemas::kpi::{exact_quantile, Counts};
@@ -122,25 +122,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agentops.db").display().to_string();
     let topic = unique_topic("events");
-    let mut env = vec![
-        ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
-        ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
-        (
-            "AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(),
-            "300".to_string(),
-        ),
-        (
-            "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
-            unique_topic("agg"),
-        ),
-        ("AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(), topic.clone()),
-    ];
-    for name in ["kpi_windows", "anomalies", "dead_letter", "late_events"] {
-        env.push((
-            format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()),
-            unique_topic(name),
-        ));
-    }
+    let env = pipeline_env(&broker, &db, &topic, 300);
     broker.create_topic(&topic, 4).await;
     Fixture {
         broker,

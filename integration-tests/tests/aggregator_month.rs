@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ingest::dataset::KafkaSink;
 use ingest::generator::{GenConfig, Generator, Record};
 use ingest::truth::{GroundTruth, TruthRow};
-use integration_tests::{run_bin, unique_topic, Service, TansuBroker};
+use integration_tests::{env_value, pipeline_env, run_bin, unique_topic, Service, TansuBroker};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use schemas::TaskEvent;
@@ -24,25 +24,7 @@ async fn a_generated_month_matches_its_ground_truth() {
     let db = dir.path().join("agentops.db").display().to_string();
     let topic = unique_topic("events");
     broker.create_topic(&topic, 4).await;
-    let mut env = vec![
-        ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
-        ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
-        (
-            "AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(),
-            "500".to_string(),
-        ),
-        (
-            "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
-            unique_topic("agg"),
-        ),
-        ("AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(), topic.clone()),
-    ];
-    for name in ["kpi_windows", "anomalies", "dead_letter", "late_events"] {
-        env.push((
-            format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()),
-            unique_topic(name),
-        ));
-    }
+    let env = pipeline_env(&broker, &db, &topic, 500);
     let settings = settings::Settings::load(None, &env.iter().cloned().collect::<HashMap<_, _>>()).unwrap();
 
     let config = GenConfig {
@@ -192,34 +174,12 @@ async fn events_beyond_the_lateness_are_diverted_and_recompute_folds_them_in() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agentops.db").display().to_string();
     let topic = unique_topic("events");
-    let late_topic = unique_topic("late_events");
     broker.create_topic(&topic, 2).await;
+    let env = pipeline_env(&broker, &db, &topic, 500);
+    let late_topic = env_value(&env, "AGENTOPS__KAFKA__TOPICS__LATE_EVENTS").to_string();
     // Created before the reader subscribes: a subscription to a topic that does not exist yet
     // only sees it after a metadata refresh (minutes).
     broker.create_topic(&late_topic, 1).await;
-    let mut env = vec![
-        ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
-        ("AGENTOPS__STORE__URL".to_string(), format!("sqlite://{db}")),
-        (
-            "AGENTOPS__AGGREGATOR__CHECKPOINT_INTERVAL_MS".to_string(),
-            "500".to_string(),
-        ),
-        (
-            "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
-            unique_topic("agg"),
-        ),
-        ("AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(), topic.clone()),
-        (
-            "AGENTOPS__KAFKA__TOPICS__LATE_EVENTS".to_string(),
-            late_topic.clone(),
-        ),
-    ];
-    for name in ["kpi_windows", "anomalies", "dead_letter"] {
-        env.push((
-            format!("AGENTOPS__KAFKA__TOPICS__{}", name.to_uppercase()),
-            unique_topic(name),
-        ));
-    }
     let settings = settings::Settings::load(None, &env.iter().cloned().collect::<HashMap<_, _>>()).unwrap();
     let config = GenConfig {
         seed: 7,
