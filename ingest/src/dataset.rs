@@ -15,7 +15,6 @@ use std::time::Duration;
 use rayon::prelude::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
-use schemas::registry::Registry;
 use schemas::TaskEvent;
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +119,25 @@ pub fn read_truth(path: &Path) -> Result<Vec<TruthRow>> {
     Ok(rows)
 }
 
+/// Folds the valid events of a generated batch into the ground truth.
+pub fn add_to_truth(truth: &mut GroundTruth, batch: &[Emitted]) {
+    for e in batch {
+        if let Record::Event(event) = &e.record {
+            truth.add(event);
+        }
+    }
+}
+
+/// Writes what goes next to generated events wherever they went: the incident labels and,
+/// when given, the ground truth.
+pub fn write_labels(generator: &Generator, dir: &Path, truth: Option<&GroundTruth>) -> Result<()> {
+    write_json(&dir.join(INCIDENTS_FILE), &generator.incidents())?;
+    if let Some(truth) = truth {
+        write_truth(&dir.join(TRUTH_FILE), &truth.rows())?;
+    }
+    Ok(())
+}
+
 /// Generates the whole data set into `dir`; `progress` is called after every simulated hour
 /// with the hours done and the summary so far. `with_truth = false` skips the ground truth
 /// (for throughput runs).
@@ -159,11 +177,7 @@ pub fn write(
                     },
                     || {
                         if with_truth {
-                            for e in &batch {
-                                if let Record::Event(event) = &e.record {
-                                    truth.add(event);
-                                }
-                            }
+                            add_to_truth(&mut truth, &batch);
                         }
                     },
                 )
@@ -186,11 +200,7 @@ pub fn write(
     } else {
         0
     };
-    let incidents = generator.incidents();
-    write_json(&dir.join(INCIDENTS_FILE), &incidents)?;
-    if with_truth {
-        write_truth(&dir.join(TRUTH_FILE), &truth.rows())?;
-    }
+    write_labels(generator, dir, with_truth.then_some(&truth))?;
     let control_series = generator
         .series()
         .into_iter()
@@ -200,7 +210,7 @@ pub fn write(
     let manifest = Manifest {
         generator: generator.config().clone(),
         summary: summary.clone(),
-        incidents: incidents.len(),
+        incidents: generator.incidents().len(),
         control_series,
     };
     write_json(&dir.join(MANIFEST_FILE), &manifest)?;
@@ -242,10 +252,7 @@ impl KafkaSink {
     /// A sink for the configured task-events topic.
     pub async fn new(settings: &settings::Settings) -> Result<KafkaSink> {
         let topic = settings.kafka.topics.task_events.clone();
-        let encoder = match settings.schema_registry.url() {
-            Some(url) => Encoder::confluent(Registry::new(url).register::<TaskEvent>(&topic).await?),
-            None => Encoder::single_object(),
-        };
+        let encoder = crate::publisher::task_event_encoder(settings).await?;
         let producer = kafka_io::producer_config(&settings.kafka, "ingest-gen")
             .set("linger.ms", "20")
             .create()

@@ -62,14 +62,7 @@ impl KafkaEventSink {
     /// A sink for the configured task-events topic.
     pub async fn new(settings: &settings::Settings) -> crate::Result<KafkaEventSink> {
         let topic = settings.kafka.topics.task_events.clone();
-        let encoder = match settings.schema_registry.url() {
-            Some(url) => Encoder::confluent(
-                schemas::registry::Registry::new(url)
-                    .register::<TaskEvent>(&topic)
-                    .await?,
-            ),
-            None => Encoder::single_object(),
-        };
+        let encoder = crate::publisher::task_event_encoder(settings).await?;
         let producer = kafka_io::producer_config(&settings.kafka, "ingest-gateway")
             .set(
                 "message.timeout.ms",

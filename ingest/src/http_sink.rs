@@ -27,7 +27,8 @@ pub struct HttpStats {
 }
 
 impl HttpStats {
-    fn merge(&mut self, other: HttpStats) {
+    /// Adds another run's counts and latencies.
+    pub fn merge(&mut self, other: HttpStats) {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.retries += other.retries;

@@ -227,20 +227,12 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
             let mut records = 0u64;
             for (hour, batch) in generator.hours().enumerate() {
                 sink.send(&batch).await?;
-                for e in &batch {
-                    if let ingest::generator::Record::Event(event) = &e.record {
-                        truth.add(event);
-                    }
-                }
+                dataset::add_to_truth(&mut truth, &batch);
                 records += batch.len() as u64;
                 bar.set_position(hour as u64 + 1);
                 bar.set_message(format!("{records} records acknowledged"));
             }
-            std::fs::write(
-                args.out.join(dataset::INCIDENTS_FILE),
-                serde_json::to_vec_pretty(&generator.incidents())?,
-            )?;
-            dataset::write_truth(&args.out.join(dataset::TRUTH_FILE), &truth.rows())?;
+            dataset::write_labels(&generator, &args.out, Some(&truth))?;
             dataset::Summary {
                 records,
                 distinct_events: truth.distinct_events() as u64,
@@ -275,17 +267,9 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                     continue;
                 }
                 let batch = std::mem::take(&mut buffered);
-                let s = sink.send(&batch).await?;
-                stats.accepted += s.accepted;
-                stats.rejected += s.rejected;
-                stats.retries += s.retries;
-                stats.latencies_us.extend(s.latencies_us);
+                stats.merge(sink.send(&batch).await?);
                 if !args.no_truth {
-                    for e in &batch {
-                        if let ingest::generator::Record::Event(event) = &e.record {
-                            truth.add(event);
-                        }
-                    }
+                    dataset::add_to_truth(&mut truth, &batch);
                 }
                 records += batch.len() as u64;
                 bar.set_position(hour as u64 + 1);
@@ -294,13 +278,7 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                     stats.accepted, stats.rejected
                 ));
             }
-            std::fs::write(
-                args.out.join(dataset::INCIDENTS_FILE),
-                serde_json::to_vec_pretty(&generator.incidents())?,
-            )?;
-            if !args.no_truth {
-                dataset::write_truth(&args.out.join(dataset::TRUTH_FILE), &truth.rows())?;
-            }
+            dataset::write_labels(&generator, &args.out, (!args.no_truth).then_some(&truth))?;
             let secs = started.elapsed().as_secs_f64();
             let mut l = stats.latencies_us.clone();
             l.sort_unstable();

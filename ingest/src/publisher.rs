@@ -10,6 +10,20 @@ use schemas::TaskEvent;
 
 use crate::{Error, Result};
 
+/// The `TaskEvent` encoder of the configured wire format: Confluent framing with the schema
+/// registered under the task-events topic when a registry is configured, Avro single-object
+/// encoding otherwise. Every publishing path (publisher, gateway, generator) uses it.
+pub async fn task_event_encoder(settings: &settings::Settings) -> Result<Encoder<TaskEvent>> {
+    Ok(match settings.schema_registry.url() {
+        Some(url) => Encoder::confluent(
+            Registry::new(url)
+                .register::<TaskEvent>(&settings.kafka.topics.task_events)
+                .await?,
+        ),
+        None => Encoder::single_object(),
+    })
+}
+
 /// Publishes valid `TaskEvent`s, Avro-encoded (Confluent framing when a registry is configured,
 /// single-object encoding otherwise), keyed by series, with an idempotent `acks=all` producer.
 pub struct Publisher {
@@ -23,10 +37,7 @@ impl Publisher {
     /// registry is configured.
     pub async fn new(settings: &settings::Settings) -> Result<Publisher> {
         let topic = settings.kafka.topics.task_events.clone();
-        let encoder = match settings.schema_registry.url() {
-            Some(url) => Encoder::confluent(Registry::new(url).register::<TaskEvent>(&topic).await?),
-            None => Encoder::single_object(),
-        };
+        let encoder = task_event_encoder(settings).await?;
         let producer = kafka_io::producer_config(&settings.kafka, "ingest")
             .create()
             .map_err(kafka_io::Error::from)?;
