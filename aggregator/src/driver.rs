@@ -16,7 +16,7 @@
 //! the store and the partition is dropped.
 //!
 //! Resuming is done a little *before* the checkpointed offset, skipping what the state already
-//! reflects, and the first record fetched is checked (see [`resume_verdict`]): some brokers
+//! reflects, and the first record fetched is checked (see [`kafka_io::resume_verdict`]): some brokers
 //! (Tansu 0.6) answer a fetch from the middle of a record batch with the *next* batch, which
 //! would silently skip the rest of the batch. A gap is repaired by seeking further back.
 
@@ -37,6 +37,7 @@ use tokio::runtime::Handle;
 
 use crate::daily::{rollup, to_metric};
 use crate::engine::{EngineConfig, Outcome, PartitionState};
+use kafka_io::{resume_verdict, ResumeVerdict};
 use crate::{Error, Result};
 
 /// What the driver needs, built by `main` (or a test) from the settings.
@@ -47,36 +48,6 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// Runtime handle for the async clients.
     pub runtime: Handle,
-}
-
-/// What the first record fetched after positioning a partition says about the position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeVerdict {
-    /// The fetch covers the checkpointed offset: consume normally.
-    Covered,
-    /// The broker skipped records at or before the checkpointed offset: fetch again from here.
-    SeekBack(i64),
-    /// Records the checkpoint needs are gone from the log (retention): consume from here on.
-    Lost,
-}
-
-/// Judges the first offset fetched after seeking to `fetch_from` for a partition whose state
-/// reflects every record before `next_offset`; a further seek goes back at least twice
-/// `min_rewind` records.
-pub fn resume_verdict(
-    fetch_from: i64,
-    next_offset: i64,
-    first_fetched: i64,
-    min_rewind: i64,
-) -> ResumeVerdict {
-    if first_fetched <= next_offset {
-        ResumeVerdict::Covered
-    } else if fetch_from > 0 {
-        let rewind = (next_offset - fetch_from).max(min_rewind).max(1);
-        ResumeVerdict::SeekBack((next_offset - 2 * rewind).max(0))
-    } else {
-        ResumeVerdict::Lost
-    }
 }
 
 struct Partition {
@@ -224,27 +195,14 @@ impl Shared {
         payload: &[u8],
         headers: Option<rdkafka::message::OwnedHeaders>,
     ) -> Result<DeliveryFuture> {
-        loop {
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            if let Some(h) = headers.clone() {
-                record = record.headers(h);
-            }
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
         }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        Ok(kafka_io::send_blocking(&self.producer, record)?)
     }
 
     fn divert(
@@ -531,55 +489,5 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             shared.checkpoint(&consumer, &ids)?;
             last_checkpoint = Instant::now();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fetch_that_reaches_the_checkpoint_is_covered() {
-        assert_eq!(resume_verdict(4_000, 5_000, 4_000, 1_000), ResumeVerdict::Covered);
-        assert_eq!(resume_verdict(4_000, 5_000, 4_700, 1_000), ResumeVerdict::Covered);
-        assert_eq!(resume_verdict(4_000, 5_000, 5_000, 1_000), ResumeVerdict::Covered);
-        assert_eq!(resume_verdict(0, 10, 0, 1_000), ResumeVerdict::Covered);
-    }
-
-    #[test]
-    fn a_skipped_checkpoint_offset_seeks_back_twice_as_far() {
-        assert_eq!(
-            resume_verdict(4_000, 5_000, 5_001, 1_000),
-            ResumeVerdict::SeekBack(3_000)
-        );
-        assert_eq!(
-            resume_verdict(3_000, 5_000, 5_300, 1_000),
-            ResumeVerdict::SeekBack(1_000)
-        );
-        assert_eq!(
-            resume_verdict(1_000, 5_000, 5_300, 1_000),
-            ResumeVerdict::SeekBack(0)
-        );
-        assert_eq!(
-            resume_verdict(500, 1_500, 1_501, 1_000),
-            ResumeVerdict::SeekBack(0)
-        );
-    }
-
-    #[test]
-    fn a_gap_from_the_beginning_of_the_log_is_reported_as_lost() {
-        assert_eq!(resume_verdict(0, 5_000, 7_000, 1_000), ResumeVerdict::Lost);
-    }
-
-    #[test]
-    fn a_zero_rewind_still_seeks_back() {
-        assert_eq!(
-            resume_verdict(5_000, 5_000, 5_001, 0),
-            ResumeVerdict::SeekBack(4_998)
-        );
-        assert_eq!(
-            resume_verdict(4_998, 5_000, 5_001, 0),
-            ResumeVerdict::SeekBack(4_996)
-        );
     }
 }

@@ -4,7 +4,11 @@
 //! - [`consumer_config`]: consumer-group members that never auto-commit or auto-store offsets
 //!   (offsets are stored only after the write that covers them) and join groups fast.
 //! - [`ensure_topics`]: creates the pipeline's topics if missing.
+//! - [`send_blocking`]: enqueue a record, waiting while the producer's queue is full.
 //! - [`dead_letter_headers`]: the Kafka Connect (KIP-298) style headers of a dead-lettered record.
+//! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
+//!   the records from there (some brokers answer a fetch from the middle of a batch with the
+//!   next batch).
 #![deny(missing_docs)]
 
 use std::time::Duration;
@@ -12,7 +16,9 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 /// A Kafka adapter failure.
@@ -95,6 +101,24 @@ pub async fn ensure_topics(kafka: &settings::Kafka, topics: &[&str]) -> Result<(
     Ok(())
 }
 
+/// Enqueues `record` on a thread that may block: while the producer's queue is full it waits
+/// (5 ms at a time) for deliveries to drain it, instead of failing.
+pub fn send_blocking<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+) -> std::result::Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Where a dead-lettered record came from and why it was rejected.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
@@ -149,4 +173,84 @@ pub fn dead_letter_headers(dl: &DeadLetter<'_>) -> OwnedHeaders {
             key: header::MESSAGE,
             value: Some(dl.message),
         })
+}
+
+/// What the first record fetched after positioning a partition says about the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeVerdict {
+    /// The fetch covers the checkpointed offset: consume normally.
+    Covered,
+    /// The broker skipped records at or before the checkpointed offset: fetch again from here.
+    SeekBack(i64),
+    /// Records the checkpoint needs are gone from the log (retention): consume from here on.
+    Lost,
+}
+
+/// Judges the first offset fetched after seeking to `fetch_from` for a partition whose state
+/// reflects every record before `next_offset`; a further seek goes back at least twice
+/// `min_rewind` records.
+pub fn resume_verdict(
+    fetch_from: i64,
+    next_offset: i64,
+    first_fetched: i64,
+    min_rewind: i64,
+) -> ResumeVerdict {
+    if first_fetched <= next_offset {
+        ResumeVerdict::Covered
+    } else if fetch_from > 0 {
+        let rewind = (next_offset - fetch_from).max(min_rewind).max(1);
+        ResumeVerdict::SeekBack((next_offset - 2 * rewind).max(0))
+    } else {
+        ResumeVerdict::Lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_that_reaches_the_checkpoint_is_covered() {
+        assert_eq!(resume_verdict(4_000, 5_000, 4_000, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(4_000, 5_000, 4_700, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(4_000, 5_000, 5_000, 1_000), ResumeVerdict::Covered);
+        assert_eq!(resume_verdict(0, 10, 0, 1_000), ResumeVerdict::Covered);
+    }
+
+    #[test]
+    fn a_skipped_checkpoint_offset_seeks_back_twice_as_far() {
+        assert_eq!(
+            resume_verdict(4_000, 5_000, 5_001, 1_000),
+            ResumeVerdict::SeekBack(3_000)
+        );
+        assert_eq!(
+            resume_verdict(3_000, 5_000, 5_300, 1_000),
+            ResumeVerdict::SeekBack(1_000)
+        );
+        assert_eq!(
+            resume_verdict(1_000, 5_000, 5_300, 1_000),
+            ResumeVerdict::SeekBack(0)
+        );
+        assert_eq!(
+            resume_verdict(500, 1_500, 1_501, 1_000),
+            ResumeVerdict::SeekBack(0)
+        );
+    }
+
+    #[test]
+    fn a_gap_from_the_beginning_of_the_log_is_reported_as_lost() {
+        assert_eq!(resume_verdict(0, 5_000, 7_000, 1_000), ResumeVerdict::Lost);
+    }
+
+    #[test]
+    fn a_zero_rewind_still_seeks_back() {
+        assert_eq!(
+            resume_verdict(5_000, 5_000, 5_001, 0),
+            ResumeVerdict::SeekBack(4_998)
+        );
+        assert_eq!(
+            resume_verdict(4_998, 5_000, 5_001, 0),
+            ResumeVerdict::SeekBack(4_996)
+        );
+    }
 }

@@ -143,6 +143,20 @@ pub struct Scorer {
     pub model_dir: String,
     /// Address of the metrics and health endpoints.
     pub metrics_listen: SocketAddr,
+    /// `group`, `all` or a partition list such as `0,2` (as `aggregator.assignment`).
+    pub assignment: String,
+    /// On assignment, re-read this many records before the committed offset to refill the
+    /// per-series window buffers (they are not published again).
+    pub resume_rewind_records: i64,
+    /// Most series scored in one inference call.
+    pub max_batch: usize,
+    /// How often the model directory is checked for a new model set.
+    pub reload_interval_ms: u64,
+    /// Path to the ONNX Runtime shared library (`libonnxruntime.so`); empty: the
+    /// `ORT_DYLIB_PATH` environment variable, else the system search path.
+    pub onnxruntime_path: String,
+    /// Inference threads per model session.
+    pub intra_threads: usize,
 }
 
 /// `[auth_api]`
@@ -163,6 +177,24 @@ pub struct AuthApi {
     pub bcrypt_cost: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` of a token, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// bcrypt hashes/verifications running at once; 0 = one less than the CPU count (at
+    /// least 1), so that logins never take every core from the other routes.
+    pub bcrypt_max_concurrent: usize,
+    /// bcrypt jobs allowed to wait for a slot; beyond that a login or registration is answered
+    /// `503` with `Retry-After` at once.
+    pub bcrypt_max_queue: usize,
+    /// Failed logins per account allowed in a burst before `429`; one more is allowed every
+    /// `login_failure_window_secs / login_max_failures_per_account`.
+    pub login_max_failures_per_account: u32,
+    /// Failed logins per client address allowed in a burst before `429`.
+    pub login_max_failures_per_client: u32,
+    /// Window over which the failure allowances above recover completely.
+    pub login_failure_window_secs: u64,
+    /// Take the client address for rate limiting from the last `X-Forwarded-For` entry (set
+    /// only behind a proxy that appends it); otherwise the TCP peer address.
+    pub trust_forwarded_for: bool,
 }
 
 /// Smallest accepted HS256 key (RFC 8725: at least 256 bits).
@@ -247,6 +279,24 @@ impl Settings {
                 "aggregator.assignment",
                 format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
             ));
+        }
+        let assignment = self.scorer.assignment.as_str();
+        if !(assignment == "group"
+            || assignment == "all"
+            || assignment
+                .split(',')
+                .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
+        {
+            return Err(invalid(
+                "scorer.assignment",
+                format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
+            ));
+        }
+        if self.scorer.max_batch == 0 {
+            return Err(invalid("scorer.max_batch", "must be at least 1"));
+        }
+        if self.scorer.intra_threads == 0 {
+            return Err(invalid("scorer.intra_threads", "must be at least 1"));
         }
         if self.ingest.max_batch_events == 0 {
             return Err(invalid("ingest.max_batch_events", "must be at least 1"));

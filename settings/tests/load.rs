@@ -23,7 +23,7 @@ fn defaults_load() {
     assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
     assert_eq!(s.kafka.topics.task_events, "agentops.task-events");
     assert_eq!(s.schema_registry.url(), None);
-    assert_eq!(s.aggregator.window_secs, 60);
+    assert_eq!(s.aggregator.window_secs, 900);
 }
 
 #[test]

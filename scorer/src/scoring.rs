@@ -1,0 +1,240 @@
+//! From reconstructions to a verdict: per-feature reconstruction errors, each model's
+//! calibration onto a common scale, the weighted ensemble, the decision and which features
+//! drove it. Plain arithmetic, shared by the service, the offline mode and the benchmark; the
+//! Python training package implements the same formulas (`scorer/training`), and the
+//! reference test holds both to 1e-4.
+//!
+//! - Per feature `f`, over the last `score_positions` positions `p` of the sequence:
+//!   `e_f = Σ mask·(x − x̂)² / max(1, Σ mask)`.
+//! - Raw score = mean of `e_f` over all features (an undefined feature adds 0).
+//! - Calibration: `n = (ln(raw + eps) − loc) / scale`, with `loc` the median and `scale`
+//!   1.4826·MAD of `ln(raw + eps)` on normal validation windows: a robust z-score, the common
+//!   scale of both models (0 = a typical normal window, 3 = three robust deviations above it).
+//! - Ensemble = `(w_lstm·n_lstm + w_tr·n_tr) / (w_lstm + w_tr)`; anomaly when ≥ threshold.
+//! - Contribution of `f` = the weighted mean over both models of `e_f / Σ e`.
+
+use serde::{Deserialize, Serialize};
+
+/// Maps a model's raw error onto the common scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Median of `ln(raw + eps)` on normal validation windows.
+    pub loc: f64,
+    /// 1.4826 × MAD of `ln(raw + eps)` on the same windows; positive.
+    pub scale: f64,
+    /// Keeps the logarithm finite at zero error.
+    pub eps: f64,
+}
+
+impl Calibration {
+    /// The calibrated score of a raw error.
+    pub fn normalize(&self, raw: f64) -> f64 {
+        ((raw + self.eps).ln() - self.loc) / self.scale
+    }
+}
+
+/// Weights and threshold of the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ensemble {
+    /// Weight of the LSTM autoencoder (≥ 0).
+    pub w_lstm: f64,
+    /// Weight of the Transformer autoencoder (≥ 0).
+    pub w_transformer: f64,
+    /// A window is an anomaly when its ensemble score is at least this.
+    pub threshold: f64,
+}
+
+impl Ensemble {
+    /// The weighted mean of the calibrated scores.
+    pub fn combine(&self, lstm: f64, transformer: f64) -> f64 {
+        (self.w_lstm * lstm + self.w_transformer * transformer) / (self.w_lstm + self.w_transformer)
+    }
+}
+
+/// Per-feature errors of one sequence: `x`, `reconstruction` and `mask` are `[len][features]`
+/// row-major; the last `positions` rows are scored.
+pub fn feature_errors(
+    x: &[f32],
+    reconstruction: &[f32],
+    mask: &[f32],
+    features: usize,
+    positions: usize,
+) -> Vec<f64> {
+    let len = x.len() / features;
+    let first = len.saturating_sub(positions) * features;
+    let mut sum = vec![0f64; features];
+    let mut weight = vec![0f64; features];
+    for i in first..x.len() {
+        let f = i % features;
+        let d = f64::from(x[i]) - f64::from(reconstruction[i]);
+        sum[f] += f64::from(mask[i]) * d * d;
+        weight[f] += f64::from(mask[i]);
+    }
+    sum.iter().zip(&weight).map(|(s, w)| s / w.max(1.0)).collect()
+}
+
+/// The raw score of per-feature errors: their mean.
+pub fn raw_score(errors: &[f64]) -> f64 {
+    errors.iter().sum::<f64>() / errors.len() as f64
+}
+
+/// Both models' scores of one window and the ensemble's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Raw LSTM error.
+    pub lstm_raw: f64,
+    /// Raw Transformer error.
+    pub transformer_raw: f64,
+    /// Calibrated LSTM score.
+    pub lstm_normalized: f64,
+    /// Calibrated Transformer score.
+    pub transformer_normalized: f64,
+    /// Weighted combination of the calibrated scores.
+    pub ensemble: f64,
+    /// `ensemble >= threshold`.
+    pub is_anomaly: bool,
+    /// Per-feature share of the error (sums to 1, or 0 when there is no error).
+    pub contributions: Vec<f64>,
+}
+
+/// The verdict on one window from both models' per-feature errors.
+pub fn verdict(
+    lstm_errors: &[f64],
+    transformer_errors: &[f64],
+    lstm: &Calibration,
+    transformer: &Calibration,
+    ensemble: &Ensemble,
+) -> Verdict {
+    let lstm_raw = raw_score(lstm_errors);
+    let transformer_raw = raw_score(transformer_errors);
+    let lstm_normalized = lstm.normalize(lstm_raw);
+    let transformer_normalized = transformer.normalize(transformer_raw);
+    let score = ensemble.combine(lstm_normalized, transformer_normalized);
+    let shares = |errors: &[f64]| -> Vec<f64> {
+        let total: f64 = errors.iter().sum();
+        errors
+            .iter()
+            .map(|e| if total > 0.0 { e / total } else { 0.0 })
+            .collect()
+    };
+    let (l, t) = (shares(lstm_errors), shares(transformer_errors));
+    let w = ensemble.w_lstm + ensemble.w_transformer;
+    let contributions = l
+        .iter()
+        .zip(&t)
+        .map(|(l, t)| (ensemble.w_lstm * l + ensemble.w_transformer * t) / w)
+        .collect();
+    Verdict {
+        lstm_raw,
+        transformer_raw,
+        lstm_normalized,
+        transformer_normalized,
+        ensemble: score,
+        is_anomaly: score >= ensemble.threshold,
+        contributions,
+    }
+}
+
+/// The `k` largest contributions with their feature names, largest first (ties keep the
+/// feature order); zero shares are left out.
+pub fn top_features<'a>(contributions: &[f64], names: &[&'a str], k: usize) -> Vec<(&'a str, f64)> {
+    let mut order: Vec<usize> = (0..contributions.len()).collect();
+    order.sort_by(|a, b| contributions[*b].total_cmp(&contributions[*a]).then(a.cmp(b)));
+    order
+        .into_iter()
+        .filter(|f| contributions[*f] > 0.0)
+        .take(k)
+        .map(|f| (names[f], contributions[f]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CAL: Calibration = Calibration {
+        loc: -3.0,
+        scale: 0.5,
+        eps: 1e-6,
+    };
+
+    #[test]
+    fn errors_count_only_defined_values_of_the_scored_positions() {
+        // 3 positions x 2 features, last 2 positions scored.
+        let x = [9.0, 9.0, 1.0, 1.0, 2.0, 0.0];
+        let r = [0.0, 0.0, 0.0, 0.0, 0.0, 5.0];
+        let m = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+        let e = feature_errors(&x, &r, &m, 2, 2);
+        assert_eq!(e, vec![(1.0 + 4.0) / 2.0, 1.0]);
+        // A feature undefined in every scored position adds nothing.
+        let e = feature_errors(&x, &r, &[1.0, 1.0, 1.0, 0.0, 1.0, 0.0], 2, 2);
+        assert_eq!(e, vec![2.5, 0.0]);
+        assert_eq!(raw_score(&e), 1.25);
+    }
+
+    #[test]
+    fn calibration_puts_the_typical_error_at_zero() {
+        let typical = (-3f64).exp() - 1e-6;
+        assert!(CAL.normalize(typical).abs() < 1e-12);
+        assert!((CAL.normalize((-2.5f64).exp() - 1e-6) - 1.0).abs() < 1e-12);
+        assert!(CAL.normalize(0.0).is_finite());
+    }
+
+    #[test]
+    fn weights_are_respected() {
+        let only_lstm = Ensemble { w_lstm: 1.0, w_transformer: 0.0, threshold: 3.0 };
+        assert_eq!(only_lstm.combine(5.0, -100.0), 5.0);
+        let skewed = Ensemble { w_lstm: 3.0, w_transformer: 1.0, threshold: 3.0 };
+        assert_eq!(skewed.combine(4.0, 0.0), 3.0);
+    }
+
+    #[test]
+    fn the_verdict_flags_at_the_threshold_and_names_the_driving_feature() {
+        let ens = Ensemble { w_lstm: 0.5, w_transformer: 0.5, threshold: 1.0 };
+        let lstm = [0.0, 0.0, 0.3, 0.0, 0.1];
+        let tr = [0.0, 0.0, 0.1, 0.0, 0.1];
+        let v = verdict(&lstm, &tr, &CAL, &CAL, &ens);
+        assert_eq!(v.lstm_raw, 0.4 / 5.0);
+        assert!((v.contributions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((v.contributions[2] - (0.75 + 0.5) / 2.0).abs() < 1e-12);
+        let top = top_features(&v.contributions, &crate::features::FEATURES, 3);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), ["log_p95_latency_ms", "log_tasks"]);
+        assert_eq!(v.is_anomaly, v.ensemble >= 1.0);
+        let zero = verdict(&[0.0; 5], &[0.0; 5], &CAL, &CAL, &ens);
+        assert_eq!(zero.contributions, vec![0.0; 5]);
+        assert!(!zero.is_anomaly);
+    }
+
+    proptest! {
+        #[test]
+        fn the_ensemble_lies_between_and_grows_with_each_score(
+            a in -20.0f64..20.0, b in -20.0f64..20.0, d in 0.001f64..5.0,
+            wl in 0.0f64..1.0, wt in 0.01f64..1.0,
+        ) {
+            let e = Ensemble { w_lstm: wl, w_transformer: wt, threshold: 0.0 };
+            let s = e.combine(a, b);
+            prop_assert!(s >= a.min(b) - 1e-9 && s <= a.max(b) + 1e-9);
+            prop_assert!(e.combine(a + d, b) >= s);
+            prop_assert!(e.combine(a, b + d) > s);
+        }
+
+        #[test]
+        fn calibration_is_monotone(r in 0.0f64..100.0, d in 1e-6f64..10.0) {
+            prop_assert!(CAL.normalize(r + d) > CAL.normalize(r));
+        }
+
+        #[test]
+        fn contributions_are_shares(
+            l in proptest::collection::vec(0.0f64..10.0, 5),
+            t in proptest::collection::vec(0.0f64..10.0, 5),
+        ) {
+            let ens = Ensemble { w_lstm: 0.3, w_transformer: 0.7, threshold: 2.0 };
+            let v = verdict(&l, &t, &CAL, &CAL, &ens);
+            let sum: f64 = v.contributions.iter().sum();
+            prop_assert!(v.contributions.iter().all(|c| (0.0..=1.0 + 1e-12).contains(c)));
+            prop_assert!(sum <= 1.0 + 1e-9);
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The Kafka edge of the scorer: a consumer of `KpiWindow`s on its own thread that scores in
+//! micro-batches and publishes an `Anomaly` verdict for every scored window.
+//!
+//! Each micro-batch (up to `scorer.max_batch` windows, or what arrived within 100 ms) is scored
+//! with both models in one call each, its verdicts are delivered to the anomaly topic
+//! (`acks=all`), the flagged ones are upserted into the store, and only then are the input
+//! offsets committed. Verdict ids are deterministic (window id, revision, model version), so a
+//! crash between delivery and commit replays to the same records.
+//!
+//! The per-series buffers are not checkpointed: on assignment a partition is read from
+//! `scorer.resume_rewind_records` before its committed offset, and the windows before the
+//! committed offset only refill the buffers (they were published before the restart). The
+//! first record fetched is checked with [`kafka_io::resume_verdict`].
+//!
+//! Every `scorer.reload_interval_ms` the model directory is checked; a new set that loads and
+//! passes its checks replaces the old one between batches (one that does not is refused, and
+//! the old one keeps scoring).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use schemas::codec::{Decoder, Encoder};
+use schemas::{Anomaly, FeatureContribution, KpiWindow};
+use store::Store;
+use tokio::runtime::Handle;
+
+use crate::buffer::{Push, SeriesBuffer};
+use crate::features::{self, FEATURES};
+use crate::manifest::Manifest;
+use crate::metrics::Metrics;
+use crate::models::{Batch, ModelSet};
+use crate::scoring::{top_features, Verdict};
+use crate::{Error, Result};
+use kafka_io::{resume_verdict, ResumeVerdict};
+
+/// How many contributing features a verdict names.
+pub const TOP_FEATURES: usize = 3;
+/// Longest a window waits for its batch to fill.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// What the service needs, built by `main` (or a test).
+pub struct Deps {
+    /// Settings of the whole pipeline.
+    pub settings: settings::Settings,
+    /// The store (flagged anomalies).
+    pub store: Arc<dyn Store>,
+    /// Runtime handle for the async clients.
+    pub runtime: Handle,
+    /// The loaded model set.
+    pub models: ModelSet,
+    /// Metrics (shared with the operations endpoints).
+    pub metrics: Metrics,
+}
+
+/// The verdict record of `window` (its identity fields; the counts are not repeated).
+pub fn anomaly_of(window: &KpiWindow, verdict: &Verdict, manifest: &Manifest, scored_at: i64) -> Anomaly {
+    Anomaly {
+        anomaly_id: Anomaly::id_for(&window.window_id, window.revision, &manifest.version),
+        window_id: window.window_id.clone(),
+        tenant_id: window.tenant_id.clone(),
+        agent_id: window.agent_id.clone(),
+        window_start: window.window_start,
+        window_end: window.window_end,
+        lstm_score: verdict.lstm_raw,
+        transformer_score: verdict.transformer_raw,
+        lstm_normalized: verdict.lstm_normalized,
+        transformer_normalized: verdict.transformer_normalized,
+        ensemble_score: verdict.ensemble,
+        threshold: manifest.ensemble.threshold,
+        is_anomaly: verdict.is_anomaly,
+        top_features: top_features(&verdict.contributions, &FEATURES, TOP_FEATURES)
+            .into_iter()
+            .map(|(feature, contribution)| FeatureContribution {
+                feature: feature.to_string(),
+                contribution,
+            })
+            .collect(),
+        model_version: manifest.version.clone(),
+        scored_at,
+    }
+}
+
+type SeriesKey = (String, String);
+
+struct Partition {
+    buffers: HashMap<SeriesKey, SeriesBuffer>,
+    /// Windows before this offset were published before (warm-up only).
+    publish_from: i64,
+    /// Next offset to consume; committed after the batch covering it.
+    next_offset: i64,
+    committed: i64,
+    unverified_fetch_from: Option<i64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    windows: Vec<KpiWindow>,
+    batch: Batch,
+    since: Option<Instant>,
+}
+
+struct Shared {
+    settings: settings::Settings,
+    store: Arc<dyn Store>,
+    runtime: Handle,
+    producer: FutureProducer,
+    encoder: Encoder<Anomaly>,
+    metrics: Metrics,
+    models: Mutex<ModelSet>,
+    partitions: Mutex<HashMap<i32, Partition>>,
+    pending: Mutex<Pending>,
+    fatal: Mutex<Option<Error>>,
+}
+
+struct Ctx(Arc<Shared>);
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: rdkafka::types::RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let shared = &self.0;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = shared.position(consumer, tpl).and_then(|_| Ok(consumer.assign(tpl)?)) {
+                    shared.fail(e);
+                }
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = shared.flush(consumer) {
+                    shared.fail(e);
+                }
+                shared.partitions.lock().expect("lock").clear();
+                let _ = consumer.unassign();
+            }
+            other => tracing::error!(?other, "rebalance error"),
+        }
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Shared {
+    fn topic(&self) -> &str {
+        &self.settings.kafka.topics.kpi_windows
+    }
+
+    fn rewind(&self) -> i64 {
+        self.settings.scorer.resume_rewind_records
+    }
+
+    fn fail(&self, error: Error) {
+        tracing::error!(%error, "fatal");
+        self.fatal.lock().expect("lock").get_or_insert(error);
+    }
+
+    /// Positions newly assigned partitions a little before their committed offsets.
+    fn position(&self, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) -> Result<()> {
+        let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))?;
+        let mut partitions = self.partitions.lock().expect("lock");
+        for element in committed.elements() {
+            let next = match element.offset() {
+                Offset::Offset(o) if o >= 0 => o,
+                _ => 0,
+            };
+            let fetch_from = (next - self.rewind()).max(0);
+            let offset = if fetch_from > 0 { Offset::Offset(fetch_from) } else { Offset::Beginning };
+            tpl.set_partition_offset(element.topic(), element.partition(), offset)?;
+            tracing::info!(partition = element.partition(), next, fetch_from, "partition assigned");
+            partitions.insert(
+                element.partition(),
+                Partition {
+                    buffers: HashMap::new(),
+                    publish_from: next,
+                    next_offset: next,
+                    committed: next,
+                    unverified_fetch_from: (next > 0).then_some(fetch_from),
+                },
+            );
+        }
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn handle(&self, consumer: &BaseConsumer<Ctx>, decoder: &Decoder<KpiWindow>, message: &BorrowedMessage<'_>) -> Result<()> {
+        let partition_id = message.partition();
+        let offset = message.offset();
+        let mut partitions = self.partitions.lock().expect("lock");
+        let Some(part) = partitions.get_mut(&partition_id) else {
+            return Ok(());
+        };
+        if let Some(fetch_from) = part.unverified_fetch_from.take() {
+            match resume_verdict(fetch_from, part.publish_from, offset, self.rewind()) {
+                ResumeVerdict::Covered => {}
+                ResumeVerdict::SeekBack(to) => {
+                    tracing::warn!(partition_id, fetch_from, first_fetched = offset, seek_to = to, "broker skipped records on resume: seeking further back");
+                    part.unverified_fetch_from = Some(to);
+                    consumer.seek(self.topic(), partition_id, Offset::Offset(to), Duration::from_secs(10))?;
+                    return Ok(());
+                }
+                ResumeVerdict::Lost => tracing::warn!(partition_id, "records before the committed offset are gone: buffers start short"),
+            }
+        }
+        self.metrics.windows_in.inc();
+        part.next_offset = part.next_offset.max(offset + 1);
+        let payload = message.payload().unwrap_or_default();
+        let decoded = match decoder.decode_sync(payload) {
+            Err(e) if e.is_retriable() => self.runtime.block_on(decoder.decode(payload)),
+            other => other,
+        };
+        let window = match decoded {
+            Ok(w) => w,
+            Err(e) => {
+                self.metrics.windows_skipped.with_label_values(&["undecodable"]).inc();
+                if offset >= part.publish_from {
+                    let headers = kafka_io::dead_letter_headers(&kafka_io::DeadLetter {
+                        topic: message.topic(),
+                        partition: partition_id,
+                        offset,
+                        reason: "undecodable",
+                        message: &e.to_string(),
+                    });
+                    let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.dead_letter)
+                        .payload(payload)
+                        .headers(headers);
+                    if let Some(key) = message.key() {
+                        record = record.key(key);
+                    }
+                    let delivery = kafka_io::send_blocking(&self.producer, record)?;
+                    self.runtime.block_on(delivery).map_err(|_| Error::Delivery("dead letter cancelled".into()))?.map_err(|(e, _)| e)?;
+                }
+                return Ok(());
+            }
+        };
+        let models = self.models.lock().expect("lock");
+        let (period, len) = (models.manifest.window_ms(), models.manifest.sequence_length);
+        if window.window_end - window.window_start != period {
+            self.metrics.windows_skipped.with_label_values(&["window_length"]).inc();
+            tracing::warn!(window_id = %window.window_id, length_ms = window.window_end - window.window_start, model_ms = period, "window length differs from the model's: not scored");
+            return Ok(());
+        }
+        let buffer = part
+            .buffers
+            .entry((window.tenant_id.clone(), window.agent_id.clone()))
+            .or_insert_with(|| SeriesBuffer::new(period, len));
+        match buffer.push(window.window_start, window.revision, features::from_window(&window)) {
+            Push::Ready if offset >= part.publish_from => {
+                let mut pending = self.pending.lock().expect("lock");
+                models.push(&mut pending.batch, buffer.slots().map(|s| &s.features));
+                pending.windows.push(window);
+                pending.since.get_or_insert_with(Instant::now);
+            }
+            Push::Ready => self.metrics.windows_skipped.with_label_values(&["warm_up"]).inc(),
+            Push::Stored => {}
+            Push::Ignored => self.metrics.windows_skipped.with_label_values(&["stale"]).inc(),
+        }
+        Ok(())
+    }
+
+    fn batch_due(&self) -> bool {
+        let pending = self.pending.lock().expect("lock");
+        pending.windows.len() >= self.settings.scorer.max_batch || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
+    }
+
+    /// Scores and publishes the pending windows, stores the flagged ones, then commits.
+    fn flush(&self, consumer: &BaseConsumer<Ctx>) -> Result<()> {
+        let mut pending = self.pending.lock().expect("lock");
+        if !pending.windows.is_empty() {
+            let started = Instant::now();
+            let mut models = self.models.lock().expect("lock");
+            let verdicts = models.score(&pending.batch)?;
+            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_size.observe(pending.windows.len() as f64);
+            let now = now_ms();
+            let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
+            let mut flagged = Vec::new();
+            for (window, verdict) in pending.windows.iter().zip(&verdicts) {
+                let anomaly = anomaly_of(window, verdict, &models.manifest, now);
+                let payload = self.encoder.encode(&anomaly)?;
+                let key = schemas::series_key(&window.tenant_id, &window.agent_id);
+                let record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.anomalies)
+                    .key(key.as_bytes())
+                    .payload(&payload);
+                deliveries.push(kafka_io::send_blocking(&self.producer, record)?);
+                if anomaly.is_anomaly {
+                    flagged.push(anomaly);
+                }
+            }
+            drop(models);
+            for result in self.runtime.block_on(futures::future::join_all(deliveries)) {
+                result.map_err(|_| Error::Delivery("anomaly cancelled".into()))?.map_err(|(e, _)| e)?;
+            }
+            if !flagged.is_empty() {
+                self.runtime.block_on(self.store.upsert_anomalies(&flagged))?;
+            }
+            self.metrics.windows_scored.inc_by(verdicts.len() as u64);
+            self.metrics.anomalies_flagged.inc_by(flagged.len() as u64);
+            pending.windows.clear();
+            pending.batch.clear();
+            pending.since = None;
+        }
+        drop(pending);
+        let mut commit = TopicPartitionList::new();
+        let mut partitions = self.partitions.lock().expect("lock");
+        for (id, part) in partitions.iter_mut() {
+            if part.next_offset > part.committed {
+                commit.add_partition_offset(self.topic(), *id, Offset::Offset(part.next_offset))?;
+                part.committed = part.next_offset;
+            }
+        }
+        drop(partitions);
+        if commit.count() > 0 {
+            consumer.commit(&commit, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the model set if the directory holds a different one that loads.
+    fn maybe_reload(&self, consumer: &BaseConsumer<Ctx>, dir: &PathBuf) -> Result<()> {
+        let current = self.models.lock().expect("lock").manifest.fingerprint();
+        let candidate = match Manifest::load(dir) {
+            Ok(m) if m.fingerprint() == current => return Ok(()),
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%e, "model directory not loadable now");
+                return Ok(());
+            }
+        };
+        self.flush(consumer)?;
+        match ModelSet::load(dir, self.settings.scorer.intra_threads) {
+            Ok(set) => {
+                let mut models = self.models.lock().expect("lock");
+                let reshaped = set.manifest.sequence_length != models.manifest.sequence_length
+                    || set.manifest.window_secs != models.manifest.window_secs;
+                tracing::info!(from = %models.manifest.version, to = %set.manifest.version, "model set reloaded");
+                self.metrics.set_version(&set.manifest.version);
+                self.metrics.reloads.with_label_values(&["loaded"]).inc();
+                *models = set;
+                if reshaped {
+                    tracing::warn!("sequence length or window changed: series buffers start over");
+                    for part in self.partitions.lock().expect("lock").values_mut() {
+                        part.buffers.clear();
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["refused"]).inc();
+                tracing::error!(version = %candidate.version, error = %e, "new model set refused; the current one keeps scoring");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scorer on the calling thread until `stop` is set (then flushes and commits) or a
+/// fatal error occurs.
+pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
+    let settings = deps.settings;
+    let model_window = deps.models.manifest.window_secs;
+    if model_window != settings.aggregator.window_secs {
+        return Err(Error::Config {
+            key: "aggregator.window_secs",
+            message: format!(
+                "{} s, but the model set {} was trained on {model_window} s windows",
+                settings.aggregator.window_secs, deps.models.manifest.version
+            ),
+        });
+    }
+    let decoder = match settings.schema_registry.url() {
+        Some(url) => Decoder::with_registry(Arc::new(schemas::registry::Registry::new(url))),
+        None => Decoder::new(),
+    };
+    let encoder = match settings.schema_registry.url() {
+        Some(url) => {
+            let registry = schemas::registry::Registry::new(url);
+            Encoder::confluent(deps.runtime.block_on(registry.register::<Anomaly>(&settings.kafka.topics.anomalies))?)
+        }
+        None => Encoder::single_object(),
+    };
+    let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "scorer").create()?;
+    deps.metrics.set_version(&deps.models.manifest.version);
+    let model_dir = deps.models.dir.clone();
+    let shared = Arc::new(Shared {
+        store: deps.store,
+        runtime: deps.runtime,
+        producer,
+        encoder,
+        metrics: deps.metrics,
+        models: Mutex::new(deps.models),
+        partitions: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Pending::default()),
+        fatal: Mutex::new(None),
+        settings,
+    });
+    let mut config = kafka_io::consumer_config(&shared.settings.kafka, "scorer", &shared.settings.scorer.consumer_group);
+    config.set("partition.assignment.strategy", "range");
+    let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
+    match shared.settings.scorer.assignment.as_str() {
+        "group" => consumer.subscribe(&[shared.topic()])?,
+        fixed => {
+            let partitions: Vec<i32> = if fixed == "all" {
+                let metadata = consumer.fetch_metadata(Some(shared.topic()), Duration::from_secs(30))?;
+                metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect()
+            } else {
+                fixed.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+            };
+            let mut tpl = TopicPartitionList::new();
+            for p in partitions {
+                tpl.add_partition(shared.topic(), p);
+            }
+            shared.position(&consumer, &mut tpl)?;
+            consumer.assign(&tpl)?;
+        }
+    }
+    tracing::info!(topic = shared.topic(), version = %shared.models.lock().expect("lock").manifest.version, "scorer running");
+    let reload_every = Duration::from_millis(shared.settings.scorer.reload_interval_ms);
+    let mut last_reload_check = Instant::now();
+    let mut last_commit = Instant::now();
+    loop {
+        if let Some(error) = shared.fatal.lock().expect("lock").take() {
+            return Err(error);
+        }
+        if stop.load(Ordering::Relaxed) {
+            shared.flush(&consumer)?;
+            tracing::info!("flushed and committed on shutdown");
+            return Ok(());
+        }
+        let idle = match consumer.poll(Duration::from_millis(20)) {
+            Some(Ok(message)) => {
+                shared.handle(&consumer, &decoder, &message)?;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%e, "consumer error");
+                true
+            }
+            None => true,
+        };
+        if shared.batch_due() || (idle && last_commit.elapsed() >= Duration::from_secs(1)) {
+            shared.flush(&consumer)?;
+            last_commit = Instant::now();
+        }
+        if !reload_every.is_zero() && last_reload_check.elapsed() >= reload_every {
+            shared.maybe_reload(&consumer, &model_dir)?;
+            last_reload_check = Instant::now();
+        }
+    }
+}
