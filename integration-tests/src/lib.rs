@@ -244,8 +244,8 @@ pub fn run_bin(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
 }
 
 /// The environment of a pipeline service on `broker`: task events on `task_events`, fresh
-/// unique topics for every other output, a fresh consumer group, the SQLite store at `db`, and
-/// checkpoints every `checkpoint_ms`.
+/// unique topics for every other output, fresh consumer groups, the SQLite store at `db`,
+/// checkpoints every `checkpoint_ms`, the committed model set and a free metrics port.
 pub fn pipeline_env(
     broker: &TansuBroker,
     db: &str,
@@ -267,6 +267,18 @@ pub fn pipeline_env(
             "AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(),
             task_events.to_string(),
         ),
+        (
+            "AGENTOPS__SCORER__CONSUMER_GROUP".to_string(),
+            unique_topic("scorer"),
+        ),
+        (
+            "AGENTOPS__SCORER__METRICS_LISTEN".to_string(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        (
+            "AGENTOPS__SCORER__MODEL_DIR".to_string(),
+            models_dir().display().to_string(),
+        ),
     ];
     for name in ["kpi_windows", "anomalies", "dead_letter", "late_events"] {
         env.push((
@@ -275,6 +287,11 @@ pub fn pipeline_env(
         ));
     }
     env
+}
+
+/// The committed model set of the scorer.
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scorer/models")
 }
 
 /// The value of `key` in a service environment.
