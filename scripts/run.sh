@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The run command (README): installs what is missing, starts the local broker (Tansu, memory
-# engine), the ingest gateway and the aggregator on the embedded SQLite store, sends a week of
-# generated events with incidents through the gateway, and prints the daily KPIs per tenant and
-# agent. Services keep running; `scripts/run.sh stop` stops everything it started. Safe to run
+# engine), the ingest gateway, the aggregator and the scorer on the embedded SQLite store, sends
+# a week of generated events with incidents through the gateway, and prints the daily KPIs per
+# tenant and agent and the anomalies found next to the injected incidents. Services keep running; `scripts/run.sh stop` stops everything it started. Safe to run
 # twice (a second run stops the first one's services and starts afresh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 export AGENTOPS__KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT"
 export AGENTOPS__STORE__URL="${AGENTOPS__STORE__URL:-sqlite://$RUN_DIR/agentops.db}"
 stop_services() {
-  for name in aggregator gateway; do
+  for name in scorer aggregator gateway; do
     pidfile="$RUN_DIR/$name.pid"
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       kill -TERM "$(cat "$pidfile")"; log "$name stopped"
@@ -23,6 +23,7 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 "$REPO_ROOT/scripts/install-deps.sh"
+export ORT_DYLIB_PATH="$ORT_DIR/libonnxruntime.so"
 log "building (release)"
 cargo build --release --locked --bins
 BIN="$REPO_ROOT/target/release"
@@ -36,16 +37,20 @@ log "creating topics and applying store migrations ($AGENTOPS__STORE__URL)"
 "$BIN/aggregator" migrate
 "$BIN/ingest" serve >"$RUN_DIR/gateway.log" 2>&1 & echo $! >"$RUN_DIR/gateway.pid"
 "$BIN/aggregator" run >"$RUN_DIR/aggregator.log" 2>&1 & echo $! >"$RUN_DIR/aggregator.pid"
+"$BIN/scorer" run >"$RUN_DIR/scorer.log" 2>&1 & echo $! >"$RUN_DIR/scorer.pid"
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:8080/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 days="${DEMO_DAYS:-7}"
 log "generating $days simulated days (2 tenants x 4 agents, incidents) through the HTTP gateway"
 "$BIN/ingest" gen --to http --out "$RUN_DIR/demo" --tenants 2 --agents 4 --control-agents 1 \
   --days "$days" --start 2025-10-01 --tasks-per-day 2000
-log "waiting for the aggregator to write the daily rows"
-sleep 8
+log "waiting for the aggregator and the scorer to catch up"
+sleep 10
 last=$(date -u -d "2025-10-01 + $((days - 1)) days" +%F)
 for tenant in acme globex; do
   "$BIN/aggregator" show --tenant "$tenant" --from 2025-10-01 --to "$last"
+done
+for tenant in acme globex; do
+  "$BIN/scorer" show --tenant "$tenant" --incidents "$RUN_DIR/demo/incidents.json"
 done
 log "injected incidents: $RUN_DIR/demo/incidents.json; exact daily metrics: $RUN_DIR/demo/truth.jsonl"
 log "gateway on http://127.0.0.1:8080 (key: ingest api-key create --tenant acme); logs in $RUN_DIR"

@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         models: Option<PathBuf>,
     },
+    /// Print a tenant's stored anomalies as alarms (runs of flagged windows per agent), and,
+    /// given the generator's `incidents.json`, which injected incidents they caught.
+    Show {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The generator's incidents (labels) to compare with.
+        #[arg(long)]
+        incidents: Option<PathBuf>,
+    },
     /// Validate the configuration and print it (secrets masked).
     CheckConfig,
     /// Apply the store migrations and exit.
@@ -74,6 +84,22 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
+        }
+        Command::Show { tenant, incidents } => {
+            let store = runtime.block_on(store::open_migrated(&settings.store.url))?;
+            let query = store::AnomalyQuery {
+                tenant_id: tenant.clone(),
+                from_ms: 0,
+                to_ms: i64::MAX,
+                min_score: f64::MIN,
+                only_flagged: true,
+            };
+            let flagged = runtime.block_on(store.anomalies(&query))?;
+            let labels: Vec<serde_json::Value> = match incidents {
+                Some(path) => serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?,
+                None => Vec::new(),
+            };
+            print_alarms(&tenant, &flagged, &labels);
         }
         Command::CheckModels { models } => {
             let set = load_models(models)?;
@@ -154,4 +180,58 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn utc(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// Alarms: runs of consecutive flagged windows of one agent.
+fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_json::Value]) {
+    let mut sorted: Vec<&schemas::Anomaly> = flagged.iter().collect();
+    sorted.sort_by(|a, b| (&a.agent_id, a.window_start).cmp(&(&b.agent_id, b.window_start)));
+    let mut alarms: Vec<(String, i64, i64, f64, String, usize)> = Vec::new();
+    for a in sorted {
+        let top = a.top_features.first().map(|f| f.feature.clone()).unwrap_or_default();
+        match alarms.last_mut() {
+            Some(last) if last.0 == a.agent_id && last.2 == a.window_start => {
+                last.2 = a.window_end;
+                last.5 += 1;
+                if a.ensemble_score > last.3 {
+                    last.3 = a.ensemble_score;
+                    last.4 = top;
+                }
+            }
+            _ => alarms.push((a.agent_id.clone(), a.window_start, a.window_end, a.ensemble_score, top, 1)),
+        }
+    }
+    println!("anomalies of {tenant}: {} flagged windows in {} alarms", flagged.len(), alarms.len());
+    println!("{:<14} {:<17} {:<17} {:>7} {:>9}  driven by", "agent", "from (UTC)", "to (UTC)", "windows", "max score");
+    for (agent, start, end, score, top, n) in &alarms {
+        println!("{agent:<14} {:<17} {:<17} {n:>7} {score:>9.2}  {top}", utc(*start), utc(*end));
+    }
+    let mine: Vec<&serde_json::Value> = incidents.iter().filter(|i| i["tenant_id"] == tenant).collect();
+    if !mine.is_empty() {
+        println!("injected incidents of {tenant}:");
+        for i in mine {
+            let (agent, start, end) = (
+                i["agent_id"].as_str().unwrap_or_default(),
+                i["start_ms"].as_i64().unwrap_or_default(),
+                i["end_ms"].as_i64().unwrap_or_default(),
+            );
+            let caught = alarms.iter().filter(|a| a.0 == agent && a.1 <= end && a.2 > start).map(|a| a.1).min();
+            let verdict = match caught {
+                Some(t) => format!("DETECTED (first flagged window {})", utc(t)),
+                None => "missed".to_string(),
+            };
+            println!(
+                "  {agent:<14} {:<20} {} .. {}  {verdict}",
+                i["kind"].as_str().unwrap_or_default(),
+                utc(start),
+                utc(end)
+            );
+        }
+    }
 }
