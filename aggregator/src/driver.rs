@@ -48,6 +48,8 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// Runtime handle for the async clients.
     pub runtime: Handle,
+    /// Metrics (shared with the operations endpoints).
+    pub metrics: crate::metrics::Metrics,
 }
 
 struct Partition {
@@ -63,6 +65,7 @@ struct Shared {
     settings: settings::Settings,
     store: Arc<dyn Store>,
     runtime: Handle,
+    metrics: crate::metrics::Metrics,
     producer: FutureProducer,
     window_encoder: Encoder<KpiWindow>,
     partitions: Mutex<HashMap<i32, Partition>>,
@@ -173,6 +176,7 @@ impl Shared {
                 fetch_from,
                 "partition assigned, restored from checkpoint"
             );
+            self.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             let unverified_fetch_from = (next_offset > 0).then_some(fetch_from);
             partitions.insert(
                 partition,
@@ -285,6 +289,7 @@ impl Shared {
         if message.offset() < part.next_offset {
             return Ok(()); // already reflected in the restored state
         }
+        self.metrics.events_in.inc();
         let topics = &self.settings.kafka.topics;
         match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| {
             match schemas::validation::validate(&e) {
@@ -294,6 +299,7 @@ impl Shared {
         }) {
             Err((reason, text)) => {
                 tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
+                self.metrics.dead_lettered.with_label_values(&[reason]).inc();
                 part.deliveries
                     .push(self.divert(&topics.dead_letter, message, reason, &text)?);
             }
@@ -305,6 +311,7 @@ impl Shared {
                         event.completed_at, config.allowed_lateness_ms
                     );
                     tracing::debug!(partition_id, offset = message.offset(), %text, "late event diverted");
+                    self.metrics.late.inc();
                     part.deliveries
                         .push(self.divert(&topics.late_events, message, "late", &text)?);
                 }
@@ -325,6 +332,7 @@ impl Shared {
             let Some(part) = partitions.get_mut(id) else {
                 continue;
             };
+            self.metrics.windows_out.inc_by(part.windows.len() as u64);
             for window in part.windows.drain(..) {
                 let key = schemas::series_key(&window.tenant_id, &window.agent_id);
                 let payload = self.window_encoder.encode(&window)?;
@@ -347,8 +355,10 @@ impl Shared {
                 }
             }
             self.store.upsert_daily_metrics(&rows).await?;
+            self.metrics.rows_written.inc_by(rows.len() as u64);
             let touched: BTreeSet<(String, time::Date)> =
                 rows.iter().map(|r| (r.tenant_id.clone(), r.day)).collect();
+            self.metrics.rows_written.inc_by(touched.len() as u64);
             for (tenant, day) in touched {
                 let query = DailyMetricsQuery {
                     tenant_id: tenant.clone(),
@@ -400,6 +410,18 @@ impl Shared {
                 tracing::debug!(%e, "offset commit failed");
             }
         }
+        for id in partition_ids {
+            if let (Some(part), Ok((_, high))) = (
+                partitions.get(id),
+                consumer.fetch_watermarks(self.topic(), *id, Duration::from_millis(500)),
+            ) {
+                self.metrics
+                    .lag
+                    .with_label_values(&[&id.to_string()])
+                    .set((high - part.next_offset).max(0));
+            }
+        }
+        self.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
         tracing::debug!(
             partitions = partition_ids.len(),
             rows = rows.len(),
@@ -432,6 +454,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     let shared = Arc::new(Shared {
         store: deps.store,
         runtime: deps.runtime,
+        metrics: deps.metrics,
         producer,
         window_encoder,
         partitions: Mutex::new(HashMap::new()),

@@ -7,6 +7,7 @@
 //!   state of one partition.
 //! - [`daily`]: daily store rows and tenant roll-ups (merged digests).
 //! - [`driver`]: the Kafka consumer-group member and the checkpoint protocol.
+//! - [`metrics`]: Prometheus metrics and the health endpoints.
 //! - [`recompute`]: the batch rebuild of a day range from the topic (folds in late events).
 #![deny(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod daily;
 pub mod driver;
 pub mod engine;
 mod error;
+pub mod metrics;
 pub mod recompute;
 
 pub use error::{Error, Result};

@@ -148,10 +148,18 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("stopping");
                 signal_stop.store(true, Ordering::Relaxed);
             });
+            let metrics = aggregator::metrics::Metrics::new();
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(settings.aggregator.metrics_listen))
+                .with_context(|| {
+                    format!("aggregator.metrics_listen: cannot bind {}", settings.aggregator.metrics_listen)
+                })?;
+            runtime.spawn(aggregator::metrics::serve(metrics.clone(), listener));
             let deps = aggregator::driver::Deps {
                 settings,
                 store,
                 runtime: runtime.handle().clone(),
+                metrics,
             };
             let handle = std::thread::Builder::new()
                 .name("aggregator".into())

@@ -267,6 +267,11 @@ pub fn pipeline_env(
             "AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(),
             task_events.to_string(),
         ),
+        // Port 0: every aggregator instance of a test gets its own metrics port.
+        (
+            "AGENTOPS__AGGREGATOR__METRICS_LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
         (
             "AGENTOPS__SCORER__CONSUMER_GROUP".to_string(),
             unique_topic("scorer"),
