@@ -55,10 +55,7 @@ fn parse_day(flag: &str, value: &str) -> anyhow::Result<time::Date> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    ops::init_tracing("info");
     let cli = Cli::parse();
     let settings = cli.config.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -65,13 +65,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn")),
-        )
-        .init();
+    ops::init_tracing("info,ort=warn");
     let cli = Cli::parse();
     let settings = cli.config.load()?;
     let runtime = tokio::runtime::Runtime::new()?;

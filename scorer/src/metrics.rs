@@ -2,14 +2,12 @@
 //! `GET /healthz` (the process runs) and `GET /readyz` (a model set is loaded and partitions are
 //! assigned).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-use warp::http::StatusCode;
-use warp::reply::Reply;
 use warp::Filter;
 
 /// The scorer's metrics.
@@ -103,11 +101,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn text(&self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("metrics encode");
-        buf
+        ops::metrics_text(&self.registry)
     }
 
     /// Marks `version` as the model set in use.
@@ -117,39 +111,22 @@ impl Metrics {
     }
 }
 
-/// The operations routes.
-pub fn routes(metrics: Metrics) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    let m = metrics.clone();
-    let text = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(m.text(), "content-type", "text/plain; version=0.0.4").into_response()
-    });
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let ready = warp::path!("readyz").and(warp::get()).map(move || {
-        let ok = metrics.ready.load(Ordering::Relaxed);
-        let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({"ready": ok})),
-            status,
-        )
-        .into_response()
-    });
-    text.or(health)
-        .unify()
-        .or(ready)
-        .unify()
-        .or(warp::any().map(|| StatusCode::NOT_FOUND.into_response()))
-        .unify()
+/// The operations routes (`/metrics`, `/healthz`, `/readyz`).
+pub fn routes(
+    metrics: Metrics,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    ops::routes(metrics.registry, metrics.ready)
 }
 
 /// Serves the operations routes on `listener` until the task is dropped.
 pub async fn serve(metrics: Metrics, listener: tokio::net::TcpListener) {
-    warp::serve(routes(metrics)).incoming(listener).run().await;
+    ops::serve(metrics.registry, metrics.ready, listener).await;
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[tokio::test]
