@@ -1,5 +1,11 @@
 //! `auth-api` binary: see the crate docs.
 
+use std::io::BufRead as _;
+
+use anyhow::Context;
+use auth_api::accounts::RegisterRequest;
+use auth_api::config::Config;
+use auth_api::service::AuthService;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -17,19 +23,118 @@ enum Command {
     CheckConfig,
     /// Apply the store migrations and exit.
     Migrate,
+    /// Serve the API (applies migrations first); SIGTERM or Ctrl-C drains and stops.
+    Serve,
+    /// Create a user; the password is read from the first line of stdin.
+    CreateUser {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Optional user name.
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Let a user read a tenant's dashboards.
+    Grant {
+        /// The user's email (or username).
+        #[arg(long)]
+        email: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Withdraw a tenant from a user.
+    Revoke {
+        /// The user's email (or username).
+        #[arg(long)]
+        email: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a user and its grants; its tokens stop working at once.
+    DeleteUser {
+        /// The user's email (or username).
+        #[arg(long)]
+        email: String,
+    },
+}
+
+async fn service(settings: &settings::Settings) -> anyhow::Result<std::sync::Arc<AuthService>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = Config::from_settings(&settings.auth_api, cpus)?;
+    let store = store::open_migrated(&settings.store.url)
+        .await
+        .context("opening the store")?;
+    Ok(AuthService::new(store, config).await?)
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let settings = cli.config.load()?;
     match cli.command {
-        Command::CheckConfig => println!("{settings:#?}"),
+        Command::CheckConfig => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Config::from_settings(&settings.auth_api, cpus)?;
+            println!("{settings:#?}");
+        }
         Command::Migrate => {
             store::open_migrated(&settings.store.url).await?;
+        }
+        Command::Serve => {
+            let service = service(&settings).await?;
+            let listen = service.config().listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("auth_api.listen: cannot bind {listen}"))?;
+            tracing::info!(%listen, bcrypt_cost = service.config().bcrypt_cost, "auth-api listening");
+            auth_api::run(listener, service, shutdown_signal()).await;
+        }
+        Command::CreateUser { email, username } => {
+            let service = service(&settings).await?;
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let user = service
+                .register(RegisterRequest {
+                    email,
+                    password,
+                    username,
+                })
+                .await?;
+            println!("{}", serde_json::to_string(&user)?);
+        }
+        Command::Grant { email, tenant } => {
+            let user = service(&settings).await?.grant(&email, &tenant).await?;
+            println!("granted tenant {tenant} to {} ({})", user.email, user.id);
+        }
+        Command::Revoke { email, tenant } => {
+            if !service(&settings).await?.revoke(&email, &tenant).await? {
+                anyhow::bail!("{email} had no grant for tenant {tenant}");
+            }
+            println!("revoked tenant {tenant} from {email}");
+        }
+        Command::DeleteUser { email } => {
+            let user = service(&settings).await?.delete_user(&email).await?;
+            println!("deleted {} ({})", user.email, user.id);
         }
     }
     Ok(())

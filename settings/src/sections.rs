@@ -192,6 +192,9 @@ pub struct AuthApi {
     pub login_max_failures_per_client: u32,
     /// Window over which the failure allowances above recover completely.
     pub login_failure_window_secs: u64,
+    /// How long the bearer middleware reuses a user read from the store (0: read it on every
+    /// request). A user deleted by another process is refused at most this much later.
+    pub user_cache_ttl_ms: u64,
     /// Take the client address for rate limiting from the last `X-Forwarded-For` entry (set
     /// only behind a proxy that appends it); otherwise the TCP peer address.
     pub trust_forwarded_for: bool,
@@ -214,6 +217,23 @@ impl AuthApi {
             });
         }
         Ok(&self.jwt_secret)
+    }
+}
+
+/// `group`, `all` or a list of partition numbers such as `0,2`.
+fn check_assignment(key: &'static str, assignment: &str) -> Result<(), Error> {
+    let valid = assignment == "group"
+        || assignment == "all"
+        || assignment
+            .split(',')
+            .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0));
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
+        ))
     }
 }
 
@@ -268,30 +288,8 @@ impl Settings {
                 format!("{window} must be positive and divide 86400"),
             ));
         }
-        let assignment = self.aggregator.assignment.as_str();
-        if !(assignment == "group"
-            || assignment == "all"
-            || assignment
-                .split(',')
-                .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
-        {
-            return Err(invalid(
-                "aggregator.assignment",
-                format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
-            ));
-        }
-        let assignment = self.scorer.assignment.as_str();
-        if !(assignment == "group"
-            || assignment == "all"
-            || assignment
-                .split(',')
-                .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0)))
-        {
-            return Err(invalid(
-                "scorer.assignment",
-                format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
-            ));
-        }
+        check_assignment("aggregator.assignment", &self.aggregator.assignment)?;
+        check_assignment("scorer.assignment", &self.scorer.assignment)?;
         if self.scorer.max_batch == 0 {
             return Err(invalid("scorer.max_batch", "must be at least 1"));
         }

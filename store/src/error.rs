@@ -20,6 +20,13 @@ pub enum Error {
     /// A record with this key exists already.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A field that must be unique (a user's `email` or `username`) is already used by another
+    /// record; `field` names it.
+    #[error("{field} is already taken")]
+    Taken {
+        /// The field: `email` or `username`.
+        field: &'static str,
+    },
     /// A migration failed.
     #[error("migration {version} ({name}): {message}")]
     Migration {

@@ -9,7 +9,7 @@
 //! `schema_migrations` table) and pass one contract-test suite (`tests/contract.rs`).
 //!
 //! # Layout
-//! - [`model`]: the rows: [`DailyMetric`], [`Checkpoint`], query types.
+//! - [`model`]: the rows: [`DailyMetric`], [`Checkpoint`], [`ApiKey`], [`User`], query types.
 //! - [`migrations`]: the embedded migration files.
 //! - [`sqlite`], [`scylladb`]: the backends.
 //!
@@ -32,8 +32,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use error::{Error, Result};
-pub use model::{AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, ALL_AGENTS};
+pub use model::{
+    normalize_login, AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, User, ALL_AGENTS,
+};
 use schemas::Anomaly;
+pub use uuid::Uuid;
 
 /// Everything the services persist. Every write is an idempotent upsert of complete values.
 #[async_trait]
@@ -83,6 +86,31 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked at `at_ms`; false when there is no such key. Revoking twice keeps
     /// the first time.
     async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<bool>;
+
+    /// Stores a new user. Email and username are stored lowercase ([`normalize_login`]) and are
+    /// unique, also under concurrent registrations: a taken one fails with [`Error::Taken`]
+    /// naming the field (`email` is checked first). SQLite: UNIQUE constraints; ScyllaDB:
+    /// lightweight-transaction claims (see `schemas/cql/0003_users.cql`).
+    async fn create_user(&self, user: &User) -> Result<()>;
+
+    /// The user with this id.
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>>;
+
+    /// The user with this email (when `login` contains `@`) or username, case-insensitively.
+    async fn user_by_login(&self, login: &str) -> Result<Option<User>>;
+
+    /// Deletes a user with its tenant grants (and, on ScyllaDB, its email/username claims);
+    /// false when there is no such user.
+    async fn delete_user(&self, id: Uuid) -> Result<bool>;
+
+    /// Lets a user read a tenant's dashboards (idempotent).
+    async fn grant_tenant(&self, user_id: Uuid, tenant_id: &str, at_ms: i64) -> Result<()>;
+
+    /// Withdraws a grant; false when there was none.
+    async fn revoke_tenant(&self, user_id: Uuid, tenant_id: &str) -> Result<bool>;
+
+    /// The tenants granted to a user, ascending.
+    async fn tenants_of_user(&self, user_id: Uuid) -> Result<Vec<String>>;
 }
 
 /// Opens the store named by `url` (see the crate docs for the URL forms).

@@ -1,6 +1,7 @@
 //! The rows the store keeps.
 
 use time::Date;
+use uuid::Uuid;
 
 /// The agent id of a tenant-wide roll-up row (all agents of the tenant).
 pub const ALL_AGENTS: &str = "*";
@@ -77,6 +78,44 @@ pub struct ApiKey {
     pub created_at_ms: i64,
     /// Revocation time (epoch ms); `None` while the key is valid.
     pub revoked_at_ms: Option<i64>,
+}
+
+/// A user account of the auth-api, as stored.
+///
+/// `email` and `username` are unique and case-insensitive: the store keeps them lowercase
+/// ([`normalize_login`]) and looks them up the same way.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// Random (v4) id; the `sub` of the user's tokens.
+    pub id: Uuid,
+    /// Email address (unique, lowercase).
+    pub email: String,
+    /// Optional user name (unique, lowercase, never contains `@`).
+    pub username: Option<String>,
+    /// bcrypt hash of the password (`$2b$<cost>$...`); never leaves the service.
+    pub password_hash: String,
+    /// Creation time (epoch ms).
+    pub created_at_ms: i64,
+    /// Last change (epoch ms).
+    pub updated_at_ms: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password_hash", &"***")
+            .field("created_at_ms", &self.created_at_ms)
+            .field("updated_at_ms", &self.updated_at_ms)
+            .finish()
+    }
+}
+
+/// The form in which emails and usernames are stored and compared: lowercase.
+pub fn normalize_login(value: &str) -> String {
+    value.to_lowercase()
 }
 
 /// Which daily rows to read.

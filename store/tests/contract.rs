@@ -5,7 +5,8 @@
 //!   CQL protocol (not a database). It cannot check: range reads (`day >= ?`, only equality is
 //!   parsed), lightweight transactions (`IF NOT EXISTS`, `IF col <= ?`: "Error parsing
 //!   request"), `NetworkTopologyStrategy` semantics, consistency levels. Scenarios skip those
-//!   checks through [`Caps`] and the backend runs with `lwt=false`.
+//!   checks through [`Caps`] and the backend runs with `lwt=false` (so concurrent registrations
+//!   of one email are only proven unique on SQLite and real ScyllaDB).
 //! - `scylla_real`: only when `SCYLLA_NODES` (e.g. `127.0.0.1:9042`) is set; every check, with
 //!   LWT, in a fresh keyspace per test.
 
@@ -19,14 +20,24 @@ use store::Store;
 #[derive(Clone, Copy)]
 pub(crate) struct Caps {
     range_reads: bool,
+    /// Unique fields hold under concurrent writers (SQLite constraints, LWT claims).
+    concurrent_uniqueness: bool,
 }
 
-const FULL: Caps = Caps { range_reads: true };
-const CQL_TEST_DOUBLE: Caps = Caps { range_reads: false };
+const FULL: Caps = Caps {
+    range_reads: true,
+    concurrent_uniqueness: true,
+};
+const CQL_TEST_DOUBLE: Caps = Caps {
+    range_reads: false,
+    concurrent_uniqueness: false,
+};
 
 mod scenarios {
     use schemas::{Anomaly, FeatureContribution};
-    use store::{AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Store, ALL_AGENTS};
+    use store::{
+        AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Store, User, Uuid, ALL_AGENTS,
+    };
     use time::macros::date;
     use time::Date;
 
@@ -78,13 +89,13 @@ mod scenarios {
     }
 
     pub(super) async fn migrations_apply_once(store: &dyn Store, _caps: Caps) {
-        assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+        assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
         assert_eq!(
             store.migrate().await.unwrap(),
             Vec::<u32>::new(),
             "second run applies nothing"
         );
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     }
 
     pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
@@ -275,6 +286,121 @@ mod scenarios {
         );
         assert_eq!(store.api_key("k2").await.unwrap().unwrap().revoked_at_ms, None);
     }
+
+    fn user(email: &str, username: Option<&str>) -> User {
+        User {
+            id: Uuid::new_v4(),
+            email: email.into(),
+            username: username.map(String::from),
+            password_hash: "$2b$04$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01".into(),
+            created_at_ms: 1_000,
+            updated_at_ms: 2_000,
+        }
+    }
+
+    pub(super) async fn users_create_find_and_conflict_by_field(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let ada = user("Ada@Example.COM", Some("Ada_L"));
+        store.create_user(&ada).await.unwrap();
+        let stored = User {
+            email: "ada@example.com".into(),
+            username: Some("ada_l".into()),
+            ..ada.clone()
+        };
+        assert_eq!(
+            store.user_by_id(ada.id).await.unwrap(),
+            Some(stored.clone()),
+            "stored lowercase"
+        );
+        for login in ["ada@example.com", "ADA@example.com", "ada_l", "Ada_L"] {
+            assert_eq!(
+                store.user_by_login(login).await.unwrap(),
+                Some(stored.clone()),
+                "{login}"
+            );
+        }
+        assert_eq!(store.user_by_login("nobody@example.com").await.unwrap(), None);
+        assert_eq!(store.user_by_login("nobody").await.unwrap(), None);
+        assert_eq!(store.user_by_id(Uuid::new_v4()).await.unwrap(), None);
+
+        let same_email = user("ADA@example.com", Some("other"));
+        let err = store.create_user(&same_email).await.unwrap_err();
+        assert!(matches!(err, Error::Taken { field: "email" }), "{err}");
+        let same_name = user("grace@example.com", Some("ADA_L"));
+        let err = store.create_user(&same_name).await.unwrap_err();
+        assert!(matches!(err, Error::Taken { field: "username" }), "{err}");
+        // The failed registrations left nothing behind: their other values are still free.
+        assert_eq!(store.user_by_id(same_email.id).await.unwrap(), None);
+        assert_eq!(store.user_by_id(same_name.id).await.unwrap(), None);
+        assert_eq!(store.user_by_login("other").await.unwrap(), None);
+        assert_eq!(store.user_by_login("grace@example.com").await.unwrap(), None);
+        let grace = user("grace@example.com", Some("other"));
+        store.create_user(&grace).await.unwrap();
+
+        // Users without a username do not collide with each other.
+        store.create_user(&user("x@example.com", None)).await.unwrap();
+        store.create_user(&user("y@example.com", None)).await.unwrap();
+
+        // Deleting frees the values and the login.
+        assert!(store.delete_user(ada.id).await.unwrap());
+        assert!(!store.delete_user(ada.id).await.unwrap());
+        assert_eq!(store.user_by_id(ada.id).await.unwrap(), None);
+        assert_eq!(store.user_by_login("ada@example.com").await.unwrap(), None);
+        assert_eq!(store.user_by_login("ada_l").await.unwrap(), None);
+        store
+            .create_user(&user("ada@example.com", Some("ada_l")))
+            .await
+            .unwrap();
+    }
+
+    pub(super) async fn concurrent_registrations_of_one_email_make_one_user(store: &dyn Store, caps: Caps) {
+        store.migrate().await.unwrap();
+        if !caps.concurrent_uniqueness {
+            return;
+        }
+        let attempts: Vec<User> = (0..16)
+            .map(|i| user("race@example.com", Some(&format!("racer{i}"))))
+            .collect();
+        let results = futures::future::join_all(attempts.iter().map(|u| store.create_user(u))).await;
+        let won: Vec<&User> = attempts
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(won.len(), 1, "{results:?}");
+        for r in results.iter().filter(|r| r.is_err()) {
+            assert!(matches!(r, Err(Error::Taken { field: "email" })), "{r:?}");
+        }
+        let found = store.user_by_login("race@example.com").await.unwrap().unwrap();
+        assert_eq!(found.id, won[0].id);
+    }
+
+    pub(super) async fn tenant_grants_are_per_user(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(store.tenants_of_user(a).await.unwrap().is_empty());
+        store.grant_tenant(a, "globex", 1).await.unwrap();
+        store.grant_tenant(a, "acme", 1).await.unwrap();
+        store.grant_tenant(a, "acme", 2).await.unwrap(); // idempotent
+        store.grant_tenant(b, "initech", 1).await.unwrap();
+        assert_eq!(store.tenants_of_user(a).await.unwrap(), vec!["acme", "globex"]);
+        assert_eq!(store.tenants_of_user(b).await.unwrap(), vec!["initech"]);
+        assert!(store.revoke_tenant(a, "acme").await.unwrap());
+        assert!(!store.revoke_tenant(a, "acme").await.unwrap());
+        assert!(!store.revoke_tenant(b, "globex").await.unwrap());
+        assert_eq!(store.tenants_of_user(a).await.unwrap(), vec!["globex"]);
+        assert_eq!(store.tenants_of_user(b).await.unwrap(), vec!["initech"]);
+    }
+
+    pub(super) async fn deleting_a_user_removes_its_grants(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let u = user("gone@example.com", None);
+        store.create_user(&u).await.unwrap();
+        store.grant_tenant(u.id, "acme", 1).await.unwrap();
+        assert!(store.delete_user(u.id).await.unwrap());
+        assert!(store.tenants_of_user(u.id).await.unwrap().is_empty());
+    }
 }
 
 macro_rules! contract_suite {
@@ -320,6 +446,10 @@ contract_suite!(
     checkpoints_round_trip_and_never_go_back,
     anomalies_upsert_and_filter,
     api_keys_create_find_list_revoke,
+    users_create_find_and_conflict_by_field,
+    concurrent_registrations_of_one_email_make_one_user,
+    tenant_grants_are_per_user,
+    deleting_a_user_removes_its_grants,
 );
 
 /// Runs `body` against a `ScyllaStore` connected to a fresh in-memory CQL test double.
@@ -387,4 +517,40 @@ async fn sqlite_file_survives_reopen() {
             .next_offset,
         250
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_connections_racing_for_one_email_make_one_user() {
+    // Two stores on one file stand for two processes (the server and the CLI).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let path = path.to_str().unwrap();
+    let first = SqliteStore::open(path).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = SqliteStore::open(path).await.unwrap();
+    let user = |i: usize| store::User {
+        id: store::Uuid::new_v4(),
+        email: "race@example.com".into(),
+        username: None,
+        password_hash: "x".into(),
+        created_at_ms: i as i64,
+        updated_at_ms: i as i64,
+    };
+    let attempts = (0..20).map(|i| {
+        let (a, b) = (first.clone(), second.clone());
+        tokio::spawn(async move {
+            let store = if i % 2 == 0 { a } else { b };
+            store.create_user(&user(i)).await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, store::Error::Taken { field: "email" })));
 }

@@ -1,0 +1,315 @@
+//! Dashboard queries: their parameters, the tenant-scope rule and the JSON rows (pure).
+//!
+//! A user reads a tenant only if the tenant is among the user's grants (`auth-api grant`);
+//! anything else is `403`, also for tenants that do not exist (no probing).
+
+use serde::{Deserialize, Serialize};
+use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime};
+
+use crate::{Error, Result};
+
+/// Longest day range of one daily-metrics query.
+pub const MAX_DAYS: i64 = 366;
+/// Longest time range of one anomaly query.
+pub const MAX_ANOMALY_RANGE_MS: i64 = 31 * 86_400_000;
+
+/// Whether a user with these grants may read `tenant`.
+pub fn authorize(granted: &[String], tenant: &str) -> Result<()> {
+    if granted.iter().any(|t| t == tenant) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// Query string of `GET /api/v1/tenants/{tenant}/metrics/daily`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DailyParams {
+    /// First day, `YYYY-MM-DD`, inclusive.
+    pub from: String,
+    /// Last day, `YYYY-MM-DD`, inclusive.
+    pub to: String,
+    /// One agent (`*` for the tenant roll-up); every row when absent.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// Query string of `GET /api/v1/tenants/{tenant}/anomalies`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyParams {
+    /// Window start from, RFC 3339, inclusive.
+    pub from: String,
+    /// Window start to, RFC 3339, exclusive.
+    pub to: String,
+    /// Smallest ensemble score (default 0).
+    #[serde(default)]
+    pub min_score: Option<f64>,
+    /// Only windows flagged as anomalous (default false).
+    #[serde(default)]
+    pub only_flagged: Option<bool>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn parse_day(field: &'static str, text: &str) -> Result<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, &format).map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))
+}
+
+fn parse_instant_ms(field: &'static str, text: &str) -> Result<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| invalid(field, "must be an RFC 3339 time like 2025-10-01T00:00:00Z"))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+impl DailyParams {
+    /// The store query for `tenant`.
+    pub fn query(&self, tenant: &str) -> Result<DailyMetricsQuery> {
+        let from = parse_day("from", &self.from)?;
+        let to = parse_day("to", &self.to)?;
+        if to < from {
+            return Err(invalid("to", "must not be before `from`"));
+        }
+        if (to - from).whole_days() >= MAX_DAYS {
+            return Err(invalid("to", format!("at most {MAX_DAYS} days per query")));
+        }
+        if let Some(agent) = &self.agent {
+            if agent.is_empty() || agent.len() > 128 {
+                return Err(invalid("agent", "must be 1 to 128 bytes"));
+            }
+        }
+        Ok(DailyMetricsQuery {
+            tenant_id: tenant.to_string(),
+            agent_id: self.agent.clone(),
+            from,
+            to,
+        })
+    }
+}
+
+impl AnomalyParams {
+    /// The store query for `tenant`.
+    pub fn query(&self, tenant: &str) -> Result<AnomalyQuery> {
+        let from_ms = parse_instant_ms("from", &self.from)?;
+        let to_ms = parse_instant_ms("to", &self.to)?;
+        if to_ms <= from_ms {
+            return Err(invalid("to", "must be after `from`"));
+        }
+        if to_ms - from_ms > MAX_ANOMALY_RANGE_MS {
+            return Err(invalid("to", "at most 31 days per query"));
+        }
+        let min_score = self.min_score.unwrap_or(0.0);
+        if !min_score.is_finite() {
+            return Err(invalid("min_score", "must be a finite number"));
+        }
+        Ok(AnomalyQuery {
+            tenant_id: tenant.to_string(),
+            from_ms,
+            to_ms,
+            min_score,
+            only_flagged: self.only_flagged.unwrap_or(false),
+        })
+    }
+}
+
+/// One daily row as the dashboard reads it: counts, derived rates, latency quantiles.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DailyRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent, `*` for the tenant roll-up.
+    pub agent_id: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Tasks completed.
+    pub tasks_total: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of interventions.
+    pub interventions: i64,
+    /// Total cost, micro-USD.
+    pub cost_micros: i64,
+    /// Task success rate (`succeeded / tasks_total`), null without tasks.
+    pub success_rate: Option<f64>,
+    /// Human intervention rate (`tasks_with_intervention / tasks_total`).
+    pub intervention_rate: Option<f64>,
+    /// Cost per task, micro-USD.
+    pub cost_per_task_micros: Option<f64>,
+    /// Latency median (ms).
+    pub latency_p50_ms: Option<f64>,
+    /// Latency P95 (ms).
+    pub latency_p95_ms: Option<f64>,
+    /// Latency P99 (ms).
+    pub latency_p99_ms: Option<f64>,
+    /// Whether the day is closed.
+    pub is_final: bool,
+}
+
+impl From<&DailyMetric> for DailyRow {
+    fn from(m: &DailyMetric) -> DailyRow {
+        let per_task = |x: i64| (m.tasks_total > 0).then(|| x as f64 / m.tasks_total as f64);
+        DailyRow {
+            tenant_id: m.tenant_id.clone(),
+            agent_id: m.agent_id.clone(),
+            day: format!(
+                "{:04}-{:02}-{:02}",
+                m.day.year(),
+                u8::from(m.day.month()),
+                m.day.day()
+            ),
+            tasks_total: m.tasks_total,
+            succeeded: m.succeeded,
+            failed: m.failed,
+            cancelled: m.cancelled,
+            tasks_with_intervention: m.tasks_with_intervention,
+            interventions: m.interventions,
+            cost_micros: m.cost_micros,
+            success_rate: per_task(m.succeeded),
+            intervention_rate: per_task(m.tasks_with_intervention),
+            cost_per_task_micros: per_task(m.cost_micros),
+            latency_p50_ms: m.latency_p50_ms,
+            latency_p95_ms: m.latency_p95_ms,
+            latency_p99_ms: m.latency_p99_ms,
+            is_final: m.is_final,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use time::macros::date;
+
+    use super::*;
+
+    fn field(r: Result<impl std::fmt::Debug>) -> &'static str {
+        match r {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_granted_tenants_are_readable() {
+        let granted = vec!["acme".to_string(), "globex".to_string()];
+        assert!(authorize(&granted, "acme").is_ok());
+        assert!(matches!(
+            authorize(&granted, "initech"),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(authorize(&granted, "ACME").is_err(), "exact match only");
+        assert!(authorize(&[], "acme").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn authorize_is_membership(granted in proptest::collection::vec("[a-c]{1,2}", 0..5), tenant in "[a-c]{1,2}") {
+            prop_assert_eq!(authorize(&granted, &tenant).is_ok(), granted.contains(&tenant));
+        }
+    }
+
+    #[test]
+    fn daily_params() {
+        let p = |from: &str, to: &str, agent: Option<&str>| DailyParams {
+            from: from.into(),
+            to: to.into(),
+            agent: agent.map(String::from),
+        };
+        let q = p("2025-10-01", "2025-10-07", Some("bot")).query("acme").unwrap();
+        assert_eq!(
+            q,
+            DailyMetricsQuery {
+                tenant_id: "acme".into(),
+                agent_id: Some("bot".into()),
+                from: date!(2025 - 10 - 01),
+                to: date!(2025 - 10 - 07)
+            }
+        );
+        assert!(p("2025-10-01", "2025-10-01", None).query("acme").is_ok());
+        assert_eq!(field(p("2025-13-01", "2025-10-07", None).query("a")), "from");
+        assert_eq!(field(p("2025-10-01", "yesterday", None).query("a")), "to");
+        assert_eq!(field(p("2025-10-07", "2025-10-01", None).query("a")), "to");
+        assert_eq!(field(p("2024-01-01", "2025-01-01", None).query("a")), "to");
+        assert_eq!(field(p("2025-10-01", "2025-10-02", Some("")).query("a")), "agent");
+    }
+
+    #[test]
+    fn anomaly_params() {
+        let p = |from: &str, to: &str, min: Option<f64>| AnomalyParams {
+            from: from.into(),
+            to: to.into(),
+            min_score: min,
+            only_flagged: None,
+        };
+        let q = p("2025-10-01T00:00:00Z", "2025-10-01T01:00:00+01:00", Some(2.5)).query("acme");
+        assert!(
+            matches!(q, Err(Error::Invalid { field: "to", .. })),
+            "same instant: {q:?}"
+        );
+        let q = p("2025-10-01T00:00:00Z", "2025-10-02T00:00:00Z", Some(2.5))
+            .query("acme")
+            .unwrap();
+        assert_eq!((q.from_ms, q.to_ms), (1_759_276_800_000, 1_759_363_200_000));
+        assert_eq!(q.min_score, 2.5);
+        assert!(!q.only_flagged);
+        assert_eq!(
+            field(p("2025-10-01", "2025-10-02T00:00:00Z", None).query("a")),
+            "from"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-12-01T00:00:00Z", None).query("a")),
+            "to"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-10-02T00:00:00Z", Some(f64::NAN)).query("a")),
+            "min_score"
+        );
+    }
+
+    #[test]
+    fn rows_derive_rates_and_drop_the_digest() {
+        let m = DailyMetric {
+            tenant_id: "acme".into(),
+            agent_id: "bot".into(),
+            day: date!(2025 - 10 - 01),
+            tasks_total: 4,
+            succeeded: 3,
+            failed: 1,
+            cancelled: 0,
+            tasks_with_intervention: 1,
+            interventions: 2,
+            cost_micros: 1000,
+            latency_p50_ms: Some(1.0),
+            latency_p95_ms: None,
+            latency_p99_ms: None,
+            latency_digest: vec![1, 2, 3],
+            is_final: true,
+            updated_at_ms: 0,
+        };
+        let r = DailyRow::from(&m);
+        assert_eq!(r.day, "2025-10-01");
+        assert_eq!(r.success_rate, Some(0.75));
+        assert_eq!(r.intervention_rate, Some(0.25));
+        assert_eq!(r.cost_per_task_micros, Some(250.0));
+        let empty = DailyRow::from(&DailyMetric { tasks_total: 0, ..m });
+        assert_eq!(empty.success_rate, None);
+        assert!(!serde_json::to_string(&r).unwrap().contains("digest"));
+    }
+}
