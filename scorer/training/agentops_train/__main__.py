@@ -1,0 +1,3 @@
+from agentops_train.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The two autoencoders. Both map [batch, L, F] -> [batch, L, F] and squeeze the sequence through
+a small latent vector, so that what does not look like normal traffic is reconstructed badly."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import config
+
+
+class LstmAutoencoder(nn.Module):
+    """LSTM encoder -> latent (last hidden state, projected) -> LSTM decoder fed the latent at every
+    step -> linear head."""
+
+    def __init__(self, n_features: int = config.N_FEATURES, seq_len: int = config.SEQUENCE_LENGTH,
+                 hidden: int = 32, latent: int = 8):
+        super().__init__()
+        self.seq_len = seq_len
+        self.encoder = nn.LSTM(n_features, hidden, batch_first=True)
+        self.to_latent = nn.Linear(hidden, latent)
+        self.decoder = nn.LSTM(latent, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, n_features)
+        self.hparams = {"hidden": hidden, "latent": latent}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.encoder(x)
+        z = torch.tanh(self.to_latent(h[-1]))  # [B, latent]
+        z_seq = z.unsqueeze(1).expand(-1, self.seq_len, -1)
+        out, _ = self.decoder(z_seq)
+        return self.head(out)
+
+
+def sinusoidal_encoding(length: int, d_model: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class TransformerAutoencoder(nn.Module):
+    """Linear input projection + sinusoidal positions -> TransformerEncoder (self-attention, pre-norm)
+    -> flatten -> latent (the bottleneck) -> unflatten + positions -> one more self-attention layer
+    -> linear reconstruction head."""
+
+    def __init__(self, n_features: int = config.N_FEATURES, seq_len: int = config.SEQUENCE_LENGTH,
+                 d_model: int = 32, heads: int = 4, layers: int = 2, ff: int = 64, latent: int = 8):
+        super().__init__()
+        self.seq_len = seq_len
+        self.d_model = d_model
+        self.input_proj = nn.Linear(n_features, d_model)
+        self.register_buffer("pos", sinusoidal_encoding(seq_len, d_model), persistent=True)
+
+        def layer() -> nn.TransformerEncoderLayer:
+            return nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=0.0,
+                                              batch_first=True, norm_first=True)
+
+        self.encoder = nn.TransformerEncoder(layer(), layers, norm=nn.LayerNorm(d_model),
+                                             enable_nested_tensor=False)
+        self.to_latent = nn.Linear(seq_len * d_model, latent)
+        self.from_latent = nn.Linear(latent, seq_len * d_model)
+        self.decoder = nn.TransformerEncoder(layer(), 1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, n_features)
+        self.hparams = {"d_model": d_model, "heads": heads, "layers": layers, "ff": ff, "latent": latent,
+                        "decoder_layers": 1, "norm_first": True}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.input_proj(x) + self.pos)
+        z = torch.tanh(self.to_latent(h.flatten(1)))  # [B, latent]
+        d = self.from_latent(z).view(-1, self.seq_len, self.d_model) + self.pos
+        return self.head(self.decoder(d))
+
+
+class NoiseAwareOutput(nn.Module):
+    """The exported model: an autoencoder plus a fixed output layer that makes its squared errors
+    comparable across features and volumes.
+
+    The scoring contract sums plain squared errors of globally normalized features. Per-task
+    features of a window with few tasks (a rate of 2 tasks, the P95 of 3 latencies) are mostly
+    sampling noise, and the rates are far noisier than cost or volume, so unweighted errors are
+    dominated by noise of quiet windows. This layer returns
+
+        x_hat = x + s (r - x),   s[f] = feature_scale[f] * (sqrt(n / (n + volume_k)) for f in 0..3, else 1)
+
+    (r: the autoencoder's reconstruction, n: the window's task count recovered from the normalized
+    log_tasks input), so that the contract's error (x - x_hat)^2 = s^2 (x - r)^2 is the autoencoder's
+    error weighted by the inverse of its noise: the variance of a rate over n tasks shrinks like 1/n,
+    and feature_scale^2 equalizes the features' mean validation errors. s <= 1: x_hat lies between the
+    reconstruction and the input. Constants are fixed after training (no gradient)."""
+
+    def __init__(self, ae: nn.Module, feature_scale, tasks_median: float, tasks_scale: float,
+                 volume_k: float = 40.0):
+        super().__init__()
+        self.ae = ae
+        f = config.N_FEATURES
+        self.register_buffer("feature_scale", torch.tensor(feature_scale, dtype=torch.float32).view(1, 1, f))
+        rate = torch.zeros(1, 1, f)
+        rate[..., : config.RATE_FEATURES] = 1.0
+        self.register_buffer("per_task", rate)
+        self.register_buffer("tasks_median", torch.tensor(float(tasks_median)))
+        self.register_buffer("tasks_scale", torch.tensor(float(tasks_scale)))
+        self.register_buffer("volume_k", torch.tensor(float(volume_k)))
+        self.hparams = {"feature_scale": [float(v) for v in feature_scale], "volume_k": float(volume_k)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.ae(x)
+        log_tasks = x[..., config.RATE_FEATURES:config.RATE_FEATURES + 1] * self.tasks_scale + self.tasks_median
+        n = torch.clamp(torch.exp(log_tasks) - 1.0, min=0.0)
+        vol = torch.sqrt(n / (n + self.volume_k))
+        s = self.feature_scale * (self.per_task * vol + (1.0 - self.per_task))
+        return x + s * (r - x)
+
+
+def noise_weights(z, mask, recon, tasks, volume_k: float, positions: int = config.SCORE_POSITIONS):
+    """feature_scale of NoiseAwareOutput from validation sequences ([N, L, F] normalized input, mask,
+    the autoencoder's reconstruction; tasks [N, L]): sqrt(min_g mean_err_g / mean_err_f) of the
+    volume-weighted errors over the scored positions."""
+    import numpy as np
+
+    w = np.ones(z.shape, dtype=np.float64)
+    w[..., : config.RATE_FEATURES] = (tasks / (tasks + volume_k))[..., None]
+    d = (w * mask * (z.astype(np.float64) - recon) ** 2)[:, -positions:]
+    e = d.sum(axis=1) / np.maximum(1.0, mask[:, -positions:].sum(axis=1))
+    mean = e.mean(axis=0)
+    return np.sqrt(mean.min() / mean)
+
+
+def build(kind: str) -> nn.Module:
+    if kind == "lstm":
+        return LstmAutoencoder()
+    if kind == "transformer":
+        return TransformerAutoencoder()
+    raise ValueError(kind)
