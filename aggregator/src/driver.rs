@@ -37,8 +37,8 @@ use tokio::runtime::Handle;
 
 use crate::daily::{rollup, to_metric};
 use crate::engine::{EngineConfig, Outcome, PartitionState};
-use kafka_io::{resume_verdict, ResumeVerdict};
 use crate::{Error, Result};
+use kafka_io::{resume_verdict, ResumeVerdict};
 
 /// What the driver needs, built by `main` (or a test) from the settings.
 pub struct Deps {
@@ -176,7 +176,9 @@ impl Shared {
                 fetch_from,
                 "partition assigned, restored from checkpoint"
             );
-            self.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let unverified_fetch_from = (next_offset > 0).then_some(fetch_from);
             partitions.insert(
                 partition,
@@ -421,7 +423,9 @@ impl Shared {
                     .set((high - part.next_offset).max(0));
             }
         }
-        self.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(
             partitions = partition_ids.len(),
             rows = rows.len(),

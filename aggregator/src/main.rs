@@ -149,7 +149,10 @@ fn main() -> anyhow::Result<()> {
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(settings.aggregator.metrics_listen))
                 .with_context(|| {
-                    format!("aggregator.metrics_listen: cannot bind {}", settings.aggregator.metrics_listen)
+                    format!(
+                        "aggregator.metrics_listen: cannot bind {}",
+                        settings.aggregator.metrics_listen
+                    )
                 })?;
             runtime.spawn(aggregator::metrics::serve(metrics.clone(), listener));
             let deps = aggregator::driver::Deps {

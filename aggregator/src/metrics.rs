@@ -4,9 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warp::Filter;
 
 /// The aggregator's metrics.
@@ -43,11 +41,17 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
         let events_in = counter("aggregator_events_in_total", "Task-event records consumed");
-        let late = counter("aggregator_late_events_total", "Events beyond the allowed lateness");
+        let late = counter(
+            "aggregator_late_events_total",
+            "Events beyond the allowed lateness",
+        );
         let windows_out = counter("aggregator_windows_out_total", "KPI windows published");
         let rows_written = counter("aggregator_daily_rows_written_total", "Daily rows upserted");
         let dead_lettered = IntCounterVec::new(
-            Opts::new("aggregator_dead_lettered_total", "Records dead-lettered, by reason"),
+            Opts::new(
+                "aggregator_dead_lettered_total",
+                "Records dead-lettered, by reason",
+            ),
             &["reason"],
         )
         .expect("metric");
@@ -57,7 +61,10 @@ impl Metrics {
         )
         .expect("metric");
         let lag = IntGaugeVec::new(
-            Opts::new("aggregator_consumer_lag", "Records not consumed yet, per partition"),
+            Opts::new(
+                "aggregator_consumer_lag",
+                "Records not consumed yet, per partition",
+            ),
             &["partition"],
         )
         .expect("metric");
@@ -113,14 +120,26 @@ mod tests {
     async fn counters_are_exposed_and_readiness_follows_the_flag() {
         let m = Metrics::new();
         let r = routes(m.clone());
-        assert_eq!(warp::test::request().path("/readyz").reply(&r).await.status(), 503);
+        assert_eq!(
+            warp::test::request().path("/readyz").reply(&r).await.status(),
+            503
+        );
         m.ready.store(true, Ordering::Relaxed);
         m.dead_lettered.with_label_values(&["invalid_event"]).inc();
         m.lag.with_label_values(&["3"]).set(42);
-        assert_eq!(warp::test::request().path("/readyz").reply(&r).await.status(), 200);
+        assert_eq!(
+            warp::test::request().path("/readyz").reply(&r).await.status(),
+            200
+        );
         let body = warp::test::request().path("/metrics").reply(&r).await;
         let text = String::from_utf8(body.body().to_vec()).unwrap();
-        assert!(text.contains("aggregator_dead_lettered_total{reason=\"invalid_event\"} 1"), "{text}");
-        assert!(text.contains("aggregator_consumer_lag{partition=\"3\"} 42"), "{text}");
+        assert!(
+            text.contains("aggregator_dead_lettered_total{reason=\"invalid_event\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aggregator_consumer_lag{partition=\"3\"} 42"),
+            "{text}"
+        );
     }
 }

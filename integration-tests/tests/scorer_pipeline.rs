@@ -59,15 +59,23 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     }
     env.retain(|(k, _)| k != "AGENTOPS__SCORER__MODEL_DIR");
     env.extend([
-        ("AGENTOPS__SCORER__MODEL_DIR".to_string(), models.display().to_string()),
-        ("AGENTOPS__SCORER__RELOAD_INTERVAL_MS".to_string(), "300".to_string()),
+        (
+            "AGENTOPS__SCORER__MODEL_DIR".to_string(),
+            models.display().to_string(),
+        ),
+        (
+            "AGENTOPS__SCORER__RELOAD_INTERVAL_MS".to_string(),
+            "300".to_string(),
+        ),
         ("AGENTOPS__SCORER__ASSIGNMENT".to_string(), "all".to_string()),
         ("AGENTOPS__AGGREGATOR__ASSIGNMENT".to_string(), "all".to_string()),
     ]);
     // Topics exist before anyone subscribes (a broker metadata refresh would take minutes).
     broker.create_topic(&topic, 2).await;
     for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
-        broker.create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 2).await;
+        broker
+            .create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 2)
+            .await;
     }
     let settings = settings::Settings::load(None, &env.iter().cloned().collect::<HashMap<_, _>>()).unwrap();
 
@@ -125,7 +133,11 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     while verdicts.by_id.is_empty() && Instant::now() < deadline {
         verdicts.settle(Duration::from_secs(3), deadline).await;
     }
-    assert!(!verdicts.by_id.is_empty(), "no verdicts\n{}", log_tail("scorer.log"));
+    assert!(
+        !verdicts.by_id.is_empty(),
+        "no verdicts\n{}",
+        log_tail("scorer.log")
+    );
     verdicts.settle(Duration::from_secs(3), deadline).await;
     let first_version = verdicts.by_id.values().next().unwrap().model_version.clone();
     let manifest_path = models.join("manifest.json");
@@ -134,7 +146,10 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     let second_version = format!("{first_version}-reloaded");
     manifest["version"] = second_version.clone().into();
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
-    let metrics_url = format!("http://{}/metrics", env_value(&env, "AGENTOPS__SCORER__METRICS_LISTEN"));
+    let metrics_url = format!(
+        "http://{}/metrics",
+        env_value(&env, "AGENTOPS__SCORER__METRICS_LISTEN")
+    );
     let reloaded = async {
         loop {
             let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
@@ -187,11 +202,16 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
         let switched = series.iter().position(|a| a.model_version == second_version);
         let switched = switched.unwrap_or_else(|| panic!("{agent}: never scored by the reloaded set"));
         assert!(switched > 0, "{agent}: the first set scored nothing");
-        assert!(series[switched..].iter().all(|a| a.model_version == second_version));
+        assert!(series[switched..]
+            .iter()
+            .all(|a| a.model_version == second_version));
     }
 
     let flagged = |agent: &str| -> Vec<&Anomaly> {
-        all.iter().copied().filter(|a| a.agent_id == agent && a.is_anomaly).collect()
+        all.iter()
+            .copied()
+            .filter(|a| a.agent_id == agent && a.is_anomaly)
+            .collect()
     };
     let inside: Vec<&Anomaly> = flagged(&incident.agent_id)
         .into_iter()
@@ -201,13 +221,18 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
         !inside.is_empty(),
         "the incident {incident:?} was not flagged; verdicts of the series inside it: {:?}",
         all.iter()
-            .filter(|a| a.agent_id == incident.agent_id && a.window_end > incident.start_ms && a.window_start <= incident.end_ms)
+            .filter(|a| a.agent_id == incident.agent_id
+                && a.window_end > incident.start_ms
+                && a.window_start <= incident.end_ms)
             .map(|a| (a.window_start, a.ensemble_score))
             .collect::<Vec<_>>()
     );
     let first = inside.iter().map(|a| a.window_end).min().unwrap();
     assert!(
-        inside.iter().any(|a| a.top_features.first().is_some_and(|f| f.feature == "log_cost_per_task_micros")),
+        inside.iter().any(|a| a
+            .top_features
+            .first()
+            .is_some_and(|f| f.feature == "log_cost_per_task_micros")),
         "cost is named as the driving feature of the incident's flags"
     );
     for other in &incidents {
@@ -215,7 +240,10 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
             .iter()
             .filter(|a| a.window_end > other.start_ms && a.window_start <= other.end_ms)
             .count();
-        eprintln!("{:?} on {}: {caught} flagged windows inside", other.kind, other.agent_id);
+        eprintln!(
+            "{:?} on {}: {caught} flagged windows inside",
+            other.kind, other.agent_id
+        );
     }
     let mut control_flags = 0;
     for p in controls {
@@ -244,8 +272,10 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
         .filter(|a| a.is_anomaly)
         .map(|a| (a.agent_id.clone(), a.window_start))
         .collect();
-    let stored_windows: std::collections::BTreeSet<(String, i64)> =
-        stored.iter().map(|a| (a.agent_id.clone(), a.window_start)).collect();
+    let stored_windows: std::collections::BTreeSet<(String, i64)> = stored
+        .iter()
+        .map(|a| (a.agent_id.clone(), a.window_start))
+        .collect();
     assert_eq!(stored_windows, flagged_windows);
     eprintln!(
         "{records} records, {} verdicts ({} flagged); incident {:?} flagged {} windows, first {} min after its start; control series: {control_flags} flagged windows in {days} days",

@@ -42,15 +42,23 @@ pub fn routes(
     ready: Arc<AtomicBool>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let text = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(metrics_text(&registry), "content-type", "text/plain; version=0.0.4")
-            .into_response()
+        warp::reply::with_header(
+            metrics_text(&registry),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()
     });
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     let readiness = warp::path!("readyz").and(warp::get()).map(move || {
         let ok = ready.load(Ordering::Relaxed);
-        let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         warp::reply::with_status(warp::reply::json(&serde_json::json!({"ready": ok})), status).into_response()
     });
     text.or(health)
@@ -63,7 +71,10 @@ pub fn routes(
 
 /// Serves [`routes`] on `listener` until the task is dropped.
 pub async fn serve(registry: Registry, ready: Arc<AtomicBool>, listener: tokio::net::TcpListener) {
-    warp::serve(routes(registry, ready)).incoming(listener).run().await;
+    warp::serve(routes(registry, ready))
+        .incoming(listener)
+        .run()
+        .await;
 }
 
 #[cfg(test)]
@@ -78,10 +89,19 @@ mod tests {
         c.inc_by(3);
         let ready = Arc::new(AtomicBool::new(false));
         let r = routes(registry, ready.clone());
-        assert_eq!(warp::test::request().path("/readyz").reply(&r).await.status(), 503);
+        assert_eq!(
+            warp::test::request().path("/readyz").reply(&r).await.status(),
+            503
+        );
         ready.store(true, Ordering::Relaxed);
-        assert_eq!(warp::test::request().path("/readyz").reply(&r).await.status(), 200);
-        assert_eq!(warp::test::request().path("/healthz").reply(&r).await.status(), 200);
+        assert_eq!(
+            warp::test::request().path("/readyz").reply(&r).await.status(),
+            200
+        );
+        assert_eq!(
+            warp::test::request().path("/healthz").reply(&r).await.status(),
+            200
+        );
         let res = warp::test::request().path("/metrics").reply(&r).await;
         assert!(String::from_utf8_lossy(res.body()).contains("things_total 3"));
         assert_eq!(warp::test::request().path("/other").reply(&r).await.status(), 404);

@@ -16,7 +16,9 @@ fn sequences(n: usize, len: usize) -> Vec<Vec<RawFeatures>> {
     // Deterministic, plausible KPI values (a small LCG, no extra dependency).
     let mut state = 0x2545F4914F6CDD1Du64;
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     (0..n)
@@ -66,13 +68,19 @@ fn main() {
     let dir = std::env::var_os("SCORER_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let secs: f64 = std::env::var("SCORER_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs: f64 = std::env::var("SCORER_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     let budget = Duration::from_secs_f64(secs);
     init_runtime(&runtime_path("")).expect("ONNX Runtime (set ORT_DYLIB_PATH)");
     let mut models = ModelSet::load(&dir, 1).expect("model set");
     let len = models.manifest.sequence_length;
     let seqs = sequences(4096, len);
-    println!("model set {} ({} windows x {FEATURE_COUNT} features)", models.manifest.version, len);
+    println!(
+        "model set {} ({} windows x {FEATURE_COUNT} features)",
+        models.manifest.version, len
+    );
 
     println!("\n1 thread, 1 intra-op thread:");
     for batch_size in [1, 16, 64, 256, 1024] {

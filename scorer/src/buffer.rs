@@ -158,11 +158,19 @@ mod tests {
         let mut b = SeriesBuffer::new(P, 2);
         b.push(0, 0, f(1.0));
         b.push(P, 0, f(1.0));
-        assert_eq!(b.push(P, 1, f(9.0)), Push::Ready, "newest period revised: rescore");
+        assert_eq!(
+            b.push(P, 1, f(9.0)),
+            Push::Ready,
+            "newest period revised: rescore"
+        );
         assert_eq!(b.slots().last().unwrap().features, f(9.0));
         assert_eq!(b.push(P, 1, f(7.0)), Push::Ignored, "same revision again");
         assert_eq!(b.push(P, 0, f(7.0)), Push::Ignored, "older revision");
-        assert_eq!(b.push(0, 1, f(5.0)), Push::Stored, "older period revised: context only");
+        assert_eq!(
+            b.push(0, 1, f(5.0)),
+            Push::Stored,
+            "older period revised: context only"
+        );
         assert_eq!(b.slots().next().unwrap().features, f(5.0));
         assert_eq!(b.push(-P, 0, f(5.0)), Push::Ignored, "older than the buffer");
     }

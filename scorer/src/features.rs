@@ -150,7 +150,11 @@ mod tests {
     #[test]
     fn normalization_is_robust_scaling_with_clipping() {
         let (mut x, mut mask) = ([0f32; 5], [0f32; 5]);
-        norm().apply(&[Some(0.8), Some(0.1), Some(100.0), None, Some(3.0)], &mut x, &mut mask);
+        norm().apply(
+            &[Some(0.8), Some(0.1), Some(100.0), None, Some(3.0)],
+            &mut x,
+            &mut mask,
+        );
         assert!((x[0] + 2.0).abs() < 1e-6);
         assert_eq!(x[1], 0.0);
         assert_eq!(x[2], 10.0, "clipped");

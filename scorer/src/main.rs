@@ -90,7 +90,9 @@ fn main() -> anyhow::Result<()> {
             };
             let flagged = runtime.block_on(store.anomalies(&query))?;
             let labels: Vec<serde_json::Value> = match incidents {
-                Some(path) => serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?,
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(&path).with_context(|| path.display().to_string())?,
+                )?,
                 None => Vec::new(),
             };
             print_alarms(&tenant, &flagged, &labels);
@@ -110,7 +112,12 @@ fn main() -> anyhow::Result<()> {
                 m.ensemble.threshold
             );
         }
-        Command::Offline { csv, out, labels, models } => {
+        Command::Offline {
+            csv,
+            out,
+            labels,
+            models,
+        } => {
             let mut set = load_models(models)?;
             let rows = offline::read_series(&csv)?;
             let scored = offline::score_series(&mut set, &rows, settings.scorer.max_batch)?;
@@ -124,7 +131,8 @@ fn main() -> anyhow::Result<()> {
             );
             if let Some(labels) = labels {
                 let labels = offline::read_labels(&labels)?;
-                let periods: Vec<(i64, bool)> = scored.iter().map(|s| (s.at_ms, s.verdict.is_anomaly)).collect();
+                let periods: Vec<(i64, bool)> =
+                    scored.iter().map(|s| (s.at_ms, s.verdict.is_anomaly)).collect();
                 let m = offline::event_metrics(&periods, &labels);
                 println!(
                     "incidents {} detected {} | alarms {} false {} | precision {:.3} recall {:.3} F1 {:.3} | delays (min) {:?}",
@@ -150,12 +158,18 @@ fn main() -> anyhow::Result<()> {
             let metrics = Metrics::new();
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(settings.scorer.metrics_listen))
-                .with_context(|| format!("scorer.metrics_listen: cannot bind {}", settings.scorer.metrics_listen))?;
+                .with_context(|| {
+                    format!(
+                        "scorer.metrics_listen: cannot bind {}",
+                        settings.scorer.metrics_listen
+                    )
+                })?;
             runtime.spawn(scorer::metrics::serve(metrics.clone(), listener));
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             runtime.spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = tokio::signal::ctrl_c() => {}
@@ -178,7 +192,16 @@ fn main() -> anyhow::Result<()> {
 
 fn utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(|t| format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
         .unwrap_or_else(|_| ms.to_string())
 }
 
@@ -188,7 +211,11 @@ fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_j
     sorted.sort_by(|a, b| (&a.agent_id, a.window_start).cmp(&(&b.agent_id, b.window_start)));
     let mut alarms: Vec<(String, i64, i64, f64, String, usize)> = Vec::new();
     for a in sorted {
-        let top = a.top_features.first().map(|f| f.feature.clone()).unwrap_or_default();
+        let top = a
+            .top_features
+            .first()
+            .map(|f| f.feature.clone())
+            .unwrap_or_default();
         match alarms.last_mut() {
             Some(last) if last.0 == a.agent_id && last.2 == a.window_start => {
                 last.2 = a.window_end;
@@ -198,13 +225,31 @@ fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_j
                     last.4 = top;
                 }
             }
-            _ => alarms.push((a.agent_id.clone(), a.window_start, a.window_end, a.ensemble_score, top, 1)),
+            _ => alarms.push((
+                a.agent_id.clone(),
+                a.window_start,
+                a.window_end,
+                a.ensemble_score,
+                top,
+                1,
+            )),
         }
     }
-    println!("anomalies of {tenant}: {} flagged windows in {} alarms", flagged.len(), alarms.len());
-    println!("{:<14} {:<17} {:<17} {:>7} {:>9}  driven by", "agent", "from (UTC)", "to (UTC)", "windows", "max score");
+    println!(
+        "anomalies of {tenant}: {} flagged windows in {} alarms",
+        flagged.len(),
+        alarms.len()
+    );
+    println!(
+        "{:<14} {:<17} {:<17} {:>7} {:>9}  driven by",
+        "agent", "from (UTC)", "to (UTC)", "windows", "max score"
+    );
     for (agent, start, end, score, top, n) in &alarms {
-        println!("{agent:<14} {:<17} {:<17} {n:>7} {score:>9.2}  {top}", utc(*start), utc(*end));
+        println!(
+            "{agent:<14} {:<17} {:<17} {n:>7} {score:>9.2}  {top}",
+            utc(*start),
+            utc(*end)
+        );
     }
     let mine: Vec<&serde_json::Value> = incidents.iter().filter(|i| i["tenant_id"] == tenant).collect();
     if !mine.is_empty() {
@@ -215,7 +260,11 @@ fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_j
                 i["start_ms"].as_i64().unwrap_or_default(),
                 i["end_ms"].as_i64().unwrap_or_default(),
             );
-            let caught = alarms.iter().filter(|a| a.0 == agent && a.1 <= end && a.2 > start).map(|a| a.1).min();
+            let caught = alarms
+                .iter()
+                .filter(|a| a.0 == agent && a.1 <= end && a.2 > start)
+                .map(|a| a.1)
+                .min();
             let verdict = match caught {
                 Some(t) => format!("DETECTED (first flagged window {})", utc(t)),
                 None => "missed".to_string(),

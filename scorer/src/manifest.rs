@@ -89,8 +89,8 @@ impl Manifest {
             path: path.display().to_string(),
             source,
         })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| model_error(dir, format!("{MANIFEST_FILE}: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| model_error(dir, format!("{MANIFEST_FILE}: {e}")))?;
         manifest.check().map_err(|m| model_error(dir, m))?;
         for entry in [&manifest.models.lstm, &manifest.models.transformer] {
             let file = dir.join(&entry.file);
@@ -102,7 +102,10 @@ impl Manifest {
             if !actual.eq_ignore_ascii_case(&entry.sha256) {
                 return Err(model_error(
                     dir,
-                    format!("{} has sha256 {actual}, the manifest says {}", entry.file, entry.sha256),
+                    format!(
+                        "{} has sha256 {actual}, the manifest says {}",
+                        entry.file, entry.sha256
+                    ),
                 ));
             }
         }
@@ -130,13 +133,18 @@ impl Manifest {
             ));
         }
         self.normalization.check()?;
-        for (name, entry) in [("lstm", &self.models.lstm), ("transformer", &self.models.transformer)] {
+        for (name, entry) in [
+            ("lstm", &self.models.lstm),
+            ("transformer", &self.models.transformer),
+        ] {
             let c = entry.calibration;
             if !(c.scale.is_finite() && c.scale > 0.0) {
                 return Err(format!("models.{name}.calibration.scale must be positive"));
             }
-            if !(c.eps.is_finite() && c.eps > 0.0) || !c.loc.is_finite() {
-                return Err(format!("models.{name}.calibration needs a finite loc and a positive eps"));
+            if !(c.eps.is_finite() && c.eps > 0.0 && c.loc.is_finite()) {
+                return Err(format!(
+                    "models.{name}.calibration needs a finite loc and a positive eps"
+                ));
             }
             if entry.file.is_empty() || entry.input.is_empty() || entry.output.is_empty() {
                 return Err(format!("models.{name}: file, input and output are required"));
@@ -236,11 +244,15 @@ mod tests {
 
     #[test]
     fn each_defect_is_named() {
-        let cases: Vec<(fn(&mut Manifest), &str)> = vec![
+        type Breaker = fn(&mut Manifest);
+        let cases: Vec<(Breaker, &str)> = vec![
             (|m| m.features.swap(0, 1), "features"),
             (|m| m.score_positions = 17, "score_positions"),
             (|m| m.normalization.scale[2] = -1.0, "normalization.scale[2]"),
-            (|m| m.models.transformer.calibration.scale = 0.0, "models.transformer.calibration.scale"),
+            (
+                |m| m.models.transformer.calibration.scale = 0.0,
+                "models.transformer.calibration.scale",
+            ),
             (|m| m.ensemble.weights.lstm = -1.0, "ensemble.weights"),
             (|m| m.ensemble.threshold = f64::NAN, "ensemble.threshold"),
         ];

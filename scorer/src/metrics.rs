@@ -5,9 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warp::Filter;
 
 /// The scorer's metrics.

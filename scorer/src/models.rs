@@ -98,12 +98,16 @@ impl ModelSet {
         let open = |entry: &ModelEntry| -> Result<Session> {
             let path = model_path(dir, entry);
             let session = Session::builder(env)
-                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_optimization_level(GraphOptimizationLevel::Level3)
+                        .map_err(Into::into)
+                })
                 .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
                 .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(&path))
                 .map_err(|e| model_error(dir, format!("{}: {e}", entry.file)))?;
-            check_signature(&session, entry, &manifest).map_err(|m| model_error(dir, format!("{}: {m}", entry.file)))?;
+            check_signature(&session, entry, &manifest)
+                .map_err(|m| model_error(dir, format!("{}: {m}", entry.file)))?;
             Ok(session)
         };
         let lstm = open(&manifest.models.lstm)?;
@@ -116,7 +120,10 @@ impl ModelSet {
             reconstruction: Vec::new(),
         };
         let mut probe = Batch::default();
-        set.push(&mut probe, std::iter::repeat_n(&crate::features::EMPTY, set.manifest.sequence_length));
+        set.push(
+            &mut probe,
+            std::iter::repeat_n(&crate::features::EMPTY, set.manifest.sequence_length),
+        );
         set.score(&probe)?;
         Ok(set)
     }
@@ -144,15 +151,37 @@ impl ModelSet {
         if batch.len == 0 {
             return Ok(Vec::new());
         }
-        let (l, f, p) = (self.manifest.sequence_length, FEATURE_COUNT, self.manifest.score_positions);
+        let (l, f, p) = (
+            self.manifest.sequence_length,
+            FEATURE_COUNT,
+            self.manifest.score_positions,
+        );
         let per = l * f;
         let mut lstm_errors = Vec::with_capacity(batch.len);
-        run(&mut self.lstm, &self.manifest.models.lstm, batch, l, &mut self.reconstruction)?;
+        run(
+            &mut self.lstm,
+            &self.manifest.models.lstm,
+            batch,
+            l,
+            &mut self.reconstruction,
+        )?;
         for i in 0..batch.len {
             let r = i * per..(i + 1) * per;
-            lstm_errors.push(feature_errors(&batch.x[r.clone()], &self.reconstruction[r.clone()], &batch.mask[r], f, p));
+            lstm_errors.push(feature_errors(
+                &batch.x[r.clone()],
+                &self.reconstruction[r.clone()],
+                &batch.mask[r],
+                f,
+                p,
+            ));
         }
-        run(&mut self.transformer, &self.manifest.models.transformer, batch, l, &mut self.reconstruction)?;
+        run(
+            &mut self.transformer,
+            &self.manifest.models.transformer,
+            batch,
+            l,
+            &mut self.reconstruction,
+        )?;
         let ensemble = self.manifest.ensemble();
         let (cl, ct) = (
             self.manifest.models.lstm.calibration,
@@ -163,14 +192,26 @@ impl ModelSet {
             .enumerate()
             .map(|(i, le)| {
                 let r = i * per..(i + 1) * per;
-                let te = feature_errors(&batch.x[r.clone()], &self.reconstruction[r.clone()], &batch.mask[r], f, p);
+                let te = feature_errors(
+                    &batch.x[r.clone()],
+                    &self.reconstruction[r.clone()],
+                    &batch.mask[r],
+                    f,
+                    p,
+                );
                 verdict(&le, &te, &cl, &ct, &ensemble)
             })
             .collect())
     }
 }
 
-fn run(session: &mut Session, entry: &ModelEntry, batch: &Batch, len: usize, out: &mut Vec<f32>) -> Result<()> {
+fn run(
+    session: &mut Session,
+    entry: &ModelEntry,
+    batch: &Batch,
+    len: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     let input = TensorRef::from_array_view(([batch.len, len, FEATURE_COUNT], &batch.x[..]))?;
     let outputs = session.run(ort::inputs![entry.input.as_str() => input])?;
     let value = outputs
@@ -211,7 +252,10 @@ fn check_signature(session: &Session, entry: &ModelEntry, manifest: &Manifest) -
     let inputs = session.inputs();
     if inputs.len() != 1 || inputs[0].name() != entry.input {
         let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
-        return Err(format!("inputs {names:?}, the manifest says one input `{}`", entry.input));
+        return Err(format!(
+            "inputs {names:?}, the manifest says one input `{}`",
+            entry.input
+        ));
     }
     fits(inputs[0].dtype(), "input", &entry.input)?;
     let Some(output) = session.outputs().iter().find(|o| o.name() == entry.output) else {

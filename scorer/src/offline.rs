@@ -56,7 +56,10 @@ pub fn read_series(path: &Path) -> Result<Vec<(String, i64, RawFeatures)>> {
         .trim(csv::Trim::All)
         .from_path(path)
         .map_err(|e| input_error(0, e.to_string()))?;
-    let headers = reader.headers().map_err(|e| input_error(1, e.to_string()))?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| input_error(1, e.to_string()))?
+        .clone();
     if headers.len() != FEATURE_COUNT + 1 {
         return Err(input_error(
             1,
@@ -76,11 +79,9 @@ pub fn read_series(path: &Path) -> Result<Vec<(String, i64, RawFeatures)>> {
         let mut features: RawFeatures = [None; FEATURE_COUNT];
         for (f, cell) in record.iter().skip(1).enumerate() {
             if !cell.is_empty() {
-                let v: f64 = cell
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| v.is_finite())
-                    .ok_or_else(|| input_error(line, format!("{}: `{cell}` is not a number", headers[f + 1].to_string())))?;
+                let v: f64 = cell.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
+                    input_error(line, format!("{}: `{cell}` is not a number", &headers[f + 1]))
+                })?;
                 features[f] = Some(v);
             }
         }
@@ -90,7 +91,11 @@ pub fn read_series(path: &Path) -> Result<Vec<(String, i64, RawFeatures)>> {
 }
 
 /// Scores every period of `rows` that has `sequence_length` periods up to it.
-pub fn score_series(models: &mut ModelSet, rows: &[(String, i64, RawFeatures)], max_batch: usize) -> Result<Vec<Scored>> {
+pub fn score_series(
+    models: &mut ModelSet,
+    rows: &[(String, i64, RawFeatures)],
+    max_batch: usize,
+) -> Result<Vec<Scored>> {
     let len = models.manifest.sequence_length;
     let mut out = Vec::with_capacity(rows.len());
     let mut batch = Batch::default();
@@ -192,7 +197,9 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
         .enumerate()
         .map(|(i, l)| match (ms(&l.start), ms(&l.end)) {
             (Some(start), Some(end)) if start <= end => Ok(Label { start, end }),
-            _ => Err(bad(format!("label {i}: start and end must be timestamps with start <= end"))),
+            _ => Err(bad(format!(
+                "label {i}: start and end must be timestamps with start <= end"
+            ))),
         })
         .collect()
 }
@@ -269,11 +276,19 @@ pub fn event_metrics(periods: &[(i64, bool)], labels: &[Label]) -> EventMetrics 
             }
             run_hits = Some(run_hits.unwrap_or(false) || hit.is_some());
         } else if let Some(hit) = run_hits.take() {
-            if hit { m.true_alarms += 1 } else { m.false_alarms += 1 }
+            if hit {
+                m.true_alarms += 1
+            } else {
+                m.false_alarms += 1
+            }
         }
     }
     if let Some(hit) = run_hits {
-        if hit { m.true_alarms += 1 } else { m.false_alarms += 1 }
+        if hit {
+            m.true_alarms += 1
+        } else {
+            m.false_alarms += 1
+        }
     }
     for (label, first) in labels.iter().zip(first_flag) {
         if let Some(t) = first {
@@ -301,12 +316,18 @@ mod tests {
         let flags = |on: &[i64]| -> Vec<(i64, bool)> { (0..60).map(|t| (t, on.contains(&t))).collect() };
         // Three flagged periods in the first incident (one alarm), one stray alarm, none in the second.
         let m = event_metrics(&flags(&[12, 13, 14, 30]), &labels);
-        assert_eq!((m.detected, m.incidents, m.true_alarms, m.false_alarms), (1, 2, 1, 1));
+        assert_eq!(
+            (m.detected, m.incidents, m.true_alarms, m.false_alarms),
+            (1, 2, 1, 1)
+        );
         assert_eq!(m.delays_ms, vec![2]);
         assert_eq!((m.precision(), m.recall()), (0.5, 0.5));
         // An alarm that starts before the incident and runs into it is a true alarm.
         let m = event_metrics(&flags(&[8, 9, 10, 59]), &labels);
-        assert_eq!((m.true_alarms, m.false_alarms, m.delays_ms.clone()), (1, 1, vec![0]));
+        assert_eq!(
+            (m.true_alarms, m.false_alarms, m.delays_ms.clone()),
+            (1, 1, vec![0])
+        );
         assert_eq!(event_metrics(&flags(&[]), &[]).f1(), 1.0);
     }
 

@@ -184,15 +184,27 @@ mod tests {
 
     #[test]
     fn weights_are_respected() {
-        let only_lstm = Ensemble { w_lstm: 1.0, w_transformer: 0.0, threshold: 3.0 };
+        let only_lstm = Ensemble {
+            w_lstm: 1.0,
+            w_transformer: 0.0,
+            threshold: 3.0,
+        };
         assert_eq!(only_lstm.combine(5.0, -100.0), 5.0);
-        let skewed = Ensemble { w_lstm: 3.0, w_transformer: 1.0, threshold: 3.0 };
+        let skewed = Ensemble {
+            w_lstm: 3.0,
+            w_transformer: 1.0,
+            threshold: 3.0,
+        };
         assert_eq!(skewed.combine(4.0, 0.0), 3.0);
     }
 
     #[test]
     fn the_verdict_flags_at_the_threshold_and_names_the_driving_feature() {
-        let ens = Ensemble { w_lstm: 0.5, w_transformer: 0.5, threshold: 1.0 };
+        let ens = Ensemble {
+            w_lstm: 0.5,
+            w_transformer: 0.5,
+            threshold: 1.0,
+        };
         let lstm = [0.0, 0.0, 0.3, 0.0, 0.1];
         let tr = [0.0, 0.0, 0.1, 0.0, 0.1];
         let v = verdict(&lstm, &tr, &CAL, &CAL, &ens);
@@ -200,7 +212,10 @@ mod tests {
         assert!((v.contributions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((v.contributions[2] - (0.75 + 0.5) / 2.0).abs() < 1e-12);
         let top = top_features(&v.contributions, &crate::features::FEATURES, 3);
-        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), ["log_p95_latency_ms", "log_tasks"]);
+        assert_eq!(
+            top.iter().map(|t| t.0).collect::<Vec<_>>(),
+            ["log_p95_latency_ms", "log_tasks"]
+        );
         assert_eq!(v.is_anomaly, v.ensemble >= 1.0);
         let zero = verdict(&[0.0; 5], &[0.0; 5], &CAL, &CAL, &ens);
         assert_eq!(zero.contributions, vec![0.0; 5]);

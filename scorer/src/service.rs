@@ -17,7 +17,7 @@
 //! the old one keeps scoring).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,12 +125,20 @@ struct Ctx(Arc<Shared>);
 impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: rdkafka::types::RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         use rdkafka::types::RDKafkaRespErr::*;
         let shared = &self.0;
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(e) = shared.position(consumer, tpl).and_then(|_| Ok(consumer.assign(tpl)?)) {
+                if let Err(e) = shared
+                    .position(consumer, tpl)
+                    .and_then(|_| Ok(consumer.assign(tpl)?))
+                {
                     shared.fail(e);
                 }
             }
@@ -176,9 +184,18 @@ impl Shared {
                 _ => 0,
             };
             let fetch_from = (next - self.rewind()).max(0);
-            let offset = if fetch_from > 0 { Offset::Offset(fetch_from) } else { Offset::Beginning };
+            let offset = if fetch_from > 0 {
+                Offset::Offset(fetch_from)
+            } else {
+                Offset::Beginning
+            };
             tpl.set_partition_offset(element.topic(), element.partition(), offset)?;
-            tracing::info!(partition = element.partition(), next, fetch_from, "partition assigned");
+            tracing::info!(
+                partition = element.partition(),
+                next,
+                fetch_from,
+                "partition assigned"
+            );
             partitions.insert(
                 element.partition(),
                 Partition {
@@ -194,7 +211,12 @@ impl Shared {
         Ok(())
     }
 
-    fn handle(&self, consumer: &BaseConsumer<Ctx>, decoder: &Decoder<KpiWindow>, message: &BorrowedMessage<'_>) -> Result<()> {
+    fn handle(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        decoder: &Decoder<KpiWindow>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<()> {
         let partition_id = message.partition();
         let offset = message.offset();
         let mut partitions = self.partitions.lock().expect("lock");
@@ -205,12 +227,26 @@ impl Shared {
             match resume_verdict(fetch_from, part.publish_from, offset, self.rewind()) {
                 ResumeVerdict::Covered => {}
                 ResumeVerdict::SeekBack(to) => {
-                    tracing::warn!(partition_id, fetch_from, first_fetched = offset, seek_to = to, "broker skipped records on resume: seeking further back");
+                    tracing::warn!(
+                        partition_id,
+                        fetch_from,
+                        first_fetched = offset,
+                        seek_to = to,
+                        "broker skipped records on resume: seeking further back"
+                    );
                     part.unverified_fetch_from = Some(to);
-                    consumer.seek(self.topic(), partition_id, Offset::Offset(to), Duration::from_secs(10))?;
+                    consumer.seek(
+                        self.topic(),
+                        partition_id,
+                        Offset::Offset(to),
+                        Duration::from_secs(10),
+                    )?;
                     return Ok(());
                 }
-                ResumeVerdict::Lost => tracing::warn!(partition_id, "records before the committed offset are gone: buffers start short"),
+                ResumeVerdict::Lost => tracing::warn!(
+                    partition_id,
+                    "records before the committed offset are gone: buffers start short"
+                ),
             }
         }
         self.metrics.windows_in.inc();
@@ -223,7 +259,10 @@ impl Shared {
         let window = match decoded {
             Ok(w) => w,
             Err(e) => {
-                self.metrics.windows_skipped.with_label_values(&["undecodable"]).inc();
+                self.metrics
+                    .windows_skipped
+                    .with_label_values(&["undecodable"])
+                    .inc();
                 if offset >= part.publish_from {
                     let headers = kafka_io::dead_letter_headers(&kafka_io::DeadLetter {
                         topic: message.topic(),
@@ -239,7 +278,10 @@ impl Shared {
                         record = record.key(key);
                     }
                     let delivery = kafka_io::send_blocking(&self.producer, record)?;
-                    self.runtime.block_on(delivery).map_err(|_| Error::Delivery("dead letter cancelled".into()))?.map_err(|(e, _)| e)?;
+                    self.runtime
+                        .block_on(delivery)
+                        .map_err(|_| Error::Delivery("dead letter cancelled".into()))?
+                        .map_err(|(e, _)| e)?;
                 }
                 return Ok(());
             }
@@ -247,7 +289,10 @@ impl Shared {
         let models = self.models.lock().expect("lock");
         let (period, len) = (models.manifest.window_ms(), models.manifest.sequence_length);
         if window.window_end - window.window_start != period {
-            self.metrics.windows_skipped.with_label_values(&["window_length"]).inc();
+            self.metrics
+                .windows_skipped
+                .with_label_values(&["window_length"])
+                .inc();
             tracing::warn!(window_id = %window.window_id, length_ms = window.window_end - window.window_start, model_ms = period, "window length differs from the model's: not scored");
             return Ok(());
         }
@@ -255,7 +300,11 @@ impl Shared {
             .buffers
             .entry((window.tenant_id.clone(), window.agent_id.clone()))
             .or_insert_with(|| SeriesBuffer::new(period, len));
-        match buffer.push(window.window_start, window.revision, features::from_window(&window)) {
+        match buffer.push(
+            window.window_start,
+            window.revision,
+            features::from_window(&window),
+        ) {
             Push::Ready if offset >= part.publish_from => {
                 let mut pending = self.pending.lock().expect("lock");
                 models.push(&mut pending.batch, buffer.slots().map(|s| &s.features));
@@ -271,7 +320,8 @@ impl Shared {
 
     fn batch_due(&self) -> bool {
         let pending = self.pending.lock().expect("lock");
-        pending.windows.len() >= self.settings.scorer.max_batch || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
+        pending.windows.len() >= self.settings.scorer.max_batch
+            || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
     }
 
     /// Scores and publishes the pending windows, stores the flagged ones, then commits.
@@ -281,7 +331,9 @@ impl Shared {
             let started = Instant::now();
             let mut models = self.models.lock().expect("lock");
             let verdicts = models.score(&pending.batch)?;
-            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
             self.metrics.batch_size.observe(pending.windows.len() as f64);
             let now = now_ms();
             let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
@@ -300,7 +352,9 @@ impl Shared {
             }
             drop(models);
             for result in self.runtime.block_on(futures::future::join_all(deliveries)) {
-                result.map_err(|_| Error::Delivery("anomaly cancelled".into()))?.map_err(|(e, _)| e)?;
+                result
+                    .map_err(|_| Error::Delivery("anomaly cancelled".into()))?
+                    .map_err(|(e, _)| e)?;
             }
             if !flagged.is_empty() {
                 self.runtime.block_on(self.store.upsert_anomalies(&flagged))?;
@@ -328,7 +382,7 @@ impl Shared {
     }
 
     /// Replaces the model set if the directory holds a different one that loads.
-    fn maybe_reload(&self, consumer: &BaseConsumer<Ctx>, dir: &PathBuf) -> Result<()> {
+    fn maybe_reload(&self, consumer: &BaseConsumer<Ctx>, dir: &Path) -> Result<()> {
         let current = self.models.lock().expect("lock").manifest.fingerprint();
         let candidate = match Manifest::load(dir) {
             Ok(m) if m.fingerprint() == current => return Ok(()),
@@ -385,7 +439,10 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     let encoder = match settings.schema_registry.url() {
         Some(url) => {
             let registry = schemas::registry::Registry::new(url);
-            Encoder::confluent(deps.runtime.block_on(registry.register::<Anomaly>(&settings.kafka.topics.anomalies))?)
+            Encoder::confluent(
+                deps.runtime
+                    .block_on(registry.register::<Anomaly>(&settings.kafka.topics.anomalies))?,
+            )
         }
         None => Encoder::single_object(),
     };
@@ -404,7 +461,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         fatal: Mutex::new(None),
         settings,
     });
-    let mut config = kafka_io::consumer_config(&shared.settings.kafka, "scorer", &shared.settings.scorer.consumer_group);
+    let mut config = kafka_io::consumer_config(
+        &shared.settings.kafka,
+        "scorer",
+        &shared.settings.scorer.consumer_group,
+    );
     config.set("partition.assignment.strategy", "range");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
     match shared.settings.scorer.assignment.as_str() {
@@ -412,7 +473,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         fixed => {
             let partitions: Vec<i32> = if fixed == "all" {
                 let metadata = consumer.fetch_metadata(Some(shared.topic()), Duration::from_secs(30))?;
-                metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect()
+                metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect()
             } else {
                 fixed.split(',').filter_map(|p| p.trim().parse().ok()).collect()
             };

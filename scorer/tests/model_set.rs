@@ -54,7 +54,10 @@ fn rust_scores_equal_the_python_reference() {
     let reference: Reference = serde_json::from_str(&text).unwrap();
     assert!(reference.cases.len() >= 4, "a handful of reference cases");
     assert!(
-        reference.cases.iter().any(|c| c.raw_features.iter().any(|r| r.iter().any(Option::is_none))),
+        reference
+            .cases
+            .iter()
+            .any(|c| c.raw_features.iter().any(|r| r.iter().any(Option::is_none))),
         "the reference covers empty windows"
     );
     assert!(reference.cases.iter().any(|c| c.is_anomaly) && reference.cases.iter().any(|c| !c.is_anomaly));
@@ -82,7 +85,12 @@ fn rust_scores_equal_the_python_reference() {
         close("lstm_raw", s, v.lstm_raw, case.lstm_raw);
         close("transformer_raw", s, v.transformer_raw, case.transformer_raw);
         close("lstm_normalized", s, v.lstm_normalized, case.lstm_normalized);
-        close("transformer_normalized", s, v.transformer_normalized, case.transformer_normalized);
+        close(
+            "transformer_normalized",
+            s,
+            v.transformer_normalized,
+            case.transformer_normalized,
+        );
         close("ensemble", s, v.ensemble, case.ensemble);
         assert_eq!(v.is_anomaly, case.is_anomaly, "{s}");
         for (f, (a, b)) in v.contributions.iter().zip(&case.contributions).enumerate() {
@@ -111,15 +119,28 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 #[test]
 fn a_set_that_does_not_fit_is_refused_with_the_reason() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("shape", Box::new(|m| m["sequence_length"] = (m["sequence_length"].as_u64().unwrap() + 1).into())),
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "shape",
+            Box::new(|m| m["sequence_length"] = (m["sequence_length"].as_u64().unwrap() + 1).into()),
+        ),
         ("inputs", Box::new(|m| m["models"]["lstm"]["input"] = "x".into())),
-        ("lack `recon`", Box::new(|m| m["models"]["transformer"]["output"] = "recon".into())),
-        ("has sha256", Box::new(|m| m["models"]["lstm"]["sha256"] = "00".into())),
+        (
+            "lack `recon`",
+            Box::new(|m| m["models"]["transformer"]["output"] = "recon".into()),
+        ),
+        (
+            "has sha256",
+            Box::new(|m| m["models"]["lstm"]["sha256"] = "00".into()),
+        ),
         ("features", Box::new(|m| m["features"][0] = "tsr".into())),
-        ("missing field `threshold`", Box::new(|m| {
-            m["ensemble"].as_object_mut().unwrap().remove("threshold");
-        })),
+        (
+            "missing field `threshold`",
+            Box::new(|m| {
+                m["ensemble"].as_object_mut().unwrap().remove("threshold");
+            }),
+        ),
     ];
     for (reason, edit) in cases {
         let dir = tempfile::tempdir().unwrap();
