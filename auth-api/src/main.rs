@@ -81,10 +81,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    ops::init_tracing("info");
     let cli = Cli::parse();
     let settings = cli.config.load()?;
     match cli.command {

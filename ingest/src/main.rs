@@ -323,10 +323,7 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    ops::init_tracing("warn");
     let cli = Cli::parse();
     let settings = cli.config.load()?;
     match cli.command {
