@@ -471,20 +471,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     match shared.settings.aggregator.assignment.as_str() {
         "group" => consumer.subscribe(&[shared.topic()])?,
         fixed => {
-            let partitions: Vec<i32> = if fixed == "all" {
-                let metadata = consumer.fetch_metadata(Some(shared.topic()), Duration::from_secs(30))?;
-                metadata
-                    .topics()
-                    .iter()
-                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                    .collect()
-            } else {
-                fixed.split(',').filter_map(|p| p.trim().parse().ok()).collect()
-            };
-            let mut tpl = TopicPartitionList::new();
-            for p in partitions {
-                tpl.add_partition(shared.topic(), p);
-            }
+            let mut tpl = kafka_io::fixed_assignment(&consumer, shared.topic(), fixed)?;
             shared.restore(&mut tpl)?;
             consumer.assign(&tpl)?;
         }

@@ -4,6 +4,7 @@
 //! - [`consumer_config`]: consumer-group members that never auto-commit or auto-store offsets
 //!   (offsets are stored only after the write that covers them) and join groups fast.
 //! - [`ensure_topics`]: creates the pipeline's topics if missing.
+//! - [`fixed_assignment`]: the partitions an `assignment = all | 0,2` setting names.
 //! - [`send_blocking`]: enqueue a record, waiting while the producer's queue is full.
 //! - [`dead_letter_headers`]: the Kafka Connect (KIP-298) style headers of a dead-lettered record.
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
@@ -99,6 +100,34 @@ pub async fn ensure_topics(kafka: &settings::Kafka, topics: &[&str]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The partitions of `topic` that a fixed `assignment` names: `all` (from the topic's
+/// metadata) or a list such as `0,2` (validated by the settings); never called for `group`.
+pub fn fixed_assignment<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    assignment: &str,
+) -> Result<rdkafka::TopicPartitionList> {
+    use rdkafka::consumer::Consumer as _;
+    let partitions: Vec<i32> = if assignment == "all" {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+        metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect()
+    } else {
+        assignment
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
+    };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    Ok(tpl)
 }
 
 /// Enqueues `record` on a thread that may block: while the producer's queue is full it waits
