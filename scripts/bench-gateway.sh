@@ -30,4 +30,6 @@ trap '"$REPO_ROOT/scripts/tansu.sh" stop; [ -n "${gw:-}" ] && kill "$gw" 2>/dev/
 "$BIN/ingest" serve >"$AGENTOPS_RUN_DIR/gateway.log" 2>&1 & gw=$!
 for _ in $(seq 1 100); do curl -fs "http://$AGENTOPS__INGEST__LISTEN/readyz" >/dev/null && break; sleep 0.1; done
 log "generator -> gateway -> Tansu ($days simulated days, batches of 500)"
-"$BIN/ingest" gen --to http --out "$out/http" --days "$days" --batch 500 --in-flight "${IN_FLIGHT:-8}" --no-truth --malformed-rate 0 2>/dev/null | grep gateway
+# --max-skew-secs 0: requests may reorder simulated time freely (throughput only; an aggregator
+# reading this would divert reordered events as late).
+"$BIN/ingest" gen --to http --out "$out/http" --days "$days" --batch 500 --in-flight "${IN_FLIGHT:-8}" --max-skew-secs 0 --no-truth --malformed-rate 0 2>/dev/null | grep gateway

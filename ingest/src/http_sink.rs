@@ -1,8 +1,15 @@
 //! The generator's HTTP sink: posts generated records to the gateway in batches of one tenant,
-//! with a bounded number of requests in flight (so batches of a series may overtake each other
-//! by at most that many requests: seconds of simulated time, well within the aggregator's
-//! allowed lateness), retrying what the gateway reports `failed` after its `Retry-After`.
-//! Records the gateway rejects (the injected malformed ones) are counted, not retried.
+//! retrying what the gateway reports `failed` after its `Retry-After`. Records the gateway
+//! rejects (the injected malformed ones) are counted, not retried.
+//!
+//! Order matters: the aggregator's watermark is the largest event time it has seen per
+//! partition, and anything more than the allowed lateness behind it is diverted as late. The
+//! generator compresses days into seconds, so requests that overtake each other can reorder
+//! minutes or hours of simulated time. The sink therefore sends in **slices** of arrival time:
+//! the records of one slice (at most `max_skew_ms` of simulated time, at most `batch x
+//! in_flight` records) go concurrently, and a slice starts only when the previous one is
+//! acknowledged. The reordering this adds is bounded by `max_skew_ms`, which must stay below
+//! the allowed lateness minus the generator's own late-arrival delays.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,6 +50,32 @@ pub struct HttpSink {
     keys: BTreeMap<String, String>,
     batch: usize,
     in_flight: usize,
+    max_skew_ms: i64,
+}
+
+/// Default [`HttpSink::with_max_skew_ms`]: 50 s, which with the generator's late arrivals
+/// (up to 240 s after completion) stays inside the aggregator's default allowed lateness (300 s).
+pub const DEFAULT_MAX_SKEW_MS: i64 = 50_000;
+
+/// Consecutive ranges of `arrivals` (sorted) of at most `max_records` records spanning at most
+/// `max_skew_ms` each (a single record always makes a slice). `max_skew_ms <= 0`: no bound.
+pub fn slices(arrivals: &[i64], max_records: usize, max_skew_ms: i64) -> Vec<std::ops::Range<usize>> {
+    let max_records = max_records.max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < arrivals.len() {
+        let first = arrivals[start];
+        let mut end = start + 1;
+        while end < arrivals.len()
+            && end - start < max_records
+            && (max_skew_ms <= 0 || arrivals[end] - first <= max_skew_ms)
+        {
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
 }
 
 fn http_err(e: impl std::fmt::Display) -> Error {
@@ -62,11 +95,31 @@ impl HttpSink {
             keys,
             batch: batch.max(1),
             in_flight: in_flight.max(1),
+            max_skew_ms: DEFAULT_MAX_SKEW_MS,
         }
     }
 
-    /// Sends records: batches per tenant, in order of first record, `in_flight` at a time.
+    /// Bounds the simulated time one slice of concurrent requests spans (`<= 0`: unbounded,
+    /// for throughput benchmarks that do not care about lateness).
+    pub fn with_max_skew_ms(mut self, max_skew_ms: i64) -> HttpSink {
+        self.max_skew_ms = max_skew_ms;
+        self
+    }
+
+    /// Sends records in slices of arrival time (see the module docs), one slice at a time.
     pub async fn send(&self, records: &[Emitted]) -> Result<HttpStats> {
+        let mut ordered: Vec<&Emitted> = records.iter().collect();
+        ordered.sort_by_key(|e| e.arrival_ms);
+        let arrivals: Vec<i64> = ordered.iter().map(|e| e.arrival_ms).collect();
+        let mut stats = HttpStats::default();
+        for range in slices(&arrivals, self.batch * self.in_flight, self.max_skew_ms) {
+            stats.merge(self.send_slice(&ordered[range]).await?);
+        }
+        Ok(stats)
+    }
+
+    /// Sends one slice: batches per tenant, `in_flight` at a time.
+    async fn send_slice(&self, records: &[&Emitted]) -> Result<HttpStats> {
         let mut by_tenant: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
         for e in records {
             let (tenant, json) = match &e.record {
@@ -177,5 +230,41 @@ impl HttpSink {
             pending = retry;
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn slices_are_bounded_by_skew_and_size() {
+        let a = [0, 10, 20, 50, 51, 52, 53, 200];
+        assert_eq!(slices(&a, 10, 25), vec![0..3, 3..7, 7..8]);
+        assert_eq!(slices(&a, 2, 25), vec![0..2, 2..3, 3..5, 5..7, 7..8]);
+        assert_eq!(slices(&a, 100, 0), vec![0..8], "unbounded skew");
+        assert!(slices(&[], 10, 25).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn slices_cover_everything_in_order(
+            mut a in proptest::collection::vec(0i64..10_000, 0..200),
+            max in 1usize..20,
+            skew in 0i64..500,
+        ) {
+            a.sort_unstable();
+            let s = slices(&a, max, skew);
+            let mut next = 0;
+            for r in &s {
+                prop_assert_eq!(r.start, next);
+                prop_assert!(r.end > r.start && r.len() <= max);
+                prop_assert!(skew == 0 || r.len() == 1 || a[r.end - 1] - a[r.start] <= skew);
+                next = r.end;
+            }
+            prop_assert_eq!(next, a.len());
+        }
     }
 }

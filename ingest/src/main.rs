@@ -144,6 +144,10 @@ struct GenArgs {
     /// Requests in flight for `--to http`.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// For `--to http`: concurrent requests span at most this much simulated time, so the
+    /// aggregator sees no event later than its allowed lateness (0: unbounded, benchmarks only).
+    #[arg(long, default_value_t = ingest::http_sink::DEFAULT_MAX_SKEW_MS / 1000)]
+    max_skew_secs: i64,
 }
 
 impl GenArgs {
@@ -254,7 +258,8 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 .gateway
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", settings.ingest.listen));
-            let sink = ingest::http_sink::HttpSink::new(&base, keys, args.batch, args.in_flight);
+            let sink = ingest::http_sink::HttpSink::new(&base, keys, args.batch, args.in_flight)
+                .with_max_skew_ms(args.max_skew_secs.saturating_mul(1000));
             std::fs::create_dir_all(&args.out)?;
             let mut truth = GroundTruth::default();
             let mut stats = ingest::http_sink::HttpStats::default();

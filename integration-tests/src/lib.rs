@@ -75,11 +75,23 @@ impl TansuBroker {
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let storage = match &self.engine {
-            Engine::Memory => "memory://tansu/".to_string(),
-            Engine::Sqlite(path) => format!("sqlite://{}", path.display()),
+        // Tansu 0.6 resolves a `sqlite://` path against its working directory, absolute or
+        // not: the broker runs in the database's folder and gets the file name.
+        let (storage, cwd) = match &self.engine {
+            Engine::Memory => ("memory://tansu/".to_string(), None),
+            Engine::Sqlite(path) => (
+                format!(
+                    "sqlite://{}",
+                    path.file_name().expect("a file name").to_string_lossy()
+                ),
+                path.parent().map(PathBuf::from),
+            ),
         };
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
@@ -305,4 +317,53 @@ pub fn env_value<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("{key} not set"))
+}
+
+/// Every record of `topic`, all partitions from the beginning up to their end at the time of
+/// the call (read by assignment, no consumer group: safe across broker restarts). Gives up on a
+/// partition that reports no end within `timeout`.
+pub fn read_topic(
+    broker: &TansuBroker,
+    topic: &str,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", unique_topic("topic-reader"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut list = TopicPartitionList::new();
+    for p in &partitions {
+        list.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut open: std::collections::HashSet<i32> = partitions.into_iter().collect();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !open.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(_)) | None => {}
+        }
+    }
+    out
 }
