@@ -71,11 +71,27 @@ struct Shared {
     partitions: Mutex<HashMap<i32, Partition>>,
     /// A fatal error raised inside a rebalance callback, re-raised by the loop.
     fatal: Mutex<Option<Error>>,
+    /// High watermark per input partition, from the client's statistics (for the lag gauge).
+    high_watermarks: Mutex<HashMap<i32, i64>>,
 }
 
 struct Ctx(Arc<Shared>);
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(self.0.topic()) else {
+            return;
+        };
+        let mut highs = self.0.high_watermarks.lock().expect("watermarks lock");
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+        {
+            highs.insert(p.partition, p.hi_offset);
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn rebalance(
@@ -412,11 +428,11 @@ impl Shared {
                 tracing::debug!(%e, "offset commit failed");
             }
         }
+        // Lag from the high watermarks of the client's statistics (no request here: a
+        // ListOffsets would queue behind the broker's long-polled fetch and delay the checkpoint).
+        let highs = self.high_watermarks.lock().expect("watermarks lock").clone();
         for id in partition_ids {
-            if let (Some(part), Ok((_, high))) = (
-                partitions.get(id),
-                consumer.fetch_watermarks(self.topic(), *id, Duration::from_millis(500)),
-            ) {
+            if let (Some(part), Some(high)) = (partitions.get(id), highs.get(id).copied()) {
                 self.metrics
                     .lag
                     .with_label_values(&[&id.to_string()])
@@ -463,10 +479,13 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         window_encoder,
         partitions: Mutex::new(HashMap::new()),
         fatal: Mutex::new(None),
+        high_watermarks: Mutex::new(HashMap::new()),
         settings,
     });
     let mut config = kafka_io::consumer_config(&shared.settings.kafka, "aggregator", shared.group());
-    config.set("partition.assignment.strategy", "range");
+    config
+        .set("partition.assignment.strategy", "range")
+        .set("statistics.interval.ms", "1000");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
     match shared.settings.aggregator.assignment.as_str() {
         "group" => consumer.subscribe(&[shared.topic()])?,

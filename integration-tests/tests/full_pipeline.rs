@@ -237,11 +237,16 @@ async fn generator_to_dashboard(engine: Engine, faults: &[Fault]) {
     let db = dir.path().join("agentops.db").display().to_string();
     let topic = unique_topic("events");
     let mut env = pipeline_env(&broker, &db, &topic, 500);
-    let (gateway_port, api_port) = (free_port(), free_port());
+    let (gateway_port, api_port, metrics_port) = (free_port(), free_port(), free_port());
+    env.retain(|(k, _)| k != "AGENTOPS__AGGREGATOR__METRICS_LISTEN");
     env.extend(
         [
             ("AGENTOPS__INGEST__LISTEN", format!("127.0.0.1:{gateway_port}")),
             ("AGENTOPS__AUTH_API__LISTEN", format!("127.0.0.1:{api_port}")),
+            (
+                "AGENTOPS__AGGREGATOR__METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            ),
             (
                 "AGENTOPS__AUTH_API__JWT_SECRET",
                 "full-pipeline-test-secret-of-at-least-32-bytes".to_string(),
@@ -444,6 +449,21 @@ async fn generator_to_dashboard(engine: Engine, faults: &[Fault]) {
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+    // Caught up: the aggregator reports no lag on the partitions that carry the series.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lags: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("aggregator_consumer_lag{"))
+        .collect();
+    assert!(
+        !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")),
+        "consumer lag after catching up: {lags:?}"
+    );
     let (status, body) = api.get(&daily, &outsider).await;
     assert_eq!(status, 403, "a user without a grant: {body}");
 
