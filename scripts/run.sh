@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The run command (README): installs what is missing, starts the local broker (Tansu, memory
-# engine), the ingest gateway, the aggregator and the scorer on the embedded SQLite store, sends
-# a week of generated events with incidents through the gateway, and prints the daily KPIs per
-# tenant and agent and the anomalies found next to the injected incidents. Services keep running; `scripts/run.sh stop` stops everything it started. Safe to run
-# twice (a second run stops the first one's services and starts afresh).
+# engine), the ingest gateway, the aggregator, the scorer and the auth-api on the embedded SQLite
+# store, sends a week of generated events with incidents through the gateway, waits until the
+# aggregator and the scorer have caught up, and prints the daily KPIs per tenant and agent and
+# the anomalies found next to the injected incidents. Services keep running (a demo user may
+# query the API); `scripts/run.sh stop` stops everything it started. Safe to run twice (a second
+# run stops the first one's services and starts afresh).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 export AGENTOPS__KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT"
 export AGENTOPS__STORE__URL="${AGENTOPS__STORE__URL:-sqlite://$RUN_DIR/agentops.db}"
+export AGENTOPS__AGGREGATOR__METRICS_LISTEN="${AGENTOPS__AGGREGATOR__METRICS_LISTEN:-127.0.0.1:9101}"
+export AGENTOPS__SCORER__METRICS_LISTEN="${AGENTOPS__SCORER__METRICS_LISTEN:-127.0.0.1:9102}"
 # A per-run signing key for the demo API (production: a secret from the environment/Helm).
 export AGENTOPS__AUTH_API__JWT_SECRET="${AGENTOPS__AUTH_API__JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 stop_services() {
@@ -29,6 +33,34 @@ export ORT_DYLIB_PATH="$ORT_DIR/libonnxruntime.so"
 log "building (release)"
 cargo build --release --locked --bins
 BIN="$REPO_ROOT/target/release"
+
+# Sum of a Prometheus metric (all label sets) on a service's /metrics.
+metric_sum() {
+  curl -fs "http://$1/metrics" 2>/dev/null | awk -v m="$2" '
+    index($1, m) == 1 && (length($1) == length(m) || substr($1, length(m) + 1, 1) == "{") { s += $2 }
+    END { printf "%d", s }'
+}
+
+# Caught up: the aggregator has no lag, the scorer has consumed every KPI window the aggregator
+# published, and neither moved for a second.
+wait_caught_up() {
+  local agg="$AGENTOPS__AGGREGATOR__METRICS_LISTEN" sc="$AGENTOPS__SCORER__METRICS_LISTEN" prev="" now
+  for _ in $(seq 1 240); do
+    now="$(metric_sum "$agg" aggregator_consumer_lag) $(metric_sum "$agg" aggregator_windows_out_total)"
+    now="$now $(metric_sum "$sc" scorer_windows_in_total) $(metric_sum "$agg" aggregator_events_in_total)"
+    # shellcheck disable=SC2086
+    set -- $now
+    printf '\r  aggregator: %s records in, lag %s; KPI windows: %s published, %s scored   ' "$4" "$1" "$2" "$3" >&2
+    if [ "$1" = 0 ] && [ "$2" = "$3" ] && [ "$2" != 0 ] && [ "$now" = "$prev" ]; then
+      echo >&2
+      return 0
+    fi
+    prev="$now"
+    sleep 1
+  done
+  echo >&2
+  log "not caught up after 4 minutes; showing what is there"
+}
 stop_services
 "$REPO_ROOT/scripts/tansu.sh" stop
 rm -f "$RUN_DIR/agentops.db"*
@@ -47,7 +79,7 @@ log "generating $days simulated days (2 tenants x 4 agents, incidents) through t
 "$BIN/ingest" gen --to http --out "$RUN_DIR/demo" --tenants 2 --agents 4 --control-agents 1 \
   --days "$days" --start 2025-10-01 --tasks-per-day 2000
 log "waiting for the aggregator and the scorer to catch up"
-sleep 10
+wait_caught_up
 last=$(date -u -d "2025-10-01 + $((days - 1)) days" +%F)
 for tenant in acme globex; do
   "$BIN/aggregator" show --tenant "$tenant" --from 2025-10-01 --to "$last"

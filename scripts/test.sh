@@ -11,3 +11,5 @@ log "doc tests"
 cargo test --workspace --doc --locked --quiet
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast --failure-output final
+log "helm chart (offline validation)"
+"$REPO_ROOT/scripts/validate-helm.sh"

@@ -491,6 +491,25 @@ async fn generator_to_dashboard(engine: Engine, faults: &[Fault]) {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
+    // The scorer reports its lag too, and it drains to zero (statistics arrive every second).
+    let scorer_metrics = format!(
+        "http://{}/metrics",
+        env_value(&env, "AGENTOPS__SCORER__METRICS_LISTEN")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(&scorer_metrics).await.unwrap().text().await.unwrap();
+        let lags: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("scorer_consumer_lag{"))
+            .map(str::to_string)
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "scorer lag never drained: {lags:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let flagged: Vec<&Anomaly> = verdicts.values().filter(|a| a.is_anomaly).collect();
     let inside: Vec<&&Anomaly> = flagged
         .iter()

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// 1 for the version in use.
     pub model_version: IntGaugeVec,
+    /// Records behind the high watermark per input partition (from the client's statistics:
+    /// high watermark minus committed offset).
+    pub lag: IntGaugeVec,
     /// Ready: a model set is loaded and the consumer runs.
     pub ready: Arc<AtomicBool>,
 }
@@ -71,8 +74,17 @@ impl Metrics {
             &["version"],
         )
         .expect("metric");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "scorer_consumer_lag",
+                "KPI-window records not yet scored and committed, per partition",
+            ),
+            &["partition"],
+        )
+        .expect("metric");
         for m in [
             Box::new(windows_in.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(lag.clone()),
             Box::new(windows_skipped.clone()),
             Box::new(windows_scored.clone()),
             Box::new(anomalies_flagged.clone()),
@@ -93,6 +105,7 @@ impl Metrics {
             batch_size,
             reloads,
             model_version,
+            lag,
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -122,7 +122,22 @@ struct Shared {
 
 struct Ctx(Arc<Shared>);
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(self.0.topic()) else {
+            return;
+        };
+        for p in topic.partitions.values() {
+            if p.partition >= 0 && p.consumer_lag >= 0 {
+                self.0
+                    .metrics
+                    .lag
+                    .with_label_values(&[&p.partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn rebalance(
@@ -466,7 +481,9 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         "scorer",
         &shared.settings.scorer.consumer_group,
     );
-    config.set("partition.assignment.strategy", "range");
+    config
+        .set("partition.assignment.strategy", "range")
+        .set("statistics.interval.ms", "1000");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
     match shared.settings.scorer.assignment.as_str() {
         "group" => consumer.subscribe(&[shared.topic()])?,
