@@ -18,6 +18,7 @@
 //!   64-bit XXH3 hashes).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use schemas::kpi::{Counts, LatencyDigest};
 use schemas::{KpiWindow, TaskEvent};
@@ -40,13 +41,62 @@ pub struct EngineConfig {
     pub allowed_lateness_ms: i64,
 }
 
-/// A series: tenant and agent.
+/// A series: tenant and agent. Shared strings: the same series keys several maps, and cloning it
+/// per event must not allocate (serialized as plain strings).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Series {
     /// Tenant.
-    pub tenant_id: String,
+    pub tenant_id: Arc<str>,
     /// Agent.
-    pub agent_id: String,
+    pub agent_id: Arc<str>,
+}
+
+impl Series {
+    /// A series from its ids.
+    pub fn new(tenant_id: &str, agent_id: &str) -> Series {
+        Series {
+            tenant_id: tenant_id.into(),
+            agent_id: agent_id.into(),
+        }
+    }
+}
+
+/// Series seen recently, by a hash of their ids, so that an event of a known series finds its
+/// shared key without allocating. Not checkpointed (rebuilt on demand); equal to any other.
+#[derive(Debug, Clone, Default)]
+struct Interner(HashMap<u64, Series>);
+
+impl PartialEq for Interner {
+    fn eq(&self, _: &Interner) -> bool {
+        true
+    }
+}
+
+impl Interner {
+    /// Entries kept beyond the active series before the table is dropped and rebuilt.
+    const SLACK: usize = 4096;
+
+    fn get(&mut self, tenant_id: &str, agent_id: &str) -> Series {
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(
+            agent_id.as_bytes(),
+            xxhash_rust::xxh3::xxh3_64(tenant_id.as_bytes()),
+        );
+        if let Some(s) = self.0.get(&hash) {
+            if &*s.tenant_id == tenant_id && &*s.agent_id == agent_id {
+                return s.clone();
+            }
+        }
+        let series = Series::new(tenant_id, agent_id);
+        self.0.insert(hash, series.clone());
+        series
+    }
+
+    /// Bounds the table: dropped when it holds far more series than are active.
+    fn trim(&mut self, active: usize) {
+        if self.0.len() > active * 2 + Self::SLACK {
+            self.0.clear();
+        }
+    }
 }
 
 /// Counts and latency digest of a set of events.
@@ -154,6 +204,8 @@ pub struct PartitionState {
     /// Window index up to which `seen` was last pruned.
     #[serde(default)]
     pruned_before_window: Option<i64>,
+    #[serde(skip)]
+    interner: Interner,
 }
 
 fn event_hash(event_id: &str) -> u64 {
@@ -197,10 +249,7 @@ impl PartitionState {
             return Outcome::Duplicate;
         }
         self.stats.accepted += 1;
-        let series = Series {
-            tenant_id: event.tenant_id.clone(),
-            agent_id: event.agent_id.clone(),
-        };
+        let series = self.interner.get(&event.tenant_id, &event.agent_id);
         let start = t.div_euclid(config.window_ms) * config.window_ms;
         let next_period = *self.next_period_ms.get_or_insert(start);
         let window = self.windows.entry((start, series.clone())).or_default();
@@ -233,6 +282,7 @@ impl PartitionState {
         while let Some(period) = self.next_period_ms.filter(|p| p + config.window_ms <= watermark) {
             let oldest_active = period - (ACTIVE_SERIES_WINDOWS - 1) * config.window_ms;
             self.active.retain(|_, (_, last)| *last >= oldest_active);
+            self.interner.trim(self.active.len());
             for (series, (first, _)) in &self.active {
                 if *first > period {
                     continue; // the series had not started yet
@@ -317,8 +367,8 @@ pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a:
     let c = &a.counts;
     KpiWindow {
         window_id: KpiWindow::id_for(&series.tenant_id, &series.agent_id, start),
-        tenant_id: series.tenant_id.clone(),
-        agent_id: series.agent_id.clone(),
+        tenant_id: series.tenant_id.to_string(),
+        agent_id: series.agent_id.to_string(),
         window_start: start,
         window_end: start + window_ms,
         revision,
@@ -332,5 +382,50 @@ pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a:
         latency_p50_ms: a.latency.quantile(0.50),
         latency_p95_ms: a.latency.quantile(0.95),
         latency_p99_ms: a.latency.quantile(0.99),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_serialize_as_the_strings_earlier_checkpoints_hold() {
+        #[derive(Serialize)]
+        struct Before {
+            tenant_id: String,
+            agent_id: String,
+        }
+        let bytes = postcard::to_stdvec(&Before {
+            tenant_id: "acme".into(),
+            agent_id: "triage".into(),
+        })
+        .unwrap();
+        let series: Series = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(series, Series::new("acme", "triage"));
+        assert_eq!(postcard::to_stdvec(&series).unwrap(), bytes);
+    }
+
+    #[test]
+    fn the_interner_shares_keys_and_stays_bounded() {
+        let mut interner = Interner::default();
+        let a = interner.get("acme", "triage");
+        let b = interner.get("acme", "triage");
+        assert!(
+            Arc::ptr_eq(&a.agent_id, &b.agent_id),
+            "no new allocation for a known series"
+        );
+        assert_ne!(interner.get("acme", "triage2"), a);
+        assert_ne!(interner.get("acmet", "riage"), a, "ids are not concatenated");
+        for i in 0..Interner::SLACK + 10 {
+            interner.get("acme", &format!("agent-{i}"));
+        }
+        interner.trim(1);
+        assert!(interner.0.is_empty());
+        assert_eq!(
+            interner.get("acme", "triage"),
+            a,
+            "rebuilt on demand, equal by content"
+        );
     }
 }

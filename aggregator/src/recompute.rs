@@ -113,10 +113,7 @@ pub fn recompute(
             continue;
         }
         report.events_in_range += 1;
-        let series = Series {
-            tenant_id: event.tenant_id.clone(),
-            agent_id: event.agent_id.clone(),
-        };
+        let series = Series::new(&event.tenant_id, &event.agent_id);
         days.entry((day, series)).or_default().add(&event);
     }
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
