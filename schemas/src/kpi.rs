@@ -88,15 +88,22 @@ const BLOB_VERSION: u8 = 1;
 #[derive(Debug, Clone)]
 pub struct LatencyDigest {
     digest: TDigest,
-    /// Values pushed since the last flush (the digest ignores them until flushed).
-    buffered: bool,
+    /// Values recorded since the last flush. Kept here rather than in the `tdigest` buffer,
+    /// which reserves 5 x size values on the first push and keeps them after each flush (40 KB
+    /// pinned by every open daily digest); this one grows with what arrives and is released by
+    /// each flush. Compressed every [`PENDING_FACTOR`] x size values, as `tdigest` would.
+    pending: Vec<f64>,
 }
+
+/// Values buffered per centroid of capacity before a digest compresses them (`tdigest`'s own
+/// factor, so the results equal its buffered ingestion).
+const PENDING_FACTOR: usize = 5;
 
 impl Default for LatencyDigest {
     fn default() -> Self {
         LatencyDigest {
             digest: TDigest::new_with_size(DIGEST_SIZE),
-            buffered: false,
+            pending: Vec::new(),
         }
     }
 }
@@ -117,29 +124,29 @@ impl LatencyDigest {
     pub fn with_size(size: usize) -> LatencyDigest {
         LatencyDigest {
             digest: TDigest::new_with_size(size),
-            buffered: false,
+            pending: Vec::new(),
         }
     }
 
     /// Records one latency (negative latencies are clamped to 0).
     pub fn record(&mut self, latency_ms: i64) {
-        self.digest.push(latency_ms.max(0) as f64);
-        self.buffered = true;
+        self.pending.push(latency_ms.max(0) as f64);
+        if self.pending.len() >= PENDING_FACTOR * self.digest.max_size().max(1) {
+            self.flush();
+        }
     }
 
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
-        self.digest.count() as u64
+        self.digest.count() as u64 + self.pending.len() as u64
     }
 
     /// The digest with buffered values compressed; every reading method goes through it, so
     /// no caller ever sees buffered values missing (call [`LatencyDigest::flush`] first to
     /// avoid the copy).
     fn flushed(&self) -> std::borrow::Cow<'_, TDigest> {
-        if self.buffered {
-            let mut copy = self.digest.clone();
-            copy.flush();
-            std::borrow::Cow::Owned(copy)
+        if !self.pending.is_empty() {
+            std::borrow::Cow::Owned(self.digest.merge_unsorted(self.pending.clone()))
         } else {
             std::borrow::Cow::Borrowed(&self.digest)
         }
@@ -147,8 +154,9 @@ impl LatencyDigest {
 
     /// Compresses buffered values in place.
     pub fn flush(&mut self) {
-        self.digest.flush();
-        self.buffered = false;
+        if !self.pending.is_empty() {
+            self.digest = self.digest.merge_unsorted(std::mem::take(&mut self.pending));
+        }
     }
 
     /// The estimated `q`-quantile (0..=1), `None` when empty.
@@ -247,7 +255,7 @@ impl LatencyDigest {
         let digest = TDigest::new(centroids, sum, count, opt(max), opt(min), max_size);
         Ok(LatencyDigest {
             digest,
-            buffered: false,
+            pending: Vec::new(),
         })
     }
 }
