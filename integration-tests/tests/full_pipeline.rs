@@ -213,7 +213,7 @@ async fn generator_to_dashboard_through_service_kills() {
         Fault::Kill(&["aggregator", "scorer"]),
         Fault::TermAggregator,
     ];
-    generator_to_dashboard(Engine::Memory, &faults).await;
+    generator_to_dashboard(false, &faults).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,15 +223,17 @@ async fn generator_to_dashboard_through_broker_restarts_on_durable_storage() {
         Fault::Kill(&["aggregator"]),
         Fault::RestartBroker,
     ];
-    generator_to_dashboard(Engine::Sqlite(std::path::PathBuf::new()), &faults).await;
+    generator_to_dashboard(true, &faults).await;
 }
 
-/// The whole run: `faults[i]` happens after the i-th of six segments of the workload.
-async fn generator_to_dashboard(engine: Engine, faults: &[Fault]) {
+/// The whole run, on a memory or a `durable` (SQLite) broker: `faults[i]` happens after the
+/// i-th of six segments of the workload.
+async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = match engine {
-        Engine::Sqlite(_) => Engine::Sqlite(dir.path().join("tansu.db")),
-        memory => memory,
+    let engine = if durable {
+        Engine::Sqlite(dir.path().join("tansu.db"))
+    } else {
+        Engine::Memory
     };
     let mut broker = TansuBroker::start_with(engine);
     let db = dir.path().join("agentops.db").display().to_string();
