@@ -196,13 +196,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn field(r: Result<impl std::fmt::Debug>) -> &'static str {
-        match r {
-            Err(Error::Invalid { field, .. }) => field,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::error::invalid_field as field;
 
     #[test]
     fn emails() {

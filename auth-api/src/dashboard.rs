@@ -198,13 +198,7 @@ mod tests {
     use time::macros::date;
 
     use super::*;
-
-    fn field(r: Result<impl std::fmt::Debug>) -> &'static str {
-        match r {
-            Err(Error::Invalid { field, .. }) => field,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::error::invalid_field as field;
 
     #[test]
     fn only_granted_tenants_are_readable() {

@@ -102,6 +102,15 @@ pub enum Error {
 /// Result of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Tests: the field an [`Error::Invalid`] names (panics on anything else).
+#[cfg(test)]
+pub(crate) fn invalid_field(r: Result<impl std::fmt::Debug>) -> &'static str {
+    match r {
+        Err(Error::Invalid { field, .. }) => field,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
