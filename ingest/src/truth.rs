@@ -49,6 +49,33 @@ pub struct TruthRow {
     pub latency_p99_ms: Option<i64>,
 }
 
+/// Names of the additive counts of a daily row, in the order of [`TruthRow::counts`] (the same
+/// names the store rows and the dashboard API use).
+pub const COUNT_FIELDS: [&str; 7] = [
+    "tasks_total",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "tasks_with_intervention",
+    "interventions",
+    "cost_micros",
+];
+
+impl TruthRow {
+    /// The additive counts, in the order of [`COUNT_FIELDS`].
+    pub fn counts(&self) -> [i64; 7] {
+        [
+            self.tasks_total,
+            self.succeeded,
+            self.failed,
+            self.cancelled,
+            self.tasks_with_intervention,
+            self.interventions,
+            self.cost_micros,
+        ]
+    }
+}
+
 /// Counts and latencies of one (series, day).
 type DayTruth = (Counts, Vec<i64>);
 

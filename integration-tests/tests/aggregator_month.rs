@@ -114,7 +114,7 @@ fn compare(
         let Some(r) = stored.get(&(t.tenant_id.clone(), t.agent_id.clone(), t.day.clone())) else {
             return Err(format!("missing row {}/{}/{}", t.tenant_id, t.agent_id, t.day));
         };
-        let got = (
+        let got = [
             r.tasks_total,
             r.succeeded,
             r.failed,
@@ -122,16 +122,8 @@ fn compare(
             r.tasks_with_intervention,
             r.interventions,
             r.cost_micros,
-        );
-        let want = (
-            t.tasks_total,
-            t.succeeded,
-            t.failed,
-            t.cancelled,
-            t.tasks_with_intervention,
-            t.interventions,
-            t.cost_micros,
-        );
+        ];
+        let want = t.counts();
         if got != want {
             return Err(format!(
                 "{}/{}/{}: counts {got:?}, want {want:?}",

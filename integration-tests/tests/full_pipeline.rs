@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ingest::generator::{GenConfig, Generator, IncidentKind, Record};
 use ingest::http_sink::HttpSink;
-use ingest::truth::{GroundTruth, TruthRow};
+use ingest::truth::{GroundTruth, TruthRow, COUNT_FIELDS};
 use integration_tests::{
     env_value, free_port, pipeline_env, read_topic, run_bin, unique_topic, Engine, Service, TansuBroker,
 };
@@ -150,25 +150,8 @@ fn compare(expected: &[TruthRow], served: &[Value]) -> Result<(), String> {
             problems.push(format!("missing row {}/{}", t.agent_id, t.day));
             continue;
         };
-        let count = |k: &str| r[k].as_i64().unwrap_or(-1);
-        let got = [
-            count("tasks_total"),
-            count("succeeded"),
-            count("failed"),
-            count("cancelled"),
-            count("tasks_with_intervention"),
-            count("interventions"),
-            count("cost_micros"),
-        ];
-        let want = [
-            t.tasks_total,
-            t.succeeded,
-            t.failed,
-            t.cancelled,
-            t.tasks_with_intervention,
-            t.interventions,
-            t.cost_micros,
-        ];
+        let got = COUNT_FIELDS.map(|k| r[k].as_i64().unwrap_or(-1));
+        let want = t.counts();
         if got != want {
             problems.push(format!("{}/{}: counts {got:?}, want {want:?}", t.agent_id, t.day));
             continue;
