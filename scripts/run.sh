@@ -34,11 +34,14 @@ log "building (release)"
 cargo build --release --locked --bins
 BIN="$REPO_ROOT/target/release"
 
-# Sum of a Prometheus metric (all label sets) on a service's /metrics.
-metric_sum() {
-  curl -fs "http://$1/metrics" 2>/dev/null | awk -v m="$2" '
-    index($1, m) == 1 && (length($1) == length(m) || substr($1, length(m) + 1, 1) == "{") { s += $2 }
-    END { printf "%d", s }'
+# Sums of Prometheus metrics (all label sets of each) in a /metrics text on stdin, in the order
+# of the names given.
+metric_sums() {
+  awk -v names="$*" '
+    BEGIN { n = split(names, m, " ") }
+    { for (i = 1; i <= n; i++)
+        if (index($1, m[i]) == 1 && (length($1) == length(m[i]) || substr($1, length(m[i]) + 1, 1) == "{")) s[i] += $2 }
+    END { for (i = 1; i <= n; i++) printf "%d ", s[i] }'
 }
 
 # Caught up: the aggregator has no lag, the scorer has consumed every KPI window the aggregator
@@ -46,12 +49,13 @@ metric_sum() {
 wait_caught_up() {
   local agg="$AGENTOPS__AGGREGATOR__METRICS_LISTEN" sc="$AGENTOPS__SCORER__METRICS_LISTEN" prev="" now
   for _ in $(seq 1 240); do
-    now="$(metric_sum "$agg" aggregator_consumer_lag) $(metric_sum "$agg" aggregator_windows_out_total)"
-    now="$now $(metric_sum "$sc" scorer_windows_in_total) $(metric_sum "$agg" aggregator_events_in_total)"
+    now="$(curl -fs "http://$agg/metrics" 2>/dev/null |
+      metric_sums aggregator_events_in_total aggregator_consumer_lag aggregator_windows_out_total)"
+    now="$now$(curl -fs "http://$sc/metrics" 2>/dev/null | metric_sums scorer_windows_in_total)"
     # shellcheck disable=SC2086
     set -- $now
-    printf '\r  aggregator: %s records in, lag %s; KPI windows: %s published, %s scored   ' "$4" "$1" "$2" "$3" >&2
-    if [ "$1" = 0 ] && [ "$2" = "$3" ] && [ "$2" != 0 ] && [ "$now" = "$prev" ]; then
+    printf '\r  aggregator: %s records in, lag %s; KPI windows: %s published, %s scored   ' "$@" >&2
+    if [ "$2" = 0 ] && [ "$3" = "$4" ] && [ "$3" != 0 ] && [ "$now" = "$prev" ]; then
       echo >&2
       return 0
     fi
