@@ -73,7 +73,7 @@ fn main() {
             template.started_at = completed - latency;
             template.cost_micros = (r % 20_000) as i64;
             template.human_interventions = (r % 17 == 0) as i32;
-            state.process(&config, &template, &mut out);
+            state.process(&config, &template.view(), &mut out);
             events += 1;
         }
         out.clear();

@@ -101,7 +101,7 @@ mod tests {
             let mut e = TaskEvent::example();
             e.started_at = e.completed_at - l;
             e.status = TaskStatus::ALL[i % 3];
-            aggregate.counts.add(&e);
+            aggregate.counts.add(&e.view());
             aggregate.latency.record(*l);
         }
         DayRow {

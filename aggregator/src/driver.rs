@@ -31,7 +31,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use schemas::codec::{Decoder, Encoder};
-use schemas::{KpiWindow, TaskEvent};
+use schemas::{KpiWindow, TaskEvent, TaskEventView};
 use store::{Checkpoint, DailyMetricsQuery, Store};
 use tokio::runtime::Handle;
 
@@ -294,10 +294,9 @@ impl Shared {
                 }
             }
         }
-        let decoded = match decoder.decode_sync(message.payload().unwrap_or_default()) {
-            Err(e) if e.is_retriable() => self
-                .runtime
-                .block_on(decoder.decode(message.payload().unwrap_or_default())),
+        let payload = message.payload().unwrap_or_default();
+        let decoded = match decoder.decode_sync_as::<TaskEventView>(payload) {
+            Err(e) if e.is_retriable() => self.runtime.block_on(decoder.decode_as(payload)),
             other => other,
         };
         let mut partitions = self.partitions.lock().expect("lock");
@@ -310,7 +309,7 @@ impl Shared {
         self.metrics.events_in.inc();
         let topics = &self.settings.kafka.topics;
         match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| {
-            match schemas::validation::validate(&e) {
+            match schemas::validation::validate_view(&e) {
                 Ok(()) => Ok(e),
                 Err(v) => Err(("invalid_event", v.to_string())),
             }

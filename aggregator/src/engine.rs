@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use schemas::kpi::{Counts, LatencyDigest};
-use schemas::{KpiWindow, TaskEvent};
+use schemas::{KpiWindow, TaskEventView};
 use serde::{Deserialize, Serialize};
 
 /// How many windows a series stays active (gets empty windows emitted) after its last event.
@@ -110,7 +110,7 @@ pub struct Aggregate {
 
 impl Aggregate {
     /// Adds one event.
-    pub fn add(&mut self, event: &TaskEvent) {
+    pub fn add(&mut self, event: &TaskEventView<'_>) {
         self.counts.add(event);
         self.latency.record(event.latency_ms());
     }
@@ -234,7 +234,12 @@ impl PartitionState {
     }
 
     /// Applies one event; emitted windows are appended to `out`.
-    pub fn process(&mut self, config: &EngineConfig, event: &TaskEvent, out: &mut Vec<KpiWindow>) -> Outcome {
+    pub fn process(
+        &mut self,
+        config: &EngineConfig,
+        event: &TaskEventView<'_>,
+        out: &mut Vec<KpiWindow>,
+    ) -> Outcome {
         let t = event.completed_at;
         if let Some(watermark) = self.watermark_ms {
             if t < watermark - config.allowed_lateness_ms {
@@ -244,12 +249,12 @@ impl PartitionState {
                 };
             }
         }
-        if self.seen.insert(event_hash(&event.event_id), t).is_some() {
+        if self.seen.insert(event_hash(event.event_id), t).is_some() {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
         self.stats.accepted += 1;
-        let series = self.interner.get(&event.tenant_id, &event.agent_id);
+        let series = self.interner.get(event.tenant_id, event.agent_id);
         let start = t.div_euclid(config.window_ms) * config.window_ms;
         let next_period = *self.next_period_ms.get_or_insert(start);
         let window = self.windows.entry((start, series.clone())).or_default();

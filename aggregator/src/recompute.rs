@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use schemas::codec::Decoder;
-use schemas::TaskEvent;
+use schemas::{TaskEvent, TaskEventView};
 use store::Store;
 use time::Date;
 
@@ -96,11 +96,11 @@ pub fn recompute(
         last_record = std::time::Instant::now();
         report.records += 1;
         let payload = message.payload().unwrap_or_default();
-        let event = match decoder.decode_sync(payload) {
-            Err(e) if e.is_retriable() => runtime.block_on(decoder.decode(payload)),
+        let event = match decoder.decode_sync_as::<TaskEventView>(payload) {
+            Err(e) if e.is_retriable() => runtime.block_on(decoder.decode_as(payload)),
             other => other,
         };
-        let Some(event) = event.ok().filter(|e| schemas::validation::validate(e).is_ok()) else {
+        let Some(event) = event.ok().filter(|e: &TaskEventView| schemas::validation::validate_view(e).is_ok()) else {
             report.invalid += 1;
             continue;
         };
@@ -113,7 +113,7 @@ pub fn recompute(
             continue;
         }
         report.events_in_range += 1;
-        let series = Series::new(&event.tenant_id, &event.agent_id);
+        let series = Series::new(event.tenant_id, event.agent_id);
         days.entry((day, series)).or_default().add(&event);
     }
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;

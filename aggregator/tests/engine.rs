@@ -27,7 +27,7 @@ fn run(state: &mut PartitionState, events: &[TaskEvent]) -> (Vec<Outcome>, Vec<K
     let mut out = Vec::new();
     let outcomes = events
         .iter()
-        .map(|e| state.process(&CONFIG, e, &mut out))
+        .map(|e| state.process(&CONFIG, &e.view(), &mut out))
         .collect();
     (outcomes, out)
 }
@@ -195,7 +195,7 @@ fn exact_days(events: &[TaskEvent]) -> std::collections::BTreeMap<(i64, String),
         let entry = days
             .entry((e.completed_at.div_euclid(DAY_MS), e.agent_id.clone()))
             .or_insert((Counts::default(), vec![]));
-        entry.0.add(e);
+        entry.0.add(&e.view());
         entry.1.push(e.latency_ms());
     }
     days

@@ -112,7 +112,7 @@ impl GroundTruth {
                 .expect("inserted above")
                 .entry(day)
                 .or_default();
-            counts.add(event);
+            counts.add(&event.view());
             latencies.push(event.latency_ms());
         }
     }

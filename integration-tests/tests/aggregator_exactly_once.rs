@@ -87,7 +87,7 @@ fn ground_truth(events: &[TaskEvent]) -> BTreeMap<(String, String, i64), Truth> 
                     counts: Counts::default(),
                     latencies: vec![],
                 });
-            t.counts.add(e);
+            t.counts.add(&e.view());
             t.latencies.push(e.latency_ms());
         }
     }

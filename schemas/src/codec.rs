@@ -15,7 +15,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::rabin::Rabin;
-use apache_avro::reader::datum::GenericDatumReader;
+#[cfg(feature = "registry")]
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 
@@ -146,21 +147,31 @@ pub fn encode_single_object<T: AvroRecord>(value: &T) -> Result<Vec<u8>, EncodeE
     Encoder::<T>::single_object().encode(value)
 }
 
-/// How a writer schema relates to the reader (current) schema.
-enum WriterSchema {
-    /// One of the versions in `avro/`: index into `T::writer_schemas()`.
-    Known(usize),
-    /// A schema only the registry knows (e.g. written by a newer producer).
-    Foreign(Arc<Schema>),
+/// A writer schema prepared for decoding (`serde_avro_fast` walks a precomputed graph).
+type WriterSchema = Arc<serde_avro_fast::Schema>;
+
+/// Prepares a writer schema for `serde_avro_fast`: its JSON form, parsed once.
+fn prepare(schema: &Schema) -> Result<WriterSchema, String> {
+    let json = serde_json::to_string(schema).map_err(|e| e.to_string())?;
+    json.parse::<serde_avro_fast::Schema>()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Decodes records of `T` in either wire format, resolving older writer schemas into the
 /// current one.
+///
+/// Decoding is serde-native (`serde_avro_fast`): the writer schema drives the reading and the
+/// target type's serde derive does the resolution (a field the writer lacks takes its serde
+/// default, a field the reader lacks is skipped). That is why a target may also be a view
+/// that borrows its strings from the record bytes ([`Decoder::decode_sync_as`]). Whether a
+/// foreign writer schema can be read at all is checked once, with Avro's schema-resolution
+/// rules, before its first record is decoded.
 pub struct Decoder<T: AvroRecord> {
-    /// One reader per known writer schema; index 0 is the current schema (no resolution).
-    readers: Vec<GenericDatumReader<'static>>,
+    /// One per known writer schema (`T::writer_schemas()`), by index.
+    known: Vec<WriterSchema>,
     by_fingerprint: HashMap<u64, usize>,
-    by_schema_id: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    by_schema_id: RwLock<HashMap<u32, WriterSchema>>,
     #[cfg(feature = "registry")]
     registry: Option<Arc<crate::registry::Registry>>,
     _type: PhantomData<fn() -> T>,
@@ -176,21 +187,14 @@ impl<T: AvroRecord> Decoder<T> {
     /// A decoder without a schema registry: it decodes single-object records of every known
     /// schema version and rejects Confluent-framed ones.
     pub fn new() -> Self {
-        let current = T::schema();
-        let mut readers = Vec::new();
+        let mut known = Vec::new();
         let mut by_fingerprint = HashMap::new();
         for (index, writer) in T::writer_schemas().iter().enumerate() {
-            let builder = GenericDatumReader::builder(writer);
-            let reader = if index == 0 {
-                builder.build()
-            } else {
-                builder.reader_schema(current).build()
-            };
-            readers.push(reader.expect("embedded schemas resolve"));
+            known.push(prepare(writer).expect("embedded schemas are valid Avro"));
             by_fingerprint.insert(fingerprint(writer), index);
         }
         Decoder {
-            readers,
+            known,
             by_fingerprint,
             by_schema_id: RwLock::new(HashMap::new()),
             #[cfg(feature = "registry")]
@@ -208,43 +212,25 @@ impl<T: AvroRecord> Decoder<T> {
         decoder
     }
 
-    fn read_known(&self, index: usize, mut body: &[u8]) -> Result<T, DecodeError> {
-        let reader = &self.readers[index];
-        let result = if index == 0 {
-            reader.read_deser::<T>(&mut body)
-        } else {
-            reader
-                .read_value(&mut body)
-                .and_then(|value| apache_avro::from_value::<T>(&value))
-        };
-        result.map_err(|e| DecodeError::Avro(e.to_string()))
-    }
-
-    fn read_foreign(&self, schema_id: u32, writer: &Schema, mut body: &[u8]) -> Result<T, DecodeError> {
-        let reader = GenericDatumReader::builder(writer)
-            .reader_schema(T::schema())
-            .build()
-            .map_err(|e| DecodeError::Incompatible {
-                schema_id,
-                record: T::FULL_NAME,
-                message: e.to_string(),
-            })?;
-        let value = reader
-            .read_value(&mut body)
-            .map_err(|e| DecodeError::Avro(e.to_string()))?;
-        apache_avro::from_value::<T>(&value).map_err(|e| DecodeError::Avro(e.to_string()))
-    }
-
     /// Decodes without any I/O. A Confluent-framed record whose schema id was not fetched yet
     /// gives [`DecodeError::SchemaNotCached`] (use [`Decoder::decode`] to fetch it).
     pub fn decode_sync(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        match Frame::parse(bytes)? {
+        self.decode_sync_as(bytes)
+    }
+
+    /// [`Decoder::decode_sync`] into another serde type of the same record, typically a view
+    /// that borrows its strings from `bytes` (e.g. [`crate::task_event::TaskEventView`]), so
+    /// that decoding allocates nothing.
+    pub fn decode_sync_as<'a, V: serde::Deserialize<'a>>(&self, bytes: &'a [u8]) -> Result<V, DecodeError> {
+        let (schema, body) = match Frame::parse(bytes)? {
             Frame::SingleObject { fingerprint, body } => match self.by_fingerprint.get(&fingerprint) {
-                Some(&index) => self.read_known(index, body),
-                None => Err(DecodeError::UnknownFingerprint {
-                    fingerprint,
-                    record: T::FULL_NAME,
-                }),
+                Some(&index) => (self.known[index].clone(), body),
+                None => {
+                    return Err(DecodeError::UnknownFingerprint {
+                        fingerprint,
+                        record: T::FULL_NAME,
+                    })
+                }
             },
             Frame::Confluent { schema_id, body } => {
                 if !self.has_registry() {
@@ -256,13 +242,13 @@ impl<T: AvroRecord> Decoder<T> {
                     .expect("cache lock")
                     .get(&schema_id)
                     .cloned();
-                match cached.as_deref() {
-                    Some(WriterSchema::Known(index)) => self.read_known(*index, body),
-                    Some(WriterSchema::Foreign(schema)) => self.read_foreign(schema_id, schema, body),
-                    None => Err(DecodeError::SchemaNotCached { schema_id }),
+                match cached {
+                    Some(schema) => (schema, body),
+                    None => return Err(DecodeError::SchemaNotCached { schema_id }),
                 }
             }
-        }
+        };
+        serde_avro_fast::from_datum_slice(body, &schema).map_err(|e| DecodeError::Avro(e.to_string()))
     }
 
     fn has_registry(&self) -> bool {
@@ -280,20 +266,35 @@ impl<T: AvroRecord> Decoder<T> {
     /// first (once per id).
     #[cfg(feature = "registry")]
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, DecodeError> {
-        match self.decode_sync(bytes) {
+        self.decode_as(bytes).await
+    }
+
+    /// [`Decoder::decode`] into another serde type of the same record (see
+    /// [`Decoder::decode_sync_as`]).
+    #[cfg(feature = "registry")]
+    pub async fn decode_as<'a, V: serde::Deserialize<'a>>(&self, bytes: &'a [u8]) -> Result<V, DecodeError> {
+        match self.decode_sync_as(bytes) {
             Err(DecodeError::SchemaNotCached { schema_id }) => {
                 let registry = self.registry.as_ref().expect("checked by decode_sync");
                 let writer = registry.schema(schema_id).await?;
-                let fp = fingerprint(&writer);
-                let entry = match self.by_fingerprint.get(&fp) {
-                    Some(&index) => WriterSchema::Known(index),
-                    None => WriterSchema::Foreign(Arc::new(writer)),
+                let prepared = match self.by_fingerprint.get(&fingerprint(&writer)) {
+                    Some(&index) => self.known[index].clone(),
+                    None => {
+                        let incompatible = |message: String| DecodeError::Incompatible {
+                            schema_id,
+                            record: T::FULL_NAME,
+                            message,
+                        };
+                        SchemaCompatibility::can_read(&writer, T::schema())
+                            .map_err(|e| incompatible(e.to_string()))?;
+                        prepare(&writer).map_err(incompatible)?
+                    }
                 };
                 self.by_schema_id
                     .write()
                     .expect("cache lock")
-                    .insert(schema_id, Arc::new(entry));
-                self.decode_sync(bytes)
+                    .insert(schema_id, prepared);
+                self.decode_sync_as(bytes)
             }
             other => other,
         }

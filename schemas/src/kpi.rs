@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tdigest::{Centroid, TDigest};
 
-use crate::{TaskEvent, TaskStatus};
+use crate::{TaskEventView, TaskStatus};
 
 /// Additive counts of a set of task events. Merging is addition, so any partition of the
 /// events gives the same total.
@@ -33,7 +33,7 @@ fn ratio(numerator: i64, denominator: i64) -> Option<f64> {
 
 impl Counts {
     /// Adds one event.
-    pub fn add(&mut self, event: &TaskEvent) {
+    pub fn add(&mut self, event: &TaskEventView<'_>) {
         self.tasks_total += 1;
         match event.status {
             TaskStatus::Succeeded => self.succeeded += 1,
@@ -328,6 +328,8 @@ mod tests {
 
     use super::*;
 
+    use crate::TaskEvent;
+
     fn event(status: TaskStatus, interventions: i32, cost: i64) -> TaskEvent {
         let mut e = TaskEvent::example();
         e.status = status;
@@ -340,10 +342,10 @@ mod tests {
     fn formulas() {
         let mut c = Counts::default();
         assert_eq!(c.success_rate(), None, "no tasks is no data, not 0%");
-        c.add(&event(TaskStatus::Succeeded, 0, 100));
-        c.add(&event(TaskStatus::Succeeded, 2, 300));
-        c.add(&event(TaskStatus::Failed, 1, 200));
-        c.add(&event(TaskStatus::Cancelled, 0, 0));
+        c.add(&event(TaskStatus::Succeeded, 0, 100).view());
+        c.add(&event(TaskStatus::Succeeded, 2, 300).view());
+        c.add(&event(TaskStatus::Failed, 1, 200).view());
+        c.add(&event(TaskStatus::Cancelled, 0, 0).view());
         assert_eq!(c.tasks_total, 4);
         assert_eq!(c.success_rate(), Some(0.5));
         assert_eq!(c.intervention_rate(), Some(0.5));
@@ -383,7 +385,7 @@ mod tests {
         fn rates_stay_in_unit_interval(events in prop::collection::vec((0usize..3, 0i32..5, 0i64..10_000), 0..200)) {
             let mut c = Counts::default();
             for (s, i, cost) in &events {
-                c.add(&event(TaskStatus::ALL[*s], *i, *cost));
+                c.add(&event(TaskStatus::ALL[*s], *i, *cost).view());
             }
             for rate in [c.success_rate(), c.intervention_rate()].into_iter().flatten() {
                 prop_assert!((0.0..=1.0).contains(&rate));
@@ -398,7 +400,7 @@ mod tests {
         ) {
             let count = |events: &[(usize, i32, i64)]| {
                 let mut c = Counts::default();
-                for (s, i, cost) in events { c.add(&event(TaskStatus::ALL[*s], *i, *cost)); }
+                for (s, i, cost) in events { c.add(&event(TaskStatus::ALL[*s], *i, *cost).view()); }
                 c
             };
             let mut merged = count(&a);

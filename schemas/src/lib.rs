@@ -43,7 +43,7 @@ pub mod validation;
 pub use anomaly::{Anomaly, FeatureContribution};
 pub use error::{DecodeError, EncodeError};
 pub use kpi_window::KpiWindow;
-pub use task_event::{series_key, TaskEvent, TaskStatus};
+pub use task_event::{series_key, TaskEvent, TaskEventView, TaskStatus};
 
 use apache_avro::Schema;
 

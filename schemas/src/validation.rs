@@ -1,6 +1,7 @@
 //! Field checks beyond the Avro schema: what would make the KPIs wrong or the store unsafe.
 //! Every entry path (HTTP gateway, producer library, aggregator) applies the same rules.
 
+use crate::task_event::{AttributeProblem, TaskEventView};
 use crate::TaskEvent;
 
 /// Limits on sizes (bytes of UTF-8).
@@ -34,12 +35,17 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Result<(), V
 
 /// Checks one event; the first problem found is returned.
 pub fn validate(event: &TaskEvent) -> Result<(), ValidationError> {
+    validate_view(&event.view())
+}
+
+/// [`validate`] on a decoded view (the same rules, the same first problem).
+pub fn validate_view(event: &TaskEventView<'_>) -> Result<(), ValidationError> {
     use limits::*;
     for (field, value) in [
-        ("event_id", &event.event_id),
-        ("task_id", &event.task_id),
-        ("tenant_id", &event.tenant_id),
-        ("agent_id", &event.agent_id),
+        ("event_id", event.event_id),
+        ("task_id", event.task_id),
+        ("tenant_id", event.tenant_id),
+        ("agent_id", event.agent_id),
     ] {
         if value.trim().is_empty() {
             return invalid(field, "must not be empty");
@@ -87,7 +93,7 @@ pub fn validate(event: &TaskEvent) -> Result<(), ValidationError> {
             return invalid(field, "must not be negative");
         }
     }
-    if let Some(model) = &event.model {
+    if let Some(model) = event.model {
         if model.len() > MAX_ID_BYTES {
             return invalid(
                 "model",
@@ -95,40 +101,33 @@ pub fn validate(event: &TaskEvent) -> Result<(), ValidationError> {
             );
         }
     }
-    if event.attributes.len() > MAX_ATTRIBUTES {
+    let attributes = &event.attributes;
+    if attributes.entries > MAX_ATTRIBUTES {
         return invalid(
             "attributes",
             format!(
                 "has {} entries, at most {MAX_ATTRIBUTES} allowed",
-                event.attributes.len()
+                attributes.entries
             ),
         );
     }
-    for (key, value) in &event.attributes {
-        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
-            return invalid(
-                "attributes",
-                format!(
-                    "key of {} bytes, 1 to {MAX_ATTRIBUTE_KEY_BYTES} allowed",
-                    key.len()
-                ),
-            );
-        }
-        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
-            return invalid(
-                format!("attributes.{key}"),
-                format!(
-                    "is {} bytes, at most {MAX_ATTRIBUTE_VALUE_BYTES} allowed",
-                    value.len()
-                ),
-            );
-        }
+    match attributes.first_problem {
+        Some((_, AttributeProblem::Key(len))) => invalid(
+            "attributes",
+            format!("key of {len} bytes, 1 to {MAX_ATTRIBUTE_KEY_BYTES} allowed"),
+        ),
+        Some((key, AttributeProblem::Value(len))) => invalid(
+            format!("attributes.{key}"),
+            format!("is {len} bytes, at most {MAX_ATTRIBUTE_VALUE_BYTES} allowed"),
+        ),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn check(edit: impl FnOnce(&mut TaskEvent)) -> Result<(), ValidationError> {
@@ -180,6 +179,27 @@ mod tests {
                 e.attributes.insert(String::new(), "v".into());
             }),
             "attributes"
+        );
+    }
+
+    #[test]
+    fn the_first_attribute_in_key_order_with_a_problem_is_named() {
+        let long_value = "v".repeat(513);
+        let long_key = "k".repeat(65);
+        let mut e = TaskEvent::example();
+        e.attributes = BTreeMap::from([
+            ("b".into(), long_value.clone()),
+            (long_key.clone(), "v".into()),
+            ("a".into(), "fine".into()),
+        ]);
+        assert_eq!(validate(&e).unwrap_err().field, "attributes.b");
+        e.attributes.insert("az".into(), long_value);
+        assert_eq!(validate(&e).unwrap_err().field, "attributes.az");
+        e.attributes.insert("aa".repeat(40), "v".into());
+        let error = validate(&e).unwrap_err();
+        assert_eq!(
+            (error.field.as_str(), error.message.as_str()),
+            ("attributes", "key of 80 bytes, 1 to 64 allowed")
         );
     }
 

@@ -7,9 +7,11 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use proptest::prelude::*;
-use schemas::codec::{fingerprint, Decoder, Encoder, Frame, SINGLE_OBJECT_MARKER};
+use schemas::codec::{encode_single_object, fingerprint, Decoder, Encoder, Frame, SINGLE_OBJECT_MARKER};
 use schemas::task_event::schema_v1;
-use schemas::{Anomaly, AvroRecord, DecodeError, FeatureContribution, KpiWindow, TaskEvent, TaskStatus};
+use schemas::{
+    Anomaly, AvroRecord, DecodeError, FeatureContribution, KpiWindow, TaskEvent, TaskEventView, TaskStatus,
+};
 
 fn arb_status() -> impl Strategy<Value = TaskStatus> {
     prop::sample::select(TaskStatus::ALL.to_vec())
@@ -113,6 +115,20 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The allocation-free view decodes every record to exactly what the owned type holds.
+    #[test]
+    fn the_borrowed_view_decodes_what_the_owned_event_holds(event in arb_task_event()) {
+        let bytes = encode_single_object(&event).unwrap();
+        let view = Decoder::<TaskEvent>::new().decode_sync_as::<TaskEventView>(&bytes).unwrap();
+        prop_assert_eq!(view, event.view());
+        prop_assert_eq!(
+            schemas::validation::validate_view(&view),
+            schemas::validation::validate(&event)
+        );
+    }
+}
+
 #[test]
 fn anomaly_round_trips() {
     let bytes = Encoder::<Anomaly>::single_object().encode(&anomaly()).unwrap();
@@ -203,6 +219,10 @@ fn current_reader_decodes_v1_fixture() {
     assert_eq!(event.cost_micros, 4_200);
     assert_eq!(event.model, None, "fields added in v2 take their defaults");
     assert_eq!(event.attributes, BTreeMap::new());
+    let view = Decoder::<TaskEvent>::new()
+        .decode_sync_as::<TaskEventView>(bytes)
+        .unwrap();
+    assert_eq!(view, event.view(), "the view resolves v1 records the same way");
 }
 
 #[test]

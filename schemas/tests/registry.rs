@@ -74,3 +74,51 @@ async fn unknown_schema_id_is_a_registry_error() {
     let err = decoder.decode(&[0, 0, 0, 0, 99, 2, 0]).await.unwrap_err();
     assert!(matches!(err, DecodeError::Registry { .. }), "{err}");
 }
+
+/// A schema only the registry knows (a newer producer's version with an extra field, or a
+/// reordered one): records written with it decode into the current type, the unknown field
+/// skipped, once a compatibility check against the current schema passed.
+#[tokio::test]
+async fn decodes_records_of_a_newer_compatible_schema_the_registry_holds() {
+    let mut newer: serde_json::Value = serde_json::from_str(TaskEvent::schema_text()).unwrap();
+    let fields = newer["fields"].as_array_mut().unwrap();
+    fields.insert(2, json!({"name": "region", "type": "string", "default": ""}));
+    let server = fake_registry(7, &newer.to_string()).await;
+    let decoder = Decoder::<TaskEvent>::with_registry(Arc::new(Registry::new(&server.uri())));
+
+    let newer_schema = apache_avro::Schema::parse(&newer).unwrap();
+    let mut value = apache_avro::to_value(TaskEvent::example()).unwrap();
+    let apache_avro::types::Value::Record(entries) = &mut value else {
+        panic!("a record")
+    };
+    entries.insert(2, ("region".into(), apache_avro::types::Value::String("eu".into())));
+    let mut framed = vec![0, 0, 0, 0, 7];
+    framed.extend(
+        apache_avro::writer::datum::GenericDatumWriter::builder(&newer_schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap(),
+    );
+    assert_eq!(decoder.decode(&framed).await.unwrap(), TaskEvent::example());
+    assert_eq!(
+        decoder.decode_sync_as::<schemas::TaskEventView>(&framed).unwrap(),
+        TaskEvent::example().view()
+    );
+}
+
+#[tokio::test]
+async fn a_registry_schema_the_current_type_cannot_read_is_refused_by_name() {
+    let mut without_cost: serde_json::Value = serde_json::from_str(TaskEvent::schema_text()).unwrap();
+    without_cost["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "cost_micros");
+    let server = fake_registry(8, &without_cost.to_string()).await;
+    let decoder = Decoder::<TaskEvent>::with_registry(Arc::new(Registry::new(&server.uri())));
+    let err = decoder.decode(&[0, 0, 0, 0, 8, 2, 0]).await.unwrap_err();
+    assert!(
+        matches!(&err, DecodeError::Incompatible { schema_id: 8, message, .. } if message.contains("cost_micros")),
+        "{err}"
+    );
+}
