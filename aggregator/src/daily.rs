@@ -45,8 +45,8 @@ fn metric(
 /// The store row of an engine day row.
 pub fn to_metric(row: &DayRow, now_ms: i64) -> DailyMetric {
     metric(
-        &row.series.tenant_id,
-        &row.series.agent_id,
+        row.series.tenant_id(),
+        row.series.agent_id(),
         date_of(row.day_index),
         &row.aggregate,
         row.is_final,
@@ -105,10 +105,7 @@ mod tests {
             aggregate.latency.record(*l);
         }
         DayRow {
-            series: Series {
-                tenant_id: "acme".into(),
-                agent_id: agent.into(),
-            },
+            series: Series::new("acme", agent),
             day_index: 20_415,
             aggregate,
             is_final,

@@ -41,30 +41,118 @@ pub struct EngineConfig {
     pub allowed_lateness_ms: i64,
 }
 
-/// A series: tenant and agent. Shared strings: the same series keys several maps, and cloning it
-/// per event must not allocate (serialized as plain strings).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A series: tenant and agent.
+///
+/// Shared strings: the same series keys several maps, and cloning it per event must not
+/// allocate. Ordered by a stable 64-bit hash of its ids first (XXH3: the same on every machine
+/// and after every restart), then by the ids: the engine's map lookups compare one integer
+/// instead of two strings. The order is arbitrary but deterministic, which is all the engine
+/// needs (the windows of one period are emitted in series order). Serialized as the two plain
+/// strings; the hash is recomputed on restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "SeriesIds", into = "SeriesIds")]
 pub struct Series {
-    /// Tenant.
-    pub tenant_id: Arc<str>,
-    /// Agent.
-    pub agent_id: Arc<str>,
+    hash: u64,
+    tenant_id: Arc<str>,
+    agent_id: Arc<str>,
+}
+
+/// The serialized form of a [`Series`].
+#[derive(Serialize, Deserialize)]
+struct SeriesIds {
+    tenant_id: Arc<str>,
+    agent_id: Arc<str>,
+}
+
+impl From<SeriesIds> for Series {
+    fn from(ids: SeriesIds) -> Series {
+        Series {
+            hash: series_hash(&ids.tenant_id, &ids.agent_id),
+            tenant_id: ids.tenant_id,
+            agent_id: ids.agent_id,
+        }
+    }
+}
+
+impl From<Series> for SeriesIds {
+    fn from(series: Series) -> SeriesIds {
+        SeriesIds {
+            tenant_id: series.tenant_id,
+            agent_id: series.agent_id,
+        }
+    }
+}
+
+fn series_hash(tenant_id: &str, agent_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(agent_id.as_bytes(), xxhash_rust::xxh3::xxh3_64(tenant_id.as_bytes()))
 }
 
 impl Series {
     /// A series from its ids.
     pub fn new(tenant_id: &str, agent_id: &str) -> Series {
         Series {
+            hash: series_hash(tenant_id, agent_id),
             tenant_id: tenant_id.into(),
             agent_id: agent_id.into(),
         }
     }
+
+    /// The tenant.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// The agent.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    fn same_strings(&self, other: &Series) -> bool {
+        Arc::ptr_eq(&self.tenant_id, &other.tenant_id) && Arc::ptr_eq(&self.agent_id, &other.agent_id)
+    }
 }
+
+impl PartialEq for Series {
+    fn eq(&self, other: &Series) -> bool {
+        self.hash == other.hash
+            && (self.same_strings(other)
+                || (self.tenant_id == other.tenant_id && self.agent_id == other.agent_id))
+    }
+}
+
+impl Eq for Series {}
+
+impl Ord for Series {
+    fn cmp(&self, other: &Series) -> std::cmp::Ordering {
+        self.hash.cmp(&other.hash).then_with(|| {
+            if self.same_strings(other) {
+                std::cmp::Ordering::Equal
+            } else {
+                (&self.tenant_id, &self.agent_id).cmp(&(&other.tenant_id, &other.agent_id))
+            }
+        })
+    }
+}
+
+impl PartialOrd for Series {
+    fn partial_cmp(&self, other: &Series) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Series {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A map keyed by a 64-bit hash already computed (XXH3): no second hashing.
+type PrehashedMap<V> = HashMap<u64, V, nohash_hasher::BuildNoHashHasher<u64>>;
 
 /// Series seen recently, by a hash of their ids, so that an event of a known series finds its
 /// shared key without allocating. Not checkpointed (rebuilt on demand); equal to any other.
 #[derive(Debug, Clone, Default)]
-struct Interner(HashMap<u64, Series>);
+struct Interner(PrehashedMap<Series>);
 
 impl PartialEq for Interner {
     fn eq(&self, _: &Interner) -> bool {
@@ -77,16 +165,17 @@ impl Interner {
     const SLACK: usize = 4096;
 
     fn get(&mut self, tenant_id: &str, agent_id: &str) -> Series {
-        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(
-            agent_id.as_bytes(),
-            xxhash_rust::xxh3::xxh3_64(tenant_id.as_bytes()),
-        );
+        let hash = series_hash(tenant_id, agent_id);
         if let Some(s) = self.0.get(&hash) {
             if &*s.tenant_id == tenant_id && &*s.agent_id == agent_id {
                 return s.clone();
             }
         }
-        let series = Series::new(tenant_id, agent_id);
+        let series = Series {
+            hash,
+            tenant_id: tenant_id.into(),
+            agent_id: agent_id.into(),
+        };
         self.0.insert(hash, series.clone());
         series
     }
@@ -196,7 +285,7 @@ pub struct PartitionState {
     /// Series -> starts of its first and last periods with an event.
     active: BTreeMap<Series, (i64, i64)>,
     /// Hash of event id -> its completed_at.
-    seen: HashMap<u64, i64>,
+    seen: PrehashedMap<i64>,
     stats: Stats,
     /// Days before this one were checked for finality.
     #[serde(default)]
@@ -409,6 +498,26 @@ mod tests {
         let series: Series = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(series, Series::new("acme", "triage"));
         assert_eq!(postcard::to_stdvec(&series).unwrap(), bytes);
+    }
+
+    #[test]
+    fn series_compare_by_their_ids_not_by_their_allocations() {
+        let a = Series::new("acme", "triage");
+        let b = Series::new("acme", "triage");
+        assert!(!Arc::ptr_eq(&a.tenant_id, &b.tenant_id));
+        assert_eq!(a, b);
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        assert_ne!(a, Series::new("acme", "triage2"));
+        // Equal hashes (forced here) fall back to the ids.
+        let x = Series { hash: 7, ..Series::new("acme", "a") };
+        let y = Series { hash: 7, ..Series::new("acme", "b") };
+        assert_ne!(x, y);
+        assert_eq!(x.cmp(&y), std::cmp::Ordering::Less);
+        assert_eq!(y.cmp(&x), std::cmp::Ordering::Greater);
+        // A restored series orders like the original.
+        let restored: Series = postcard::from_bytes(&postcard::to_stdvec(&a).unwrap()).unwrap();
+        assert_eq!(restored.hash, a.hash);
+        assert_eq!(restored, a);
     }
 
     #[test]

@@ -212,7 +212,7 @@ proptest! {
         prop_assert_eq!(late, 0);
         let mut got = std::collections::BTreeMap::new();
         for row in s.take_dirty_days() {
-            got.insert((row.day_index, row.series.agent_id.to_string()), row);
+            got.insert((row.day_index, row.series.agent_id().to_string()), row);
         }
         let exact = exact_days(&events);
         prop_assert_eq!(got.len(), exact.len());
