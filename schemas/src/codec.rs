@@ -170,7 +170,8 @@ fn prepare(schema: &Schema) -> Result<WriterSchema, String> {
 pub struct Decoder<T: AvroRecord> {
     /// One per known writer schema (`T::writer_schemas()`), by index.
     known: Vec<WriterSchema>,
-    by_fingerprint: HashMap<u64, usize>,
+    /// Fingerprint of each known writer schema, by index (a handful: scanned, not hashed).
+    fingerprints: Vec<u64>,
     by_schema_id: RwLock<HashMap<u32, WriterSchema>>,
     #[cfg(feature = "registry")]
     registry: Option<Arc<crate::registry::Registry>>,
@@ -187,15 +188,13 @@ impl<T: AvroRecord> Decoder<T> {
     /// A decoder without a schema registry: it decodes single-object records of every known
     /// schema version and rejects Confluent-framed ones.
     pub fn new() -> Self {
-        let mut known = Vec::new();
-        let mut by_fingerprint = HashMap::new();
-        for (index, writer) in T::writer_schemas().iter().enumerate() {
-            known.push(prepare(writer).expect("embedded schemas are valid Avro"));
-            by_fingerprint.insert(fingerprint(writer), index);
-        }
+        let writers = T::writer_schemas();
         Decoder {
-            known,
-            by_fingerprint,
+            known: writers
+                .iter()
+                .map(|writer| prepare(writer).expect("embedded schemas are valid Avro"))
+                .collect(),
+            fingerprints: writers.iter().map(fingerprint).collect(),
             by_schema_id: RwLock::new(HashMap::new()),
             #[cfg(feature = "registry")]
             registry: None,
@@ -223,8 +222,8 @@ impl<T: AvroRecord> Decoder<T> {
     /// that decoding allocates nothing.
     pub fn decode_sync_as<'a, V: serde::Deserialize<'a>>(&self, bytes: &'a [u8]) -> Result<V, DecodeError> {
         let (schema, body) = match Frame::parse(bytes)? {
-            Frame::SingleObject { fingerprint, body } => match self.by_fingerprint.get(&fingerprint) {
-                Some(&index) => (self.known[index].clone(), body),
+            Frame::SingleObject { fingerprint, body } => match self.known_index(fingerprint) {
+                Some(index) => (self.known[index].clone(), body),
                 None => {
                     return Err(DecodeError::UnknownFingerprint {
                         fingerprint,
@@ -249,6 +248,10 @@ impl<T: AvroRecord> Decoder<T> {
             }
         };
         serde_avro_fast::from_datum_slice(body, &schema).map_err(|e| DecodeError::Avro(e.to_string()))
+    }
+
+    fn known_index(&self, fingerprint: u64) -> Option<usize> {
+        self.fingerprints.iter().position(|&f| f == fingerprint)
     }
 
     fn has_registry(&self) -> bool {
@@ -277,8 +280,8 @@ impl<T: AvroRecord> Decoder<T> {
             Err(DecodeError::SchemaNotCached { schema_id }) => {
                 let registry = self.registry.as_ref().expect("checked by decode_sync");
                 let writer = registry.schema(schema_id).await?;
-                let prepared = match self.by_fingerprint.get(&fingerprint(&writer)) {
-                    Some(&index) => self.known[index].clone(),
+                let prepared = match self.known_index(fingerprint(&writer)) {
+                    Some(index) => self.known[index].clone(),
                     None => {
                         let incompatible = |message: String| DecodeError::Incompatible {
                             schema_id,
