@@ -451,6 +451,12 @@ impl Shared {
     }
 }
 
+/// Least time between two checkpoints taken because the input ran dry (a poll returned
+/// nothing) with records handled since the last one: a trickle of records does not make every
+/// record a checkpoint, and a burst that ends is stored within this time, not a whole
+/// `checkpoint_interval_ms` later.
+const IDLE_CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
+
 /// Runs the aggregator on the calling thread until `stop` is set (then checkpoints and
 /// returns) or a fatal error occurs.
 pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
@@ -496,6 +502,9 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let interval = Duration::from_millis(shared.settings.aggregator.checkpoint_interval_ms);
     let mut last_checkpoint = Instant::now();
+    // Records handled since the last checkpoint: when the input runs dry they are checkpointed
+    // (rows stored, windows published) at once instead of at the next interval.
+    let mut unsaved = 0u64;
     tracing::info!(
         topic = shared.topic(),
         group = shared.group(),
@@ -511,15 +520,24 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             tracing::info!("checkpointed on shutdown");
             return Ok(());
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => shared.handle(&consumer, &decoder, &message)?,
-            Some(Err(e)) => tracing::warn!(%e, "consumer error"),
-            None => {}
-        }
-        if last_checkpoint.elapsed() >= interval {
+        let ran_dry = match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                shared.handle(&consumer, &decoder, &message)?;
+                unsaved += 1;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%e, "consumer error");
+                false
+            }
+            None => true,
+        };
+        let since = last_checkpoint.elapsed();
+        if since >= interval || (ran_dry && unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT_SPACING)) {
             let ids: Vec<i32> = shared.partitions.lock().expect("lock").keys().copied().collect();
             shared.checkpoint(&consumer, &ids)?;
             last_checkpoint = Instant::now();
+            unsaved = 0;
         }
     }
 }

@@ -125,7 +125,8 @@ pub struct Aggregator {
     pub window_secs: u32,
     /// How late (behind the partition watermark) an event may arrive and still be counted.
     pub allowed_lateness_secs: u32,
-    /// How often window state and input offsets are checkpointed together.
+    /// How often window state and input offsets are checkpointed together (also, at most every
+    /// 250 ms, as soon as the input runs dry with records not checkpointed yet).
     pub checkpoint_interval_ms: u64,
     /// How many records before its checkpoint a restored partition starts fetching.
     pub resume_rewind_records: u32,
