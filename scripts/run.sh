@@ -11,6 +11,9 @@ cd "$REPO_ROOT"
 export AGENTOPS__KAFKA__BROKERS="127.0.0.1:$KAFKA_PORT"
 export AGENTOPS__STORE__URL="${AGENTOPS__STORE__URL:-sqlite://$RUN_DIR/agentops.db}"
 export AGENTOPS__AGGREGATOR__METRICS_LISTEN="${AGENTOPS__AGGREGATOR__METRICS_LISTEN:-127.0.0.1:9101}"
+# The demo's week lies in the past (simulated time): days become final by the event-time
+# watermark only, not by the clock whenever the aggregator has caught up.
+export AGENTOPS__AGGREGATOR__FINALIZE_DAYS_BY_CLOCK=false
 export AGENTOPS__SCORER__METRICS_LISTEN="${AGENTOPS__SCORER__METRICS_LISTEN:-127.0.0.1:9102}"
 # A per-run signing key for the demo API (production: a secret from the environment/Helm).
 export AGENTOPS__AUTH_API__JWT_SECRET="${AGENTOPS__AUTH_API__JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"

@@ -321,16 +321,29 @@ impl Shared {
                     .push(self.divert(&topics.dead_letter, message, reason, &text)?);
             }
             Ok(event) => {
-                if let Outcome::Late { watermark_ms } = part.state.process(&config, &event, &mut part.windows)
-                {
-                    let text = format!(
-                        "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
-                        event.completed_at, config.allowed_lateness_ms
-                    );
-                    tracing::debug!(partition_id, offset = message.offset(), %text, "late event diverted");
+                let (reason, text) = match part.state.process(&config, &event, &mut part.windows) {
+                    Outcome::Accepted | Outcome::Duplicate => None,
+                    Outcome::Late { watermark_ms } => Some((
+                        "late",
+                        format!(
+                            "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
+                            event.completed_at, config.allowed_lateness_ms
+                        ),
+                    )),
+                    Outcome::DayFinalized { day_start_ms } => Some((
+                        "day_final",
+                        format!(
+                            "completed_at {}: its UTC day (from {day_start_ms}) was finalized by the clock, {} ms after its end, while the partition had nothing left to read",
+                            event.completed_at, config.allowed_lateness_ms
+                        ),
+                    )),
+                }
+                .unzip();
+                if let (Some(reason), Some(text)) = (reason, text) {
+                    tracing::debug!(partition_id, offset = message.offset(), reason, %text, "late event diverted");
                     self.metrics.late.inc();
                     part.deliveries
-                        .push(self.divert(&topics.late_events, message, "late", &text)?);
+                        .push(self.divert(&topics.late_events, message, reason, &text)?);
                 }
             }
         }
@@ -345,10 +358,21 @@ impl Shared {
         let mut deliveries = Vec::new();
         let mut rows = Vec::new();
         let now = now_ms();
+        let highs = self.high_watermarks.lock().expect("watermarks lock").clone();
+        let config = self.engine_config();
         for id in partition_ids {
             let Some(part) = partitions.get_mut(id) else {
                 continue;
             };
+            // The scheduled day finalization: a partition read to its end (as of the client's
+            // last statistics) has its ended days finalized by the clock.
+            let read_to_end = highs.get(id).is_some_and(|high| part.next_offset >= *high);
+            if self.settings.aggregator.finalize_days_by_clock && read_to_end {
+                let days = part.state.finalize_days_by_clock(&config, now);
+                if days > 0 {
+                    tracing::info!(partition_id = id, days, "days finalized by the clock");
+                }
+            }
             self.metrics.windows_out.inc_by(part.windows.len() as u64);
             for window in part.windows.drain(..) {
                 let key = schemas::series_key(&window.tenant_id, &window.agent_id);
@@ -429,7 +453,6 @@ impl Shared {
         }
         // Lag from the high watermarks of the client's statistics (no request here: a
         // ListOffsets would queue behind the broker's long-polled fetch and delay the checkpoint).
-        let highs = self.high_watermarks.lock().expect("watermarks lock").clone();
         for id in partition_ids {
             if let (Some(part), Some(high)) = (partitions.get(id), highs.get(id).copied()) {
                 self.metrics

@@ -13,7 +13,9 @@
 //!   with no tasks in the window gets an explicit empty window, so an outage is visible);
 //! - accepted late events update their window, which is **re-emitted** once, with revision 1,
 //!   when the watermark passes `end + allowed_lateness`;
-//! - a UTC day is **final** once the watermark passes `day end + allowed_lateness`;
+//! - a UTC day is **final** once the watermark passes `day end + allowed_lateness`, or, for a
+//!   partition with nothing left to read, once the clock does
+//!   ([`PartitionState::finalize_days_by_clock`]; later events of a final day are late);
 //! - duplicates (same `event_id`) are dropped within the lateness horizon (ids are kept as
 //!   64-bit XXH3 hashes).
 
@@ -246,6 +248,12 @@ pub enum Outcome {
         /// The partition watermark when it arrived.
         watermark_ms: i64,
     },
+    /// Its UTC day was already finalized by the clock ([`PartitionState::finalize_days_by_clock`]):
+    /// not counted.
+    DayFinalized {
+        /// Start of that day (epoch ms).
+        day_start_ms: i64,
+    },
 }
 
 /// A daily row of one series, complete values, ready to upsert.
@@ -287,7 +295,7 @@ pub struct PartitionState {
     /// Hash of event id -> its completed_at.
     seen: PrehashedMap<i64>,
     stats: Stats,
-    /// Days before this one were checked for finality.
+    /// Days before this one are final (by the watermark, or by the clock).
     #[serde(default)]
     final_before_day: Option<i64>,
     /// Window index up to which `seen` was last pruned.
@@ -337,6 +345,14 @@ impl PartitionState {
                     watermark_ms: watermark,
                 };
             }
+        }
+        if self.final_before_day.is_some_and(|d| t.div_euclid(DAY_MS) < d) {
+            // Only days finalized by the clock get here: any event of a day the watermark
+            // finalized is behind `watermark - lateness`, caught above.
+            self.stats.late += 1;
+            return Outcome::DayFinalized {
+                day_start_ms: t.div_euclid(DAY_MS) * DAY_MS,
+            };
         }
         if self.seen.insert(event_hash(event.event_id), t).is_some() {
             self.stats.duplicates += 1;
@@ -425,6 +441,34 @@ impl PartitionState {
             self.pruned_before_window = Some(closed_window);
             self.seen.retain(|_, t| *t >= closed_before);
         }
+    }
+
+    /// Finalizes by the clock the days that ended more than the allowed lateness before
+    /// `now_ms`. For a partition with nothing left to read: its watermark only moves with its
+    /// events, so while its series are quiet the watermark never passes the end of their last
+    /// day. Those days become final (their rows are returned by the next
+    /// [`PartitionState::take_dirty_days`]) and an event of them that arrives later is
+    /// [`Outcome::DayFinalized`], as one behind the watermark would be late. Nothing else moves:
+    /// no window is emitted (an empty window would read as an outage) and the watermark stays.
+    /// Returns how many days were finalized.
+    pub fn finalize_days_by_clock(&mut self, config: &EngineConfig, now_ms: i64) -> usize {
+        let closed_day = (now_ms - config.allowed_lateness_ms).div_euclid(DAY_MS);
+        if self.final_before_day.is_some_and(|d| d >= closed_day) {
+            return 0;
+        }
+        self.final_before_day = Some(closed_day);
+        let mut finalized = 0;
+        for ((day, _), state) in self.days.iter_mut() {
+            if *day >= closed_day {
+                break;
+            }
+            if !state.is_final {
+                state.is_final = true;
+                state.dirty = true;
+                finalized += 1;
+            }
+        }
+        finalized
     }
 
     /// Daily rows changed since the last call (complete values). Final days are forgotten once

@@ -150,6 +150,56 @@ fn days_become_final_after_the_lateness_and_are_forgotten() {
     assert!(matches!(outcomes[0], Outcome::Late { .. }));
 }
 
+#[test]
+fn the_clock_finalizes_the_ended_days_of_a_quiet_partition_and_nothing_else() {
+    let mut s = PartitionState::default();
+    // Two agents on day 0, the last event two minutes before midnight: by event time the day
+    // stays open (watermark - lateness is still inside it).
+    let (_, before) = run(
+        &mut s,
+        &[
+            event(1, "a", T0 + 3_600_000, TaskStatus::Succeeded, 10),
+            event(2, "b", T0 + DAY_MS - 120_000, TaskStatus::Failed, 10),
+        ],
+    );
+    assert!(s.take_dirty_days().iter().all(|r| !r.is_final));
+    let watermark = s.watermark_ms();
+    let windows = s.sizes().1;
+
+    // The clock inside the lateness after midnight: nothing yet.
+    assert_eq!(s.finalize_days_by_clock(&CONFIG, T0 + DAY_MS + 299_999), 0);
+    assert!(s.take_dirty_days().is_empty());
+    // Past it: both rows become final, once.
+    assert_eq!(s.finalize_days_by_clock(&CONFIG, T0 + DAY_MS + 300_000), 2);
+    let rows = s.take_dirty_days();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.is_final && r.aggregate.counts.tasks_total == 1));
+    assert_eq!(s.finalize_days_by_clock(&CONFIG, T0 + 2 * DAY_MS), 0);
+    assert!(s.take_dirty_days().is_empty());
+    // Nothing else moved: no window emitted, the watermark where the events left it.
+    assert_eq!(s.watermark_ms(), watermark);
+    assert_eq!(s.sizes().1, windows);
+    assert!(!before.is_empty());
+
+    // Later events of the final day are diverted, also after a restore; the next day counts.
+    let mut s = PartitionState::from_bytes(&s.to_bytes()).unwrap();
+    let (outcomes, _) = run(
+        &mut s,
+        &[
+            event(3, "a", T0 + DAY_MS - 60_000, TaskStatus::Succeeded, 10),
+            event(4, "a", T0 + DAY_MS + 60_000, TaskStatus::Succeeded, 10),
+        ],
+    );
+    assert_eq!(
+        outcomes,
+        vec![Outcome::DayFinalized { day_start_ms: T0 }, Outcome::Accepted]
+    );
+    let rows = s.take_dirty_days();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].day_index, rows[0].is_final), (T0 / DAY_MS + 1, false));
+    assert_eq!(s.stats().late, 1);
+}
+
 fn arb_events() -> impl Strategy<Value = Vec<TaskEvent>> {
     // Roughly ordered events over two days with jitter below the allowed lateness, some
     // duplicates, three agents.

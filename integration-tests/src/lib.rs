@@ -275,6 +275,12 @@ pub fn pipeline_env(
             "AGENTOPS__AGGREGATOR__CONSUMER_GROUP".to_string(),
             unique_topic("agg"),
         ),
+        // The generated data lies in simulated past time: finality by the event-time watermark
+        // only (a test that wants the clock turns it on).
+        (
+            "AGENTOPS__AGGREGATOR__FINALIZE_DAYS_BY_CLOCK".to_string(),
+            "false".to_string(),
+        ),
         (
             "AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(),
             task_events.to_string(),

@@ -130,6 +130,12 @@ pub struct Aggregator {
     pub checkpoint_interval_ms: u64,
     /// How many records before its checkpoint a restored partition starts fetching.
     pub resume_rewind_records: u32,
+    /// Whether a partition read to its end has its days finalized by the clock once they ended
+    /// more than `allowed_lateness_secs` ago (otherwise a day is final only when the partition's
+    /// watermark, its latest event time, passes that point, which a quiet partition may never
+    /// do). Turn off when feeding simulated or historical time (tests, the demo, backfills
+    /// into a live aggregator): there, "read to its end" comes long after the days ended.
+    pub finalize_days_by_clock: bool,
     /// Address of the metrics and health endpoints.
     pub metrics_listen: SocketAddr,
 }

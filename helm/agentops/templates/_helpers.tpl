@@ -143,6 +143,7 @@ window_secs = {{ int64 $v.aggregator.windowSecs }}
 allowed_lateness_secs = {{ int64 $v.aggregator.allowedLatenessSecs }}
 checkpoint_interval_ms = {{ int64 $v.aggregator.checkpointIntervalMs }}
 resume_rewind_records = {{ int64 $v.aggregator.resumeRewindRecords }}
+finalize_days_by_clock = {{ $v.aggregator.finalizeDaysByClock }}
 metrics_listen = {{ printf "%s:%d" $host (int64 $v.aggregator.metricsPort) | toRawJson }}
 
 [scorer]
