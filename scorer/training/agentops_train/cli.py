@@ -99,7 +99,7 @@ def cmd_all(args) -> int:
     from .export import export, max_abs_diff
     from .normalize import Normalizer
     from .scoring import OnnxModel
-    from .models import NoiseAwareOutput, noise_weights
+    from .models import LeanTransformer, NoiseAwareOutput, noise_weights
     from .train import SequencePool, TrainConfig, load_result, save_result, train_model
 
     t0 = time.time()
@@ -147,12 +147,24 @@ def cmd_all(args) -> int:
 
     log(f"4/6 noise-aware output layer (volume_k {args.volume_k}) and ONNX export")
     exported = {}
+    lean_diff = None
     for kind, r in results.items():
         with torch.no_grad():
             recon = np.concatenate([r.model(torch.from_numpy(val_z[i:i + 4096])).numpy()
                                     for i in range(0, len(val_z), 4096)])
         scale = noise_weights(val_z, val_m, recon, val_n, args.volume_k)
-        exported[kind] = NoiseAwareOutput(r.model, scale, norm.median[4], norm.scale[4], args.volume_k).eval()
+        ae = r.model
+        if kind == "transformer":
+            # The same function and weights, as a leaner graph (~1.4x faster in onnxruntime).
+            ae = LeanTransformer(r.model).eval()
+            with torch.no_grad():
+                lean = np.concatenate([ae(torch.from_numpy(val_z[i:i + 4096])).numpy()
+                                       for i in range(0, len(val_z), 4096)])
+            lean_diff = float(np.abs(lean - recon).max())
+            log(f"  [transformer] max |module - lean graph| = {lean_diff:.2e}")
+            if lean_diff > 1e-3:
+                raise SystemExit(f"the lean Transformer differs from the trained one by {lean_diff}")
+        exported[kind] = NoiseAwareOutput(ae, scale, norm.median[4], norm.scale[4], args.volume_k).eval()
         log(f"  [{kind}] feature_scale {np.round(scale, 4).tolist()}")
     paths = {"lstm": out / config.LSTM_FILE, "transformer": out / config.TRANSFORMER_FILE}
     diffs = {}
@@ -196,6 +208,7 @@ def cmd_all(args) -> int:
                          "samples_per_epoch": cfg.samples_per_epoch, "lr": cfg.lr, "loss": "masked MSE",
                          "optimizer": "Adam"},
         "torch_vs_onnx_max_abs_diff": diffs,
+        "transformer_lean_graph_max_abs_diff": lean_diff,
         "tuning": {
             "criterion": "event-level F1 on the tuning seed (highest threshold among ties)",
             "f1": {"lstm": tuned["lstm"]["f1"], "transformer": tuned["transformer"]["f1"],

@@ -75,6 +75,67 @@ class TransformerAutoencoder(nn.Module):
         return self.head(self.decoder(d))
 
 
+class LeanTransformer(nn.Module):
+    """The function of a trained `TransformerAutoencoder`, written for a lean ONNX graph (what
+    the scorer runs), with the same weights: the linears work on [batch * L, d] (one Gemm each,
+    bias fused), and attention runs per head on slices of the packed projection (one small
+    transpose per head), instead of the reshapes and transposes of `nn.MultiheadAttention`'s
+    export; the 1/sqrt(head dim) query scaling is folded into the projection weights. Equal to
+    the original within float rounding (checked before export)."""
+
+    def __init__(self, ae: TransformerAutoencoder):
+        super().__init__()
+        self.seq_len, self.d_model = ae.seq_len, ae.d_model
+        self.heads = ae.encoder.layers[0].self_attn.num_heads
+        self.input_proj, self.to_latent, self.from_latent, self.head = (
+            ae.input_proj, ae.to_latent, ae.from_latent, ae.head)
+        self.register_buffer("pos", ae.pos.clone(), persistent=True)
+        self.encoder_layers = nn.ModuleList(ae.encoder.layers)
+        self.encoder_norm = ae.encoder.norm
+        self.decoder_layers = nn.ModuleList(ae.decoder.layers)
+        self.decoder_norm = ae.decoder.norm
+        d, dh = self.d_model, self.d_model // self.heads
+        for layer in list(self.encoder_layers) + list(self.decoder_layers):
+            attn = layer.self_attn
+            w = attn.in_proj_weight.detach().clone()
+            b = attn.in_proj_bias.detach().clone()
+            w[:d] *= dh ** -0.5
+            b[:d] *= dh ** -0.5
+            layer.register_buffer("lean_in_w", w, persistent=True)
+            layer.register_buffer("lean_in_b", b, persistent=True)
+        self.hparams = ae.hparams
+
+    def _attention(self, layer, h: torch.Tensor) -> torch.Tensor:
+        # h: [B * L, d] -> [B * L, d]
+        d, dh, length = self.d_model, self.d_model // self.heads, self.seq_len
+        qkv = torch.nn.functional.linear(h, layer.lean_in_w, layer.lean_in_b).view(-1, length, 3 * d)
+        outs = []
+        for i in range(self.heads):
+            q = qkv[..., i * dh:(i + 1) * dh]
+            k = qkv[..., d + i * dh:d + (i + 1) * dh]
+            v = qkv[..., 2 * d + i * dh:2 * d + (i + 1) * dh]
+            outs.append(torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v)
+        o = torch.cat(outs, dim=-1).reshape(-1, d)
+        return layer.self_attn.out_proj(o)
+
+    def _layer(self, layer, h: torch.Tensor) -> torch.Tensor:
+        # Pre-norm encoder layer (norm_first, ReLU, no dropout), as nn.TransformerEncoderLayer.
+        h = h + self._attention(layer, layer.norm1(h))
+        return h + layer.linear2(torch.relu(layer.linear1(layer.norm2(h))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, d = self.seq_len, self.d_model
+        h = (self.input_proj(x) + self.pos).reshape(-1, d)
+        for layer in self.encoder_layers:
+            h = self._layer(layer, h)
+        h = self.encoder_norm(h).reshape(-1, length * d)
+        z = torch.tanh(self.to_latent(h))
+        h = (self.from_latent(z).view(-1, length, d) + self.pos).reshape(-1, d)
+        for layer in self.decoder_layers:
+            h = self._layer(layer, h)
+        return self.head(self.decoder_norm(h)).view(-1, length, x.shape[-1])
+
+
 class NoiseAwareOutput(nn.Module):
     """The exported model: an autoencoder plus a fixed output layer that makes its squared errors
     comparable across features and volumes.
