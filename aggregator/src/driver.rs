@@ -321,7 +321,7 @@ impl Shared {
                     .push(self.divert(&topics.dead_letter, message, reason, &text)?);
             }
             Ok(event) => {
-                let (reason, text) = match part.state.process(&config, &event, &mut part.windows) {
+                let diverted = match part.state.process(&config, &event, &mut part.windows) {
                     Outcome::Accepted | Outcome::Duplicate => None,
                     Outcome::Late { watermark_ms } => Some((
                         "late",
@@ -333,13 +333,12 @@ impl Shared {
                     Outcome::DayFinalized { day_start_ms } => Some((
                         "day_final",
                         format!(
-                            "completed_at {}: its UTC day (from {day_start_ms}) was finalized by the clock, {} ms after its end, while the partition had nothing left to read",
+                            "completed_at {}: its UTC day (from {day_start_ms}) was finalized by the clock: it had ended more than {} ms before, with the partition read to its end",
                             event.completed_at, config.allowed_lateness_ms
                         ),
                     )),
-                }
-                .unzip();
-                if let (Some(reason), Some(text)) = (reason, text) {
+                };
+                if let Some((reason, text)) = diverted {
                     tracing::debug!(partition_id, offset = message.offset(), reason, %text, "late event diverted");
                     self.metrics.late.inc();
                     part.deliveries

@@ -104,6 +104,7 @@ impl ModelSet {
                 })
                 .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
                 .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+                .and_then(|b| b.with_flush_to_zero().map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(&path))
                 .map_err(|e| model_error(dir, format!("{}: {e}", entry.file)))?;
             check_signature(&session, entry, &manifest)

@@ -131,6 +131,9 @@ def cmd_all(args) -> int:
 
     log("3/6 training")
     cfg = TrainConfig(max_epochs=args.max_epochs, samples_per_epoch=args.samples_per_epoch)
+    sizes = {"lstm": {k: v for k, v in {"hidden": args.lstm_hidden}.items() if v},
+             "transformer": {k: v for k, v in {"d_model": args.d_model, "heads": args.heads,
+                                               "layers": args.layers, "ff": args.ff}.items() if v}}
     results = {}
     ckpt_dir = work / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +143,7 @@ def cmd_all(args) -> int:
             results[kind] = load_result(kind, ckpt)
             log(f"  [{kind}] reused {ckpt}")
         else:
-            results[kind] = train_model(kind, pool, val_z, val_m, cfg, log)
+            results[kind] = train_model(kind, pool, val_z, val_m, cfg, log, sizes.get(kind))
             save_result(results[kind], ckpt)
         r = results[kind]
         log(f"  [{kind}] best epoch {r.best_epoch}/{r.epochs}, val loss {r.best_val_loss:.5f}, {r.seconds:.0f}s")
@@ -186,7 +189,10 @@ def cmd_all(args) -> int:
     tuned = tune(ScoreSet([tune_err], cal_l, cal_t), log)
     training = {
         "command": "PYTHONPATH=scorer/training python -m agentops_train all --out scorer/models "
-                   "--work /tmp/agentops-train",
+                   "--work /tmp/agentops-train" + "".join(
+                       f" --{flag} {value}" for flag, value in [
+                           ("lstm-hidden", args.lstm_hidden), ("d-model", args.d_model),
+                           ("heads", args.heads), ("layers", args.layers), ("ff", args.ff)] if value),
         "days": config.DAYS,
         "train_seeds": list(config.TRAIN_SEEDS),
         "val_seeds": list(config.VAL_SEEDS),
@@ -288,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--reuse", nargs="*", default=[], choices=["lstm", "transformer"],
                    help="reuse these models' checkpoints from --work instead of training (development)")
     a.add_argument("--date", help="version date (default: today, UTC, YYYY.MM.DD)")
+    a.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default 32)")
+    a.add_argument("--d-model", type=int, help="Transformer width (default 32)")
+    a.add_argument("--heads", type=int, help="Transformer attention heads (default 4)")
+    a.add_argument("--layers", type=int, help="Transformer encoder layers (default 2)")
+    a.add_argument("--ff", type=int, help="Transformer feed-forward width (default 64)")
     a.set_defaults(fn=cmd_all)
 
     e = sub.add_parser("evaluate", help="evaluate committed models on the evaluation seeds")

@@ -190,9 +190,10 @@ def noise_weights(z, mask, recon, tasks, volume_k: float, positions: int = confi
     return np.sqrt(mean.min() / mean)
 
 
-def build(kind: str) -> nn.Module:
+def build(kind: str, sizes: dict | None = None) -> nn.Module:
+    """A model of `kind` with its default sizes, or `sizes` (constructor keyword arguments)."""
     if kind == "lstm":
-        return LstmAutoencoder()
+        return LstmAutoencoder(**(sizes or {}))
     if kind == "transformer":
-        return TransformerAutoencoder()
+        return TransformerAutoencoder(**(sizes or {}))
     raise ValueError(kind)

@@ -84,9 +84,9 @@ def evaluate_loss(model: torch.nn.Module, z: np.ndarray, m: np.ndarray, batch: i
 
 
 def train_model(kind: str, train: SequencePool, val_z: np.ndarray, val_m: np.ndarray,
-                cfg: TrainConfig = TrainConfig(), log=print) -> TrainResult:
+                cfg: TrainConfig = TrainConfig(), log=print, sizes: dict | None = None) -> TrainResult:
     set_determinism(cfg.seed)
-    model = build(kind)
+    model = build(kind, sizes)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     rng = np.random.default_rng(cfg.seed)
@@ -126,13 +126,14 @@ def train_model(kind: str, train: SequencePool, val_z: np.ndarray, val_m: np.nda
 
 
 def save_result(r: TrainResult, path) -> None:
-    torch.save({"state_dict": r.model.state_dict(), "epochs": r.epochs, "best_epoch": r.best_epoch,
+    torch.save({"state_dict": r.model.state_dict(), "sizes": r.model.hparams, "epochs": r.epochs, "best_epoch": r.best_epoch,
                 "best_val_loss": r.best_val_loss, "history": r.history, "seconds": r.seconds}, path)
 
 
 def load_result(kind: str, path) -> TrainResult:
     d = torch.load(path, weights_only=False)
-    model = build(kind)
+    sizes = {k: v for k, v in d.get("sizes", {}).items() if k not in ("decoder_layers", "norm_first")}
+    model = build(kind, sizes)
     model.load_state_dict(d["state_dict"])
     model.eval()
     return TrainResult(model, d["epochs"], d["best_epoch"], d["best_val_loss"], d["history"], d["seconds"])
