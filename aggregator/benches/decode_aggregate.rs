@@ -44,7 +44,11 @@ fn main() {
 
     let mut best = f64::MAX;
     let mut state = PartitionState::default();
-    for _ in 0..std::env::var("HOT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3) {
+    for _ in 0..std::env::var("HOT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+    {
         state = PartitionState::default();
         let mut out = Vec::new();
         let started = Instant::now();

@@ -86,7 +86,10 @@ impl From<Series> for SeriesIds {
 }
 
 fn series_hash(tenant_id: &str, agent_id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(agent_id.as_bytes(), xxhash_rust::xxh3::xxh3_64(tenant_id.as_bytes()))
+    xxhash_rust::xxh3::xxh3_64_with_seed(
+        agent_id.as_bytes(),
+        xxhash_rust::xxh3::xxh3_64(tenant_id.as_bytes()),
+    )
 }
 
 impl Series {
@@ -553,8 +556,14 @@ mod tests {
         assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
         assert_ne!(a, Series::new("acme", "triage2"));
         // Equal hashes (forced here) fall back to the ids.
-        let x = Series { hash: 7, ..Series::new("acme", "a") };
-        let y = Series { hash: 7, ..Series::new("acme", "b") };
+        let x = Series {
+            hash: 7,
+            ..Series::new("acme", "a")
+        };
+        let y = Series {
+            hash: 7,
+            ..Series::new("acme", "b")
+        };
         assert_ne!(x, y);
         assert_eq!(x.cmp(&y), std::cmp::Ordering::Less);
         assert_eq!(y.cmp(&x), std::cmp::Ordering::Greater);

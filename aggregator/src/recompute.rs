@@ -100,7 +100,10 @@ pub fn recompute(
             Err(e) if e.is_retriable() => runtime.block_on(decoder.decode_as(payload)),
             other => other,
         };
-        let Some(event) = event.ok().filter(|e: &TaskEventView| schemas::validation::validate_view(e).is_ok()) else {
+        let Some(event) = event
+            .ok()
+            .filter(|e: &TaskEventView| schemas::validation::validate_view(e).is_ok())
+        else {
             report.invalid += 1;
             continue;
         };

@@ -173,7 +173,9 @@ fn the_clock_finalizes_the_ended_days_of_a_quiet_partition_and_nothing_else() {
     assert_eq!(s.finalize_days_by_clock(&CONFIG, T0 + DAY_MS + 300_000), 2);
     let rows = s.take_dirty_days();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.is_final && r.aggregate.counts.tasks_total == 1));
+    assert!(rows
+        .iter()
+        .all(|r| r.is_final && r.aggregate.counts.tasks_total == 1));
     assert_eq!(s.finalize_days_by_clock(&CONFIG, T0 + 2 * DAY_MS), 0);
     assert!(s.take_dirty_days().is_empty());
     // Nothing else moved: no window emitted, the watermark where the events left it.

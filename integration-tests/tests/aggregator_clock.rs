@@ -85,12 +85,7 @@ async fn a_quiet_partitions_ended_day_is_finalized_by_the_clock() {
     let producer: FutureProducer = broker.client_config().create().unwrap();
     produce(&producer, &topic, &events).await;
 
-    let aggregator = Service::start(
-        "aggregator",
-        &["run"],
-        &env,
-        &dir.path().join("aggregator.log"),
-    );
+    let aggregator = Service::start("aggregator", &["run"], &env, &dir.path().join("aggregator.log"));
     let store = store::sqlite::SqliteStore::open(&db).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let finalized = loop {
@@ -105,7 +100,10 @@ async fn a_quiet_partitions_ended_day_is_finalized_by_the_clock() {
             }
         }
     };
-    assert_eq!(finalized.tasks_total, 20, "every event counted before the day closed");
+    assert_eq!(
+        finalized.tasks_total, 20,
+        "every event counted before the day closed"
+    );
 
     // An event of the finalized day, within the lateness of the partition's watermark: only
     // the clock makes it late.

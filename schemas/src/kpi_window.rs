@@ -88,7 +88,11 @@ mod tests {
 
     #[test]
     fn window_ids_are_the_uuid_v5_of_series_and_start() {
-        for (tenant, agent, start) in [("acme", "triage", 1_763_900_000_000), ("t", "é", -60_000), ("", "", 0)] {
+        for (tenant, agent, start) in [
+            ("acme", "triage", 1_763_900_000_000),
+            ("t", "é", -60_000),
+            ("", "", 0),
+        ] {
             let name = format!("{tenant}\u{1f}{agent}\u{1f}{start}");
             assert_eq!(
                 KpiWindow::id_for(tenant, agent, start),

@@ -206,9 +206,7 @@ impl TaskEvent {
             model: self.model.as_deref(),
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
-            attributes: AttributeSummary::of(
-                self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            ),
+            attributes: AttributeSummary::of(self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         }
     }
 

@@ -91,7 +91,10 @@ async fn decodes_records_of_a_newer_compatible_schema_the_registry_holds() {
     let apache_avro::types::Value::Record(entries) = &mut value else {
         panic!("a record")
     };
-    entries.insert(2, ("region".into(), apache_avro::types::Value::String("eu".into())));
+    entries.insert(
+        2,
+        ("region".into(), apache_avro::types::Value::String("eu".into())),
+    );
     let mut framed = vec![0, 0, 0, 0, 7];
     framed.extend(
         apache_avro::writer::datum::GenericDatumWriter::builder(&newer_schema)
