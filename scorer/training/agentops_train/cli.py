@@ -131,9 +131,10 @@ def cmd_all(args) -> int:
 
     log("3/6 training")
     cfg = TrainConfig(max_epochs=args.max_epochs, samples_per_epoch=args.samples_per_epoch)
-    sizes = {"lstm": {k: v for k, v in {"hidden": args.lstm_hidden}.items() if v},
+    sizes = {"lstm": {k: v for k, v in {"hidden": args.lstm_hidden, "patch": args.lstm_patch}.items() if v},
              "transformer": {k: v for k, v in {"d_model": args.d_model, "heads": args.heads,
-                                               "layers": args.layers, "ff": args.ff}.items() if v}}
+                                               "layers": args.layers, "ff": args.ff,
+                                               "patch": args.transformer_patch}.items() if v}}
     results = {}
     ckpt_dir = work / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,8 @@ def cmd_all(args) -> int:
         "command": "PYTHONPATH=scorer/training python -m agentops_train all --out scorer/models "
                    "--work /tmp/agentops-train" + "".join(
                        f" --{flag} {value}" for flag, value in [
-                           ("lstm-hidden", args.lstm_hidden), ("d-model", args.d_model),
+                           ("lstm-hidden", args.lstm_hidden), ("lstm-patch", args.lstm_patch),
+                           ("d-model", args.d_model), ("transformer-patch", args.transformer_patch),
                            ("heads", args.heads), ("layers", args.layers), ("ff", args.ff)] if value),
         "days": config.DAYS,
         "train_seeds": list(config.TRAIN_SEEDS),
@@ -295,10 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="reuse these models' checkpoints from --work instead of training (development)")
     a.add_argument("--date", help="version date (default: today, UTC, YYYY.MM.DD)")
     a.add_argument("--lstm-hidden", type=int, help="LSTM hidden size (default 32)")
+    a.add_argument("--lstm-patch", type=int, help="windows per LSTM step (default 1)")
     a.add_argument("--d-model", type=int, help="Transformer width (default 32)")
     a.add_argument("--heads", type=int, help="Transformer attention heads (default 4)")
     a.add_argument("--layers", type=int, help="Transformer encoder layers (default 2)")
     a.add_argument("--ff", type=int, help="Transformer feed-forward width (default 64)")
+    a.add_argument("--transformer-patch", type=int, help="windows per Transformer token (default 1)")
     a.set_defaults(fn=cmd_all)
 
     e = sub.add_parser("evaluate", help="evaluate committed models on the evaluation seeds")

@@ -13,24 +13,28 @@ from . import config
 
 class LstmAutoencoder(nn.Module):
     """LSTM encoder -> latent (last hidden state, projected) -> LSTM decoder fed the latent at every
-    step -> linear head."""
+    step -> linear head. With `patch` > 1 each recurrent step reads and writes `patch` consecutive
+    windows (L / patch steps of patch * F values), which divides the sequential work by `patch`."""
 
     def __init__(self, n_features: int = config.N_FEATURES, seq_len: int = config.SEQUENCE_LENGTH,
-                 hidden: int = 32, latent: int = 8):
+                 hidden: int = 32, latent: int = 8, patch: int = 1):
         super().__init__()
-        self.seq_len = seq_len
-        self.encoder = nn.LSTM(n_features, hidden, batch_first=True)
+        if seq_len % patch:
+            raise ValueError(f"patch {patch} must divide the sequence length {seq_len}")
+        self.seq_len, self.n_features, self.patch = seq_len, n_features, patch
+        self.steps = seq_len // patch
+        self.encoder = nn.LSTM(n_features * patch, hidden, batch_first=True)
         self.to_latent = nn.Linear(hidden, latent)
         self.decoder = nn.LSTM(latent, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, n_features)
-        self.hparams = {"hidden": hidden, "latent": latent}
+        self.head = nn.Linear(hidden, n_features * patch)
+        self.hparams = {"hidden": hidden, "latent": latent, "patch": patch}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.encoder(x)
+        _, (h, _) = self.encoder(x.reshape(-1, self.steps, self.n_features * self.patch))
         z = torch.tanh(self.to_latent(h[-1]))  # [B, latent]
-        z_seq = z.unsqueeze(1).expand(-1, self.seq_len, -1)
+        z_seq = z.unsqueeze(1).expand(-1, self.steps, -1)
         out, _ = self.decoder(z_seq)
-        return self.head(out)
+        return self.head(out).reshape(-1, self.seq_len, self.n_features)
 
 
 def sinusoidal_encoding(length: int, d_model: int) -> torch.Tensor:
@@ -45,15 +49,20 @@ def sinusoidal_encoding(length: int, d_model: int) -> torch.Tensor:
 class TransformerAutoencoder(nn.Module):
     """Linear input projection + sinusoidal positions -> TransformerEncoder (self-attention, pre-norm)
     -> flatten -> latent (the bottleneck) -> unflatten + positions -> one more self-attention layer
-    -> linear reconstruction head."""
+    -> linear reconstruction head. With `patch` > 1 a token is `patch` consecutive windows (as in
+    PatchTST): L / patch tokens of patch * F values, so attention and the layers run on fewer rows."""
 
     def __init__(self, n_features: int = config.N_FEATURES, seq_len: int = config.SEQUENCE_LENGTH,
-                 d_model: int = 32, heads: int = 4, layers: int = 2, ff: int = 64, latent: int = 8):
+                 d_model: int = 32, heads: int = 4, layers: int = 2, ff: int = 64, latent: int = 8,
+                 patch: int = 1):
         super().__init__()
-        self.seq_len = seq_len
+        if seq_len % patch:
+            raise ValueError(f"patch {patch} must divide the sequence length {seq_len}")
+        self.n_features, self.patch = n_features, patch
+        self.seq_len = seq_len // patch  # tokens
         self.d_model = d_model
-        self.input_proj = nn.Linear(n_features, d_model)
-        self.register_buffer("pos", sinusoidal_encoding(seq_len, d_model), persistent=True)
+        self.input_proj = nn.Linear(n_features * patch, d_model)
+        self.register_buffer("pos", sinusoidal_encoding(self.seq_len, d_model), persistent=True)
 
         def layer() -> nn.TransformerEncoderLayer:
             return nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=0.0,
@@ -61,18 +70,19 @@ class TransformerAutoencoder(nn.Module):
 
         self.encoder = nn.TransformerEncoder(layer(), layers, norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
-        self.to_latent = nn.Linear(seq_len * d_model, latent)
-        self.from_latent = nn.Linear(latent, seq_len * d_model)
+        self.to_latent = nn.Linear(self.seq_len * d_model, latent)
+        self.from_latent = nn.Linear(latent, self.seq_len * d_model)
         self.decoder = nn.TransformerEncoder(layer(), 1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, n_features)
+        self.head = nn.Linear(d_model, n_features * patch)
         self.hparams = {"d_model": d_model, "heads": heads, "layers": layers, "ff": ff, "latent": latent,
-                        "decoder_layers": 1, "norm_first": True}
+                        "patch": patch, "decoder_layers": 1, "norm_first": True}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(self.input_proj(x) + self.pos)
+        tokens = x.reshape(-1, self.seq_len, self.n_features * self.patch)
+        h = self.encoder(self.input_proj(tokens) + self.pos)
         z = torch.tanh(self.to_latent(h.flatten(1)))  # [B, latent]
         d = self.from_latent(z).view(-1, self.seq_len, self.d_model) + self.pos
-        return self.head(self.decoder(d))
+        return self.head(self.decoder(d)).reshape(-1, self.seq_len * self.patch, self.n_features)
 
 
 class LeanTransformer(nn.Module):
@@ -85,7 +95,8 @@ class LeanTransformer(nn.Module):
 
     def __init__(self, ae: TransformerAutoencoder):
         super().__init__()
-        self.seq_len, self.d_model = ae.seq_len, ae.d_model
+        self.seq_len, self.d_model = ae.seq_len, ae.d_model  # seq_len: tokens
+        self.n_features, self.patch = ae.n_features, ae.patch
         self.heads = ae.encoder.layers[0].self_attn.num_heads
         self.input_proj, self.to_latent, self.from_latent, self.head = (
             ae.input_proj, ae.to_latent, ae.from_latent, ae.head)
@@ -125,7 +136,8 @@ class LeanTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length, d = self.seq_len, self.d_model
-        h = (self.input_proj(x) + self.pos).reshape(-1, d)
+        tokens = x.reshape(-1, length, self.n_features * self.patch)
+        h = (self.input_proj(tokens) + self.pos).reshape(-1, d)
         for layer in self.encoder_layers:
             h = self._layer(layer, h)
         h = self.encoder_norm(h).reshape(-1, length * d)
@@ -133,7 +145,7 @@ class LeanTransformer(nn.Module):
         h = (self.from_latent(z).view(-1, length, d) + self.pos).reshape(-1, d)
         for layer in self.decoder_layers:
             h = self._layer(layer, h)
-        return self.head(self.decoder_norm(h)).view(-1, length, x.shape[-1])
+        return self.head(self.decoder_norm(h)).view(-1, length * self.patch, self.n_features)
 
 
 class NoiseAwareOutput(nn.Module):

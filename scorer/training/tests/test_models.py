@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from agentops_train import config
+from agentops_train.models import LeanTransformer, LstmAutoencoder, TransformerAutoencoder
+
+L, F = config.SEQUENCE_LENGTH, config.N_FEATURES
+
+
+@pytest.mark.parametrize("patch", [1, 2, 4])
+def test_models_keep_the_sequence_shape_whatever_the_patch(patch):
+    torch.manual_seed(0)
+    x = torch.randn(3, L, F)
+    for model in (LstmAutoencoder(patch=patch), TransformerAutoencoder(patch=patch)):
+        assert model.eval()(x).shape == (3, L, F)
+
+
+def test_a_patch_is_consecutive_windows_of_one_sequence():
+    # A token/step of patch 4 must hold windows 4k..4k+3 of the same sequence: changing window 5
+    # of sequence 0 changes only sequence 0's reconstruction.
+    torch.manual_seed(0)
+    model = TransformerAutoencoder(patch=4).eval()
+    x = torch.randn(2, L, F)
+    y = x.clone()
+    y[0, 5] += 1.0
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert not torch.allclose(a[0], b[0])
+    assert torch.equal(a[1], b[1])
+
+
+def test_patch_must_divide_the_sequence():
+    with pytest.raises(ValueError, match="patch 3"):
+        TransformerAutoencoder(patch=3)
+    with pytest.raises(ValueError, match="patch 3"):
+        LstmAutoencoder(patch=3)
+
+
+@pytest.mark.parametrize("patch", [1, 4])
+def test_lean_transformer_is_the_same_function(patch):
+    torch.manual_seed(1)
+    model = TransformerAutoencoder(patch=patch).eval()
+    x = torch.randn(5, L, F)
+    with torch.no_grad():
+        assert torch.allclose(LeanTransformer(model).eval()(x), model(x), atol=1e-5)
