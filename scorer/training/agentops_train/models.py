@@ -11,6 +11,19 @@ from torch import nn
 from . import config
 
 
+def patch_count(seq_len: int, patch: int) -> int:
+    """How many patches of `patch` consecutive windows a sequence of `seq_len` windows holds."""
+    if seq_len % patch:
+        raise ValueError(f"patch {patch} must divide the sequence length {seq_len}")
+    return seq_len // patch
+
+
+def to_patches(x: torch.Tensor, patches: int, width: int) -> torch.Tensor:
+    """[batch, L, F] -> [batch, patches, width = L / patches * F]: patch k holds windows
+    k * L / patches .. (k + 1) * L / patches - 1 of its own sequence, feature-major per window."""
+    return x.reshape(-1, patches, width)
+
+
 class LstmAutoencoder(nn.Module):
     """LSTM encoder -> latent (last hidden state, projected) -> LSTM decoder fed the latent at every
     step -> linear head. With `patch` > 1 each recurrent step reads and writes `patch` consecutive
@@ -19,10 +32,8 @@ class LstmAutoencoder(nn.Module):
     def __init__(self, n_features: int = config.N_FEATURES, seq_len: int = config.SEQUENCE_LENGTH,
                  hidden: int = 32, latent: int = 8, patch: int = 1):
         super().__init__()
-        if seq_len % patch:
-            raise ValueError(f"patch {patch} must divide the sequence length {seq_len}")
         self.seq_len, self.n_features, self.patch = seq_len, n_features, patch
-        self.steps = seq_len // patch
+        self.steps = patch_count(seq_len, patch)
         self.encoder = nn.LSTM(n_features * patch, hidden, batch_first=True)
         self.to_latent = nn.Linear(hidden, latent)
         self.decoder = nn.LSTM(latent, hidden, batch_first=True)
@@ -30,7 +41,7 @@ class LstmAutoencoder(nn.Module):
         self.hparams = {"hidden": hidden, "latent": latent, "patch": patch}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.encoder(x.reshape(-1, self.steps, self.n_features * self.patch))
+        _, (h, _) = self.encoder(to_patches(x, self.steps, self.n_features * self.patch))
         z = torch.tanh(self.to_latent(h[-1]))  # [B, latent]
         z_seq = z.unsqueeze(1).expand(-1, self.steps, -1)
         out, _ = self.decoder(z_seq)
@@ -56,13 +67,11 @@ class TransformerAutoencoder(nn.Module):
                  d_model: int = 32, heads: int = 4, layers: int = 2, ff: int = 64, latent: int = 8,
                  patch: int = 1):
         super().__init__()
-        if seq_len % patch:
-            raise ValueError(f"patch {patch} must divide the sequence length {seq_len}")
         self.n_features, self.patch = n_features, patch
-        self.seq_len = seq_len // patch  # tokens
+        self.tokens = patch_count(seq_len, patch)
         self.d_model = d_model
         self.input_proj = nn.Linear(n_features * patch, d_model)
-        self.register_buffer("pos", sinusoidal_encoding(self.seq_len, d_model), persistent=True)
+        self.register_buffer("pos", sinusoidal_encoding(self.tokens, d_model), persistent=True)
 
         def layer() -> nn.TransformerEncoderLayer:
             return nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff, dropout=0.0,
@@ -70,19 +79,18 @@ class TransformerAutoencoder(nn.Module):
 
         self.encoder = nn.TransformerEncoder(layer(), layers, norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
-        self.to_latent = nn.Linear(self.seq_len * d_model, latent)
-        self.from_latent = nn.Linear(latent, self.seq_len * d_model)
+        self.to_latent = nn.Linear(self.tokens * d_model, latent)
+        self.from_latent = nn.Linear(latent, self.tokens * d_model)
         self.decoder = nn.TransformerEncoder(layer(), 1, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.head = nn.Linear(d_model, n_features * patch)
         self.hparams = {"d_model": d_model, "heads": heads, "layers": layers, "ff": ff, "latent": latent,
                         "patch": patch, "decoder_layers": 1, "norm_first": True}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = x.reshape(-1, self.seq_len, self.n_features * self.patch)
-        h = self.encoder(self.input_proj(tokens) + self.pos)
+        h = self.encoder(self.input_proj(to_patches(x, self.tokens, self.n_features * self.patch)) + self.pos)
         z = torch.tanh(self.to_latent(h.flatten(1)))  # [B, latent]
-        d = self.from_latent(z).view(-1, self.seq_len, self.d_model) + self.pos
-        return self.head(self.decoder(d)).reshape(-1, self.seq_len * self.patch, self.n_features)
+        d = self.from_latent(z).view(-1, self.tokens, self.d_model) + self.pos
+        return self.head(self.decoder(d)).reshape(-1, self.tokens * self.patch, self.n_features)
 
 
 class LeanTransformer(nn.Module):
@@ -95,7 +103,7 @@ class LeanTransformer(nn.Module):
 
     def __init__(self, ae: TransformerAutoencoder):
         super().__init__()
-        self.seq_len, self.d_model = ae.seq_len, ae.d_model  # seq_len: tokens
+        self.tokens, self.d_model = ae.tokens, ae.d_model
         self.n_features, self.patch = ae.n_features, ae.patch
         self.heads = ae.encoder.layers[0].self_attn.num_heads
         self.input_proj, self.to_latent, self.from_latent, self.head = (
@@ -118,7 +126,7 @@ class LeanTransformer(nn.Module):
 
     def _attention(self, layer, h: torch.Tensor) -> torch.Tensor:
         # h: [B * L, d] -> [B * L, d]
-        d, dh, length = self.d_model, self.d_model // self.heads, self.seq_len
+        d, dh, length = self.d_model, self.d_model // self.heads, self.tokens
         qkv = torch.nn.functional.linear(h, layer.lean_in_w, layer.lean_in_b).view(-1, length, 3 * d)
         outs = []
         for i in range(self.heads):
@@ -135,9 +143,8 @@ class LeanTransformer(nn.Module):
         return h + layer.linear2(torch.relu(layer.linear1(layer.norm2(h))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length, d = self.seq_len, self.d_model
-        tokens = x.reshape(-1, length, self.n_features * self.patch)
-        h = (self.input_proj(tokens) + self.pos).reshape(-1, d)
+        length, d = self.tokens, self.d_model
+        h = (self.input_proj(to_patches(x, length, self.n_features * self.patch)) + self.pos).reshape(-1, d)
         for layer in self.encoder_layers:
             h = self._layer(layer, h)
         h = self.encoder_norm(h).reshape(-1, length * d)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from agentops_train import config
-from agentops_train.models import LeanTransformer, LstmAutoencoder, TransformerAutoencoder
+from agentops_train.models import LeanTransformer, LstmAutoencoder, TransformerAutoencoder, to_patches
 
 L, F = config.SEQUENCE_LENGTH, config.N_FEATURES
 
@@ -16,8 +16,14 @@ def test_models_keep_the_sequence_shape_whatever_the_patch(patch):
 
 
 def test_a_patch_is_consecutive_windows_of_one_sequence():
-    # A token/step of patch 4 must hold windows 4k..4k+3 of the same sequence: changing window 5
-    # of sequence 0 changes only sequence 0's reconstruction.
+    x = torch.arange(2 * L * F, dtype=torch.float32).view(2, L, F)
+    p = to_patches(x, L // 4, 4 * F)
+    assert p.shape == (2, L // 4, 4 * F)
+    assert torch.equal(p[1, 1], x[1, 4:8].reshape(-1))
+
+
+def test_patched_sequences_of_a_batch_stay_apart():
+    # Changing window 5 of sequence 0 changes sequence 0's reconstruction and not sequence 1's.
     torch.manual_seed(0)
     model = TransformerAutoencoder(patch=4).eval()
     x = torch.randn(2, L, F)
