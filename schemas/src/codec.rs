@@ -1,9 +1,11 @@
 //! The two wire formats, both real standards:
 //!
 //! - **Avro single-object encoding** (Avro spec): `C3 01`, the 8-byte little-endian
-//!   CRC-64-AVRO (Rabin) fingerprint of the writer schema, then the Avro binary body. Used when no
-//!   schema registry is configured: the fingerprint names the writer schema, which every reader
-//!   knows from `avro/`.
+//!   CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical Form
+//!   ([`crate::fingerprint`]), then the Avro binary body. Used when no schema registry is
+//!   configured: the fingerprint names the writer schema, which every reader knows from `avro/`.
+//!   Readers also accept the fingerprints this project wrote before it followed the
+//!   specification ([`legacy_fingerprint`]).
 //! - **Confluent wire format**: magic byte `0`, the 4-byte big-endian registry schema id, then
 //!   the Avro binary body. Used when a schema registry is configured.
 //!
@@ -14,12 +16,12 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 
-use apache_avro::rabin::Rabin;
 #[cfg(feature = "registry")]
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 
+pub use crate::fingerprint::{fingerprint, legacy_fingerprint, parsing_canonical_form};
 use crate::{AvroRecord, DecodeError, EncodeError};
 
 /// First two bytes of an Avro single-object encoded record.
@@ -30,13 +32,6 @@ pub const SINGLE_OBJECT_HEADER_LEN: usize = 10;
 pub const CONFLUENT_MAGIC: u8 = 0;
 /// Length of the Confluent header (magic + schema id).
 pub const CONFLUENT_HEADER_LEN: usize = 5;
-
-/// The CRC-64-AVRO fingerprint of a schema's canonical form, as the u64 read from the
-/// little-endian bytes of the single-object header.
-pub fn fingerprint(schema: &Schema) -> u64 {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    u64::from_le_bytes(bytes[..8].try_into().expect("rabin fingerprint has 8 bytes"))
-}
 
 /// The header found at the front of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +165,9 @@ fn prepare(schema: &Schema) -> Result<WriterSchema, String> {
 pub struct Decoder<T: AvroRecord> {
     /// One per known writer schema (`T::writer_schemas()`), by index.
     known: Vec<WriterSchema>,
-    /// Fingerprint of each known writer schema, by index (a handful: scanned, not hashed).
-    fingerprints: Vec<u64>,
+    /// Fingerprints of the known writer schemas and the index of each: the specification's
+    /// and the legacy one per schema (a handful: scanned, not hashed).
+    fingerprints: Vec<(u64, usize)>,
     by_schema_id: RwLock<HashMap<u32, WriterSchema>>,
     #[cfg(feature = "registry")]
     registry: Option<Arc<crate::registry::Registry>>,
@@ -194,7 +190,13 @@ impl<T: AvroRecord> Decoder<T> {
                 .iter()
                 .map(|writer| prepare(writer).expect("embedded schemas are valid Avro"))
                 .collect(),
-            fingerprints: writers.iter().map(fingerprint).collect(),
+            fingerprints: writers
+                .iter()
+                .enumerate()
+                .flat_map(|(index, writer)| {
+                    [(fingerprint(writer), index), (legacy_fingerprint(writer), index)]
+                })
+                .collect(),
             by_schema_id: RwLock::new(HashMap::new()),
             #[cfg(feature = "registry")]
             registry: None,
@@ -251,7 +253,10 @@ impl<T: AvroRecord> Decoder<T> {
     }
 
     fn known_index(&self, fingerprint: u64) -> Option<usize> {
-        self.fingerprints.iter().position(|&f| f == fingerprint)
+        self.fingerprints
+            .iter()
+            .find(|(known, _)| *known == fingerprint)
+            .map(|(_, index)| *index)
     }
 
     fn has_registry(&self) -> bool {

@@ -14,6 +14,8 @@
 //! - [`anomaly`]: [`Anomaly`], the scorer's verdict on a window.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint) and the
 //!   Confluent frame (magic `0` + 4-byte schema id); [`codec::Decoder`] accepts both.
+//! - [`fingerprint`]: the specification's Parsing Canonical Form and CRC-64-AVRO fingerprint
+//!   (and the legacy fingerprint readers still accept).
 //! - `registry` (feature `registry`): a Confluent schema-registry client built on
 //!   `schema_registry_converter`.
 //! - The CQL and SQL schemas (`cql/`, `sql/`) are the store migrations, embedded by the
@@ -33,6 +35,7 @@
 pub mod anomaly;
 pub mod codec;
 mod error;
+pub mod fingerprint;
 pub mod kpi;
 pub mod kpi_window;
 #[cfg(feature = "registry")]

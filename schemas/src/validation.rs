@@ -1,5 +1,10 @@
 //! Field checks beyond the Avro schema: what would make the KPIs wrong or the store unsafe.
 //! Every entry path (HTTP gateway, producer library, aggregator) applies the same rules.
+//!
+//! [`validate`] judges an event alone. [`validate_not_future`] also needs the receiver's clock,
+//! passed in (`now_ms`) so that the check stays a pure function: an event that completes further
+//! in the future than the allowed clock skew would move its partition's watermark (the largest
+//! event time seen) ahead of every other series on that partition.
 
 use crate::task_event::{AttributeProblem, TaskEventView};
 use crate::TaskEvent;
@@ -124,6 +129,26 @@ pub fn validate_view(event: &TaskEventView<'_>) -> Result<(), ValidationError> {
     }
 }
 
+/// Checks that `completed_at` is at most `max_future_skew_ms` after `now_ms` (the receiver's
+/// wall clock): a producer's clock may run a little ahead, not more. The error names the
+/// field, the event time, how far ahead it is and the allowed skew.
+pub fn validate_not_future(
+    completed_at: i64,
+    now_ms: i64,
+    max_future_skew_ms: i64,
+) -> Result<(), ValidationError> {
+    let ahead = i128::from(completed_at) - i128::from(now_ms);
+    if ahead <= i128::from(max_future_skew_ms) {
+        return Ok(());
+    }
+    invalid(
+        "completed_at",
+        format!(
+            "{completed_at} is {ahead} ms ahead of the receiver's clock ({now_ms}); at most {max_future_skew_ms} ms of clock skew is allowed"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -200,6 +225,40 @@ mod tests {
         assert_eq!(
             (error.field.as_str(), error.message.as_str()),
             ("attributes", "key of 80 bytes, 1 to 64 allowed")
+        );
+    }
+
+    #[test]
+    fn future_events_are_refused_beyond_the_skew_exactly() {
+        let now = 1_763_900_000_000;
+        assert_eq!(validate_not_future(now, now, 60_000), Ok(()));
+        assert_eq!(
+            validate_not_future(now - 86_400_000, now, 60_000),
+            Ok(()),
+            "the past is fine"
+        );
+        assert_eq!(
+            validate_not_future(now + 60_000, now, 60_000),
+            Ok(()),
+            "exactly the skew"
+        );
+        let error = validate_not_future(now + 60_001, now, 60_000).unwrap_err();
+        assert_eq!(error.field, "completed_at");
+        assert_eq!(
+            error.message,
+            "1763900060001 is 60001 ms ahead of the receiver's clock (1763900000000); at most 60000 ms of clock skew is allowed"
+        );
+        assert!(
+            validate_not_future(4_102_444_800_000, now, 60_000).is_err(),
+            "2100-01-01"
+        );
+        assert!(
+            validate_not_future(i64::MAX, i64::MIN, i64::MAX).is_err(),
+            "no overflow"
+        );
+        assert_eq!(
+            validate_not_future(now + 1, now, 0).unwrap_err().field,
+            "completed_at"
         );
     }
 
