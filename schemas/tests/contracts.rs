@@ -83,6 +83,25 @@ fn anomaly() -> Anomaly {
         }],
         model_version: "v1".into(),
         scored_at: 2,
+        statistical_score: Some(7.125),
+        explanation: vec![
+            schemas::KpiExplanation {
+                kpi: "success_rate".into(),
+                observed: 0.52,
+                expected: 0.86,
+                low: 0.79,
+                high: 0.93,
+                evidence: 7.125,
+            },
+            schemas::KpiExplanation {
+                kpi: "latency_p95_ms".into(),
+                observed: 2_400.5,
+                expected: 900.0,
+                low: 612.25,
+                high: 1_187.75,
+                evidence: 3.5,
+            },
+        ],
     }
 }
 
@@ -263,4 +282,87 @@ fn write_v1_fixture() {
         bytes,
     )
     .unwrap();
+}
+
+/// A verdict of today's schema round-trips with and without the statistical score and the
+/// explanation, and its body is plain Avro of `anomaly.avsc` (apache-avro's generic reader).
+#[test]
+fn anomaly_round_trips_with_and_without_score_and_explanation() {
+    let bare = Anomaly {
+        statistical_score: None,
+        explanation: Vec::new(),
+        ..anomaly()
+    };
+    for a in [anomaly(), bare] {
+        let bytes = Encoder::<Anomaly>::single_object().encode(&a).unwrap();
+        assert_eq!(Decoder::<Anomaly>::new().decode_sync(&bytes).unwrap(), a);
+        let mut body = &bytes[10..];
+        let value = GenericDatumReader::builder(Anomaly::schema())
+            .build()
+            .unwrap()
+            .read_value(&mut body)
+            .unwrap();
+        assert!(body.is_empty(), "trailing bytes");
+        assert_eq!(apache_avro::from_value::<Anomaly>(&value).unwrap(), a);
+    }
+}
+
+/// A verdict written with the first schema version (`avro/anomaly.v1.avsc`, by apache-avro's
+/// generic writer, not our encoder) decodes into today's type without a statistical score and
+/// with an empty explanation (BACKWARD compatibility).
+#[test]
+fn anomaly_written_with_v1_decodes_without_score_and_explanation() {
+    let v1 = schemas::anomaly::schema_v1();
+    apache_avro::schema_compatibility::SchemaCompatibility::can_read(v1, Anomaly::schema())
+        .expect("today's reader reads v1 data");
+    let a = anomaly();
+    let value = Value::Record(vec![
+        ("anomaly_id".into(), Value::String(a.anomaly_id.clone())),
+        ("window_id".into(), Value::String(a.window_id.clone())),
+        ("tenant_id".into(), Value::String(a.tenant_id.clone())),
+        ("agent_id".into(), Value::String(a.agent_id.clone())),
+        ("window_start".into(), Value::TimestampMillis(a.window_start)),
+        ("window_end".into(), Value::TimestampMillis(a.window_end)),
+        ("lstm_score".into(), Value::Double(a.lstm_score)),
+        ("transformer_score".into(), Value::Double(a.transformer_score)),
+        ("lstm_normalized".into(), Value::Double(a.lstm_normalized)),
+        (
+            "transformer_normalized".into(),
+            Value::Double(a.transformer_normalized),
+        ),
+        ("ensemble_score".into(), Value::Double(a.ensemble_score)),
+        ("threshold".into(), Value::Double(a.threshold)),
+        ("is_anomaly".into(), Value::Boolean(a.is_anomaly)),
+        (
+            "top_features".into(),
+            Value::Array(vec![Value::Record(vec![
+                ("feature".into(), Value::String("success_rate".into())),
+                ("contribution".into(), Value::Double(0.7)),
+            ])]),
+        ),
+        ("model_version".into(), Value::String(a.model_version.clone())),
+        ("scored_at".into(), Value::TimestampMillis(a.scored_at)),
+    ]);
+    let mut bytes = SINGLE_OBJECT_MARKER.to_vec();
+    bytes.extend_from_slice(&fingerprint(v1).to_le_bytes());
+    bytes.extend(
+        GenericDatumWriter::builder(v1)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap(),
+    );
+    assert_ne!(
+        fingerprint(v1),
+        fingerprint(Anomaly::schema()),
+        "v1 is a writer schema of its own"
+    );
+    assert_eq!(
+        Decoder::<Anomaly>::new().decode_sync(&bytes).unwrap(),
+        Anomaly {
+            statistical_score: None,
+            explanation: Vec::new(),
+            ..a
+        }
+    );
 }

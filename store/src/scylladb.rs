@@ -13,6 +13,10 @@
 //!   again, not safe against concurrent registrations.
 //! - Range reads (`day >= ? AND day <= ?`) are used for dashboards; the CQL test server only
 //!   supports equality, so those are checked against real ScyllaDB only.
+//! - Migrations run their statements as written (`ALTER TABLE` included). The CQL test server
+//!   has no `ALTER TABLE`: with `alter_table=false` the columns a migration adds are folded into
+//!   the `CREATE TABLE` of the same run ([`migrations::fold_added_columns`]), which works for a
+//!   fresh keyspace only.
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -21,10 +25,12 @@ use scylla::client::caching_session::CachingSession;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::{DeserializeRow, SerializeRow};
 
-use crate::migrations::{self, statements};
+use crate::migrations::{self, statements, Migration};
 use crate::model::normalize_login;
 use crate::model::{day_text, parse_day};
-use crate::sqlite::{features_from_json, features_to_json, now_ms};
+use crate::sqlite::{
+    explanation_from_json, explanation_to_json, features_from_json, features_to_json, now_ms,
+};
 use crate::{AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store, User};
 use uuid::Uuid;
 
@@ -41,10 +47,14 @@ pub struct ScyllaConfig {
     pub lwt: bool,
     /// Wait for schema agreement after DDL (real clusters: yes).
     pub schema_agreement: bool,
+    /// The server runs `ALTER TABLE` (real clusters: yes). `false` only for the in-memory CQL
+    /// test server, which has none: migrations then fold added columns into `CREATE TABLE`.
+    pub alter_table: bool,
 }
 
 impl ScyllaConfig {
-    /// Parses `scylla://host:port[,host:port]/keyspace[?replication_factor=N&lwt=B&schema_agreement=B]`.
+    /// Parses
+    /// `scylla://host:port[,host:port]/keyspace[?replication_factor=N&lwt=B&schema_agreement=B&alter_table=B]`.
     pub fn from_url(url: &str) -> Result<ScyllaConfig> {
         let bad = |message: &str| Error::BadUrl {
             url: url.to_string(),
@@ -72,6 +82,7 @@ impl ScyllaConfig {
             replication_factor: 3,
             lwt: true,
             schema_agreement: true,
+            alter_table: true,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair
@@ -90,6 +101,7 @@ impl ScyllaConfig {
                 }
                 "lwt" => config.lwt = flag()?,
                 "schema_agreement" => config.schema_agreement = flag()?,
+                "alter_table" => config.alter_table = flag()?,
                 other => return Err(bad(&format!("unknown parameter `{other}`"))),
             }
         }
@@ -222,6 +234,61 @@ struct AnomalyRow {
     top_features: String,
     model_version: String,
     scored_at: i64,
+    /// Null in rows written before migration 4 and when the statistical member did not score.
+    statistical_score: Option<f64>,
+    /// JSON array; null in rows written before migration 4.
+    explanation: Option<String>,
+}
+
+impl AnomalyRow {
+    fn new(a: &Anomaly) -> AnomalyRow {
+        AnomalyRow {
+            tenant_id: a.tenant_id.clone(),
+            window_start: a.window_start,
+            agent_id: a.agent_id.clone(),
+            anomaly_id: a.anomaly_id.clone(),
+            window_id: a.window_id.clone(),
+            window_end: a.window_end,
+            lstm_score: a.lstm_score,
+            transformer_score: a.transformer_score,
+            lstm_normalized: a.lstm_normalized,
+            transformer_normalized: a.transformer_normalized,
+            ensemble_score: a.ensemble_score,
+            threshold: a.threshold,
+            is_anomaly: a.is_anomaly,
+            top_features: features_to_json(&a.top_features),
+            model_version: a.model_version.clone(),
+            scored_at: a.scored_at,
+            statistical_score: a.statistical_score,
+            explanation: Some(explanation_to_json(&a.explanation)),
+        }
+    }
+
+    fn into_anomaly(self) -> Result<Anomaly> {
+        Ok(Anomaly {
+            top_features: features_from_json(&self.top_features)?,
+            explanation: match &self.explanation {
+                Some(json) => explanation_from_json(json)?,
+                None => Vec::new(),
+            },
+            tenant_id: self.tenant_id,
+            window_start: self.window_start,
+            agent_id: self.agent_id,
+            anomaly_id: self.anomaly_id,
+            window_id: self.window_id,
+            window_end: self.window_end,
+            lstm_score: self.lstm_score,
+            transformer_score: self.transformer_score,
+            lstm_normalized: self.lstm_normalized,
+            transformer_normalized: self.transformer_normalized,
+            ensemble_score: self.ensemble_score,
+            threshold: self.threshold,
+            is_anomaly: self.is_anomaly,
+            model_version: self.model_version,
+            scored_at: self.scored_at,
+            statistical_score: self.statistical_score,
+        })
+    }
 }
 
 const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
@@ -229,8 +296,9 @@ const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, f
     latency_digest, is_final, updated_at";
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
-    is_anomaly, top_features, model_version, scored_at";
+    is_anomaly, top_features, model_version, scored_at, statistical_score, explanation";
 const SIXTEEN_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
+const EIGHTEEN_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
 
 impl ScyllaStore {
     /// Connects, creates the keyspace if missing and uses it.
@@ -256,6 +324,46 @@ impl ScyllaStore {
             session: CachingSession::from(session, 64),
             config,
         })
+    }
+
+    /// Applies the migrations not applied yet up to version `last` (inclusive), in order;
+    /// returns the versions it applied. [`Store::migrate`] applies all of them; a test of data
+    /// written before a migration stops earlier. With `alter_table=false` the pending
+    /// migrations' statements are [`migrations::fold_added_columns`].
+    pub async fn migrate_to(&self, last: u32) -> Result<Vec<u32>> {
+        self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)")
+            .await?;
+        let done = self.applied_migrations().await?;
+        let pending: Vec<Migration> = migrations::CQL
+            .iter()
+            .filter(|m| m.version <= last && !done.contains(&m.version))
+            .copied()
+            .collect();
+        let scripts: Vec<Vec<String>> = if self.config.alter_table {
+            pending.iter().map(|m| statements(m.script)).collect()
+        } else {
+            migrations::fold_added_columns(&pending)?
+        };
+        let mut newly = Vec::new();
+        for (m, script) in pending.iter().zip(scripts) {
+            for statement in script {
+                self.ddl(&statement).await.map_err(|e| Error::Migration {
+                    version: m.version,
+                    name: m.name,
+                    message: e.to_string(),
+                })?;
+            }
+            self.session
+                .execute_unpaged(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version as i32, m.name, now_ms()),
+                )
+                .await
+                .map_err(Error::scylla)?;
+            tracing::info!(version = m.version, name = m.name, "applied cql migration");
+            newly.push(m.version);
+        }
+        Ok(newly)
     }
 
     async fn ddl(&self, statement: &str) -> Result<()> {
@@ -412,29 +520,7 @@ fn applied(result: scylla::response::query_result::QueryResult) -> Result<bool> 
 #[async_trait]
 impl Store for ScyllaStore {
     async fn migrate(&self) -> Result<Vec<u32>> {
-        self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)")
-            .await?;
-        let done = self.applied_migrations().await?;
-        let mut newly = Vec::new();
-        for m in migrations::CQL.iter().filter(|m| !done.contains(&m.version)) {
-            for statement in statements(m.script) {
-                self.ddl(&statement).await.map_err(|e| Error::Migration {
-                    version: m.version,
-                    name: m.name,
-                    message: e.to_string(),
-                })?;
-            }
-            self.session
-                .execute_unpaged(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version as i32, m.name, now_ms()),
-                )
-                .await
-                .map_err(Error::scylla)?;
-            tracing::info!(version = m.version, name = m.name, "applied cql migration");
-            newly.push(m.version);
-        }
-        Ok(newly)
+        self.migrate_to(u32::MAX).await
     }
 
     async fn applied_migrations(&self) -> Result<Vec<u32>> {
@@ -595,26 +681,9 @@ impl Store for ScyllaStore {
     }
 
     async fn upsert_anomalies(&self, rows: &[Anomaly]) -> Result<()> {
-        let statement = format!("INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES ({SIXTEEN_MARKERS})");
+        let statement = format!("INSERT INTO anomalies ({ANOMALY_COLUMNS}) VALUES ({EIGHTEEN_MARKERS})");
         let writes = rows.iter().map(|a| {
-            let row = AnomalyRow {
-                tenant_id: a.tenant_id.clone(),
-                window_start: a.window_start,
-                agent_id: a.agent_id.clone(),
-                anomaly_id: a.anomaly_id.clone(),
-                window_id: a.window_id.clone(),
-                window_end: a.window_end,
-                lstm_score: a.lstm_score,
-                transformer_score: a.transformer_score,
-                lstm_normalized: a.lstm_normalized,
-                transformer_normalized: a.transformer_normalized,
-                ensemble_score: a.ensemble_score,
-                threshold: a.threshold,
-                is_anomaly: a.is_anomaly,
-                top_features: features_to_json(&a.top_features),
-                model_version: a.model_version.clone(),
-                scored_at: a.scored_at,
-            };
+            let row = AnomalyRow::new(a);
             let statement = statement.clone();
             async move {
                 self.session
@@ -644,26 +713,7 @@ impl Store for ScyllaStore {
             .map_err(Error::scylla)?;
         rows.into_iter()
             .filter(|r| r.ensemble_score >= query.min_score && (!query.only_flagged || r.is_anomaly))
-            .map(|r| {
-                Ok(Anomaly {
-                    top_features: features_from_json(&r.top_features)?,
-                    tenant_id: r.tenant_id,
-                    window_start: r.window_start,
-                    agent_id: r.agent_id,
-                    anomaly_id: r.anomaly_id,
-                    window_id: r.window_id,
-                    window_end: r.window_end,
-                    lstm_score: r.lstm_score,
-                    transformer_score: r.transformer_score,
-                    lstm_normalized: r.lstm_normalized,
-                    transformer_normalized: r.transformer_normalized,
-                    ensemble_score: r.ensemble_score,
-                    threshold: r.threshold,
-                    is_anomaly: r.is_anomaly,
-                    model_version: r.model_version,
-                    scored_at: r.scored_at,
-                })
-            })
+            .map(AnomalyRow::into_anomaly)
             .collect()
     }
 
@@ -901,6 +951,8 @@ impl Store for ScyllaStore {
 
 #[cfg(test)]
 mod tests {
+    use schemas::{FeatureContribution, KpiExplanation};
+
     use super::*;
 
     #[test]
@@ -910,15 +962,185 @@ mod tests {
         assert_eq!(c.nodes, vec!["a:9042", "b:9042"]);
         assert_eq!(c.keyspace, "agentops");
         assert_eq!(c.replication_factor, 1);
-        assert!(!c.lwt && c.schema_agreement);
+        assert!(!c.lwt && c.schema_agreement && c.alter_table);
+        let double = ScyllaConfig::from_url("scylla://a/ks?alter_table=false").unwrap();
+        assert!(!double.alter_table && double.lwt);
         for bad in [
             "scylla://a:9042",
             "scylla:///ks",
             "scylla://a/ks?x=1",
             "scylla://a/k-s",
             "scylla://a/ks?lwt=maybe",
+            "scylla://a/ks?alter_table=no",
         ] {
             assert!(ScyllaConfig::from_url(bad).is_err(), "{bad}");
         }
+    }
+
+    fn anomaly(agent: &str, statistical_score: Option<f64>, explanation: Vec<KpiExplanation>) -> Anomaly {
+        Anomaly {
+            anomaly_id: Anomaly::id_for(agent, 0, "m1"),
+            window_id: format!("w-{agent}"),
+            tenant_id: "acme".into(),
+            agent_id: agent.into(),
+            window_start: 900_000,
+            window_end: 1_800_000,
+            lstm_score: 0.3,
+            transformer_score: 0.2,
+            lstm_normalized: 4.5,
+            transformer_normalized: 3.5,
+            ensemble_score: 4.0,
+            threshold: 3.0,
+            is_anomaly: true,
+            top_features: vec![FeatureContribution {
+                feature: "success_rate".into(),
+                contribution: 0.8,
+            }],
+            model_version: "m1".into(),
+            scored_at: 1_801_000,
+            statistical_score,
+            explanation,
+        }
+    }
+
+    fn explanation() -> Vec<KpiExplanation> {
+        vec![
+            KpiExplanation {
+                kpi: "success_rate".into(),
+                observed: 0.52,
+                expected: 0.86,
+                low: 0.79,
+                high: 0.93,
+                evidence: 7.25,
+            },
+            KpiExplanation {
+                kpi: "latency_p95_ms".into(),
+                observed: 2_400.0,
+                expected: 900.5,
+                low: 600.0,
+                high: 1_201.0,
+                evidence: 3.0,
+            },
+        ]
+    }
+
+    #[test]
+    fn rows_without_the_columns_of_migration_4_read_back_empty() {
+        let mut row = AnomalyRow::new(&anomaly("bot", Some(6.5), explanation()));
+        assert_eq!(
+            row.explanation
+                .as_deref()
+                .map(|j| explanation_from_json(j).unwrap()),
+            Some(explanation())
+        );
+        row.statistical_score = None;
+        row.explanation = None;
+        let read = row.into_anomaly().unwrap();
+        assert_eq!(read, anomaly("bot", None, Vec::new()));
+        let mut corrupt = AnomalyRow::new(&anomaly("bot", None, Vec::new()));
+        corrupt.explanation = Some("{not json".into());
+        let err = corrupt.into_anomaly().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Corrupt {
+                    column: "explanation",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// The contract suite cannot read anomalies back on the CQL test double (their query is a
+    /// range read): here they are read by partition (equality) and decoded as `anomalies` does.
+    #[tokio::test]
+    async fn the_cql_test_double_stores_the_statistical_score_and_explanation() {
+        let tester = kassandra_tester::KassandraTester::new(kassandra::session::KassandraSession::new());
+        tester
+            .in_scope(|addr| async move {
+                let url = format!(
+                    "scylla://{addr}/unit?replication_factor=1&lwt=false&schema_agreement=false&alter_table=false"
+                );
+                let store = ScyllaStore::connect(ScyllaConfig::from_url(&url).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+                let with = anomaly("bot", Some(6.5), explanation());
+                let without = anomaly("crm", None, Vec::new());
+                store.upsert_anomalies(&[with.clone(), without.clone()]).await.unwrap();
+                // A row as written before migration 4: only the columns of migration 1.
+                let old = AnomalyRow::new(&anomaly("old", Some(1.0), explanation()));
+                let old_columns = ANOMALY_COLUMNS
+                    .strip_suffix(", statistical_score, explanation")
+                    .unwrap();
+                store
+                    .session
+                    .execute_unpaged(
+                        format!("INSERT INTO anomalies ({old_columns}) VALUES ({SIXTEEN_MARKERS})"),
+                        (
+                            &old.tenant_id,
+                            old.window_start,
+                            &old.agent_id,
+                            &old.anomaly_id,
+                            &old.window_id,
+                            old.window_end,
+                            old.lstm_score,
+                            old.transformer_score,
+                            old.lstm_normalized,
+                            old.transformer_normalized,
+                            old.ensemble_score,
+                            old.threshold,
+                            old.is_anomaly,
+                            &old.top_features,
+                            &old.model_version,
+                            old.scored_at,
+                        ),
+                    )
+                    .await
+                    .unwrap();
+                let mut read: Vec<Anomaly> = store
+                    .session
+                    .execute_iter(
+                        format!("SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE tenant_id = ?"),
+                        ("acme",),
+                    )
+                    .await
+                    .unwrap()
+                    .rows_stream::<AnomalyRow>()
+                    .unwrap()
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.into_anomaly().unwrap())
+                    .collect();
+                read.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+                assert_eq!(read, vec![with, without, anomaly("old", None, Vec::new())]);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_alter_table_a_migration_adding_columns_needs_a_fresh_keyspace() {
+        let tester = kassandra_tester::KassandraTester::new(kassandra::session::KassandraSession::new());
+        tester
+            .in_scope(|addr| async move {
+                let url = format!(
+                    "scylla://{addr}/unit?replication_factor=1&lwt=false&schema_agreement=false&alter_table=false"
+                );
+                let store = ScyllaStore::connect(ScyllaConfig::from_url(&url).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(store.migrate_to(3).await.unwrap(), vec![1, 2, 3]);
+                let err = store.migrate().await.unwrap_err();
+                assert!(matches!(err, Error::Migration { version: 4, .. }), "{err}");
+                assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .await
+            .unwrap();
     }
 }

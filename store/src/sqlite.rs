@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use schemas::{Anomaly, FeatureContribution};
+use schemas::{Anomaly, FeatureContribution, KpiExplanation};
 
 use crate::migrations::{self, Migration};
 use crate::model::normalize_login;
@@ -65,6 +65,26 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Applies the migrations not applied yet up to version `last` (inclusive), in order;
+    /// returns the versions it applied. [`Store::migrate`] applies all of them; a test of data
+    /// written before a migration stops earlier.
+    pub async fn migrate_to(&self, last: u32) -> Result<Vec<u32>> {
+        self.with_conn(move |conn| {
+            let done = applied(conn)?;
+            let mut newly = Vec::new();
+            for m in migrations::SQLITE
+                .iter()
+                .filter(|m| m.version <= last && !done.contains(&m.version))
+            {
+                apply(conn, m)?;
+                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
+                newly.push(m.version);
+            }
+            Ok(newly)
+        })
+        .await
     }
 }
 
@@ -130,7 +150,7 @@ const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, f
 
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
-    is_anomaly, top_features, model_version, scored_at";
+    is_anomaly, top_features, model_version, scored_at, statistical_score, explanation";
 
 pub(crate) fn features_to_json(features: &[FeatureContribution]) -> String {
     serde_json::to_string(features).expect("feature contributions serialize")
@@ -143,20 +163,21 @@ pub(crate) fn features_from_json(text: &str) -> Result<Vec<FeatureContribution>>
     })
 }
 
+pub(crate) fn explanation_to_json(explanation: &[KpiExplanation]) -> String {
+    serde_json::to_string(explanation).expect("kpi explanations serialize")
+}
+
+pub(crate) fn explanation_from_json(text: &str) -> Result<Vec<KpiExplanation>> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        column: "explanation",
+        message: e.to_string(),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<Vec<u32>> {
-        self.with_conn(|conn| {
-            let done = applied(conn)?;
-            let mut newly = Vec::new();
-            for m in migrations::SQLITE.iter().filter(|m| !done.contains(&m.version)) {
-                apply(conn, m)?;
-                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
-                newly.push(m.version);
-            }
-            Ok(newly)
-        })
-        .await
+        self.migrate_to(u32::MAX).await
     }
 
     async fn applied_migrations(&self) -> Result<Vec<u32>> {
@@ -294,7 +315,7 @@ impl Store for SqliteStore {
             {
                 let mut stmt = tx.prepare_cached(&format!(
                     "INSERT OR REPLACE INTO anomalies ({ANOMALY_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
                 ))?;
                 for a in &rows {
                     stmt.execute(params![
@@ -314,6 +335,8 @@ impl Store for SqliteStore {
                         features_to_json(&a.top_features),
                         a.model_version,
                         a.scored_at,
+                        a.statistical_score,
+                        explanation_to_json(&a.explanation),
                     ])?;
                 }
             }
@@ -354,15 +377,19 @@ impl Store for SqliteStore {
                                 top_features: Vec::new(),
                                 model_version: row.get(14)?,
                                 scored_at: row.get(15)?,
+                                statistical_score: row.get(16)?,
+                                explanation: Vec::new(),
                             },
                             row.get::<_, String>(13)?,
+                            row.get::<_, String>(17)?,
                         ))
                     },
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(mut a, features)| {
+                .map(|(mut a, features, explanation)| {
                     a.top_features = features_from_json(&features)?;
+                    a.explanation = explanation_from_json(&explanation)?;
                     Ok(a)
                 })
                 .collect()
