@@ -61,6 +61,18 @@ fn invalid(key: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
+/// `auth_api.bcrypt_cost`, validated: all that `auth-api create-user` needs of `[auth_api]`
+/// (it signs no token, so it runs without `auth_api.jwt_secret`).
+pub fn bcrypt_cost(s: &settings::AuthApi) -> Result<u32> {
+    if !(4..=31).contains(&s.bcrypt_cost) {
+        return Err(invalid(
+            "auth_api.bcrypt_cost",
+            format!("{} is outside 4..=31", s.bcrypt_cost),
+        ));
+    }
+    Ok(s.bcrypt_cost)
+}
+
 impl Config {
     /// Validates `[auth_api]`; `cpus` is the number of CPUs (passed in: pure).
     pub fn from_settings(s: &settings::AuthApi, cpus: usize) -> Result<Config> {
@@ -74,12 +86,7 @@ impl Config {
         if s.jwt_audience.trim().is_empty() {
             return Err(invalid("auth_api.jwt_audience", "must not be empty"));
         }
-        if !(4..=31).contains(&s.bcrypt_cost) {
-            return Err(invalid(
-                "auth_api.bcrypt_cost",
-                format!("{} is outside 4..=31", s.bcrypt_cost),
-            ));
-        }
+        let bcrypt_cost = bcrypt_cost(s)?;
         if s.token_ttl_secs == 0 || s.token_ttl_secs > 86_400 {
             return Err(invalid("auth_api.token_ttl_secs", "must be in 1..=86400"));
         }
@@ -118,7 +125,7 @@ impl Config {
             jwt_audience: s.jwt_audience.clone(),
             token_ttl: Duration::from_secs(s.token_ttl_secs),
             jwt_leeway: Duration::from_secs(s.jwt_leeway_secs),
-            bcrypt_cost: s.bcrypt_cost,
+            bcrypt_cost,
             bcrypt_max_concurrent,
             bcrypt_max_queue: s.bcrypt_max_queue,
             max_body_bytes: s.max_body_bytes,

@@ -1,7 +1,14 @@
-//! Dashboard queries: their parameters, the tenant-scope rule and the JSON rows (pure).
+//! Dashboard queries: their parameters, the identifier rule, the tenant-scope rule and the JSON
+//! rows (pure).
 //!
 //! A user reads a tenant only if the tenant is among the user's grants (`auth-api grant`);
 //! anything else is `403`, also for tenants that do not exist (no probing).
+//!
+//! Tenant and agent ids follow one rule everywhere (the events' rule in
+//! `schemas::validation`, the gateway's, `auth-api grant`'s and these queries'): any UTF-8 text
+//! of 1 to 128 bytes that is not only whitespace and holds no `/`. In a URL path an id is
+//! percent-encoded (`caf%C3%A9`, `big%20corp`) and the routes decode it once
+//! ([`crate::routes::decode_path_param`]) before this rule and the grant check see it.
 
 use serde::{Deserialize, Serialize};
 use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery};
@@ -14,6 +21,25 @@ use crate::{Error, Result};
 pub const MAX_DAYS: i64 = 366;
 /// Longest time range of one anomaly query.
 pub const MAX_ANOMALY_RANGE_MS: i64 = 31 * 86_400_000;
+
+/// Checks a tenant or agent id against the identifier rule (see the module docs); the error
+/// names `field`.
+pub fn check_id(field: &'static str, id: &str) -> Result<()> {
+    const MAX: usize = schemas::validation::limits::MAX_ID_BYTES;
+    if id.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX {
+        return Err(invalid(
+            field,
+            format!("is {} bytes, at most {MAX} allowed", id.len()),
+        ));
+    }
+    if id.contains('/') {
+        return Err(invalid(field, "must not contain '/'"));
+    }
+    Ok(())
+}
 
 /// Whether a user with these grants may read `tenant`.
 pub fn authorize(granted: &[String], tenant: &str) -> Result<()> {
@@ -76,6 +102,7 @@ fn parse_instant_ms(field: &'static str, text: &str) -> Result<i64> {
 impl DailyParams {
     /// The store query for `tenant`.
     pub fn query(&self, tenant: &str) -> Result<DailyMetricsQuery> {
+        check_id("tenant", tenant)?;
         let from = parse_day("from", &self.from)?;
         let to = parse_day("to", &self.to)?;
         if to < from {
@@ -85,9 +112,7 @@ impl DailyParams {
             return Err(invalid("to", format!("at most {MAX_DAYS} days per query")));
         }
         if let Some(agent) = &self.agent {
-            if agent.is_empty() || agent.len() > 128 {
-                return Err(invalid("agent", "must be 1 to 128 bytes"));
-            }
+            check_id("agent", agent)?;
         }
         Ok(DailyMetricsQuery {
             tenant_id: tenant.to_string(),
@@ -101,6 +126,7 @@ impl DailyParams {
 impl AnomalyParams {
     /// The store query for `tenant`.
     pub fn query(&self, tenant: &str) -> Result<AnomalyQuery> {
+        check_id("tenant", tenant)?;
         let from_ms = parse_instant_ms("from", &self.from)?;
         let to_ms = parse_instant_ms("to", &self.to)?;
         if to_ms <= from_ms {
@@ -220,6 +246,38 @@ mod tests {
     }
 
     #[test]
+    fn ids_follow_the_events_rule() {
+        for ok in [
+            "acme",
+            "café",
+            "big corp",
+            "*",
+            "a%2Fb",
+            &"x".repeat(128),
+            &"é".repeat(64),
+        ] {
+            assert!(check_id("tenant", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ", "\t", "a/b", "/", &"x".repeat(129), &"é".repeat(65)] {
+            assert_eq!(field(check_id("tenant", bad)), "tenant", "{bad}");
+        }
+    }
+
+    proptest! {
+        /// The same verdict as the events' validation gives a `tenant_id`.
+        #[test]
+        fn ids_are_accepted_exactly_when_an_event_would_be(id in "\\PC{0,70}|[a/ ]{0,3}") {
+            let mut event = schemas::TaskEvent::example();
+            event.tenant_id = id.clone();
+            let event_ok = match schemas::validation::validate(&event) {
+                Ok(()) => true,
+                Err(e) => e.field != "tenant_id",
+            };
+            prop_assert_eq!(check_id("tenant", &id).is_ok(), event_ok);
+        }
+    }
+
+    #[test]
     fn daily_params() {
         let p = |from: &str, to: &str, agent: Option<&str>| DailyParams {
             from: from.into(),
@@ -242,6 +300,14 @@ mod tests {
         assert_eq!(field(p("2025-10-07", "2025-10-01", None).query("a")), "to");
         assert_eq!(field(p("2024-01-01", "2025-01-01", None).query("a")), "to");
         assert_eq!(field(p("2025-10-01", "2025-10-02", Some("")).query("a")), "agent");
+        assert_eq!(
+            field(p("2025-10-01", "2025-10-02", Some("a/b")).query("a")),
+            "agent"
+        );
+        assert_eq!(field(p("2025-10-01", "2025-10-02", None).query("a/b")), "tenant");
+        assert!(p("2025-10-01", "2025-10-02", Some("big bot"))
+            .query("café")
+            .is_ok());
     }
 
     #[test]

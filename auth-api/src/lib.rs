@@ -12,6 +12,7 @@
 //! - [`rate_limit`]: the failed-login limiter (pure, bounded memory).
 //! - [`dashboard`]: query parameters, the tenant-scope rule, rows (pure).
 //! - [`user_cache`]: the middleware's short-lived user cache (pure).
+//! - [`admin`]: users and grants over the store, shared with the CLI (no token key needed).
 //! - [`service`]: [`service::AuthService`], the use cases over the store.
 //! - [`routes`]: the warp filters, the route table, the auth middleware, error recovery.
 //! - [`openapi`], [`metrics`], [`error`].
@@ -29,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod admin;
 pub mod config;
 pub mod dashboard;
 pub mod error;

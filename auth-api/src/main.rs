@@ -4,7 +4,9 @@ use std::io::BufRead as _;
 
 use anyhow::Context;
 use auth_api::accounts::RegisterRequest;
+use auth_api::admin;
 use auth_api::config::Config;
+use auth_api::passwords::Hasher;
 use auth_api::service::AuthService;
 use clap::{Parser, Subcommand};
 
@@ -60,13 +62,19 @@ enum Command {
     },
 }
 
+/// The whole service (`serve`): needs every `[auth_api]` key, the JWT secret included.
 async fn service(settings: &settings::Settings) -> anyhow::Result<std::sync::Arc<AuthService>> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = Config::from_settings(&settings.auth_api, cpus)?;
-    let store = store::open_migrated(&settings.store.url)
+    Ok(AuthService::new(store(settings).await?, config).await?)
+}
+
+/// The store alone: what the user and grant commands need (they sign no token, so they run
+/// without `auth_api.jwt_secret`).
+async fn store(settings: &settings::Settings) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    store::open_migrated(&settings.store.url)
         .await
-        .context("opening the store")?;
-    Ok(AuthService::new(store, config).await?)
+        .context("opening the store")
 }
 
 async fn shutdown_signal() {
@@ -103,34 +111,35 @@ async fn main() -> anyhow::Result<()> {
             auth_api::run(listener, service, shutdown_signal()).await;
         }
         Command::CreateUser { email, username } => {
-            let service = service(&settings).await?;
+            let cost = auth_api::config::bcrypt_cost(&settings.auth_api)?;
+            let store = store(&settings).await?;
+            let hasher = tokio::task::spawn_blocking(move || Hasher::new(cost, 1, 1)).await??;
             let mut password = String::new();
             std::io::stdin()
                 .lock()
                 .read_line(&mut password)
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_string();
-            let user = service
-                .register(RegisterRequest {
-                    email,
-                    password,
-                    username,
-                })
-                .await?;
+            let request = RegisterRequest {
+                email,
+                password,
+                username,
+            };
+            let user = admin::create_user(store.as_ref(), &hasher, request).await?;
             println!("{}", serde_json::to_string(&user)?);
         }
         Command::Grant { email, tenant } => {
-            let user = service(&settings).await?.grant(&email, &tenant).await?;
+            let user = admin::grant(store(&settings).await?.as_ref(), &email, &tenant).await?;
             println!("granted tenant {tenant} to {} ({})", user.email, user.id);
         }
         Command::Revoke { email, tenant } => {
-            if !service(&settings).await?.revoke(&email, &tenant).await? {
+            if !admin::revoke(store(&settings).await?.as_ref(), &email, &tenant).await? {
                 anyhow::bail!("{email} had no grant for tenant {tenant}");
             }
             println!("revoked tenant {tenant} from {email}");
         }
         Command::DeleteUser { email } => {
-            let user = service(&settings).await?.delete_user(&email).await?;
+            let user = admin::delete_user(store(&settings).await?.as_ref(), &email).await?;
             println!("deleted {} ({})", user.email, user.id);
         }
     }

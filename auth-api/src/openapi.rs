@@ -53,7 +53,33 @@ mod tests {
             assert_eq!(secured, r.protected, "{} {}", r.method, r.path);
             if r.protected {
                 assert!(op["responses"]["401"].is_object(), "{} {}", r.method, r.path);
+                // The user is read from the store (on a cache miss).
+                assert!(op["responses"]["503"].is_object(), "{} {}", r.method, r.path);
             }
         }
+    }
+
+    #[test]
+    fn an_alias_is_documented_as_its_route() {
+        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).unwrap();
+        let mut aliases = 0;
+        for r in ROUTES {
+            let method = r.method.to_lowercase();
+            let op = &doc["paths"][r.path][&method];
+            let summary = op["summary"].as_str().unwrap_or_default();
+            let Some(target) = summary
+                .split_once("(alias of ")
+                .and_then(|(_, rest)| rest.strip_suffix(')'))
+            else {
+                continue;
+            };
+            let primary = &doc["paths"][target][&method];
+            assert!(primary.is_object(), "{} {}: no {target}", r.method, r.path);
+            for key in ["responses", "requestBody", "security", "parameters"] {
+                assert_eq!(op[key], primary[key], "{} {}: {key}", r.method, r.path);
+            }
+            aliases += 1;
+        }
+        assert_eq!(aliases, 3);
     }
 }

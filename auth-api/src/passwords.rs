@@ -1,7 +1,11 @@
 //! Passwords: the rules a new password must meet (pure) and the bcrypt pool.
 //!
-//! bcrypt only reads 72 bytes; longer passwords are refused (never silently truncated) and
-//! hashed and verified with the crate's non-truncating API. Hashing and verification are
+//! bcrypt reads at most 72 bytes of key; longer passwords are refused (never silently
+//! truncated), and up to exactly 72 bytes every byte counts. (The crate's `non_truncating_*`
+//! functions count the C string's NUL terminator as a 73rd byte and so refuse a password of
+//! exactly 72 bytes; bcrypt drops that terminator at 72 bytes, as OpenBSD's and libxcrypt's
+//! implementations do, without losing any password byte. So the length is checked here, before
+//! the standard functions run.) Hashing and verification are
 //! CPU-bound (about a quarter second at cost 12), so they run off the async runtime on
 //! `bcrypt_max_concurrent` dedicated threads (below the core count, at a lower scheduling
 //! priority) fed by a bounded queue: a flood of logins occupies at most those threads and the
@@ -136,26 +140,31 @@ impl Hasher {
         self.cost
     }
 
-    /// A bcrypt hash of `password` (which passed [`check_password`]).
+    /// A bcrypt hash of `password` (which passed [`check_password`]; a longer one is refused
+    /// here too, never truncated).
     pub async fn hash(&self, password: String) -> Result<String> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::Invalid {
+                field: "password",
+                message: format!("must be at most {MAX_PASSWORD_BYTES} bytes (UTF-8)"),
+            });
+        }
         let cost = self.cost;
-        self.run(move || bcrypt::non_truncating_hash(password, cost))
+        self.run(move || bcrypt::hash(password, cost))
             .await?
             .map_err(|e| Error::Internal(format!("bcrypt: {e}")))
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown account) the dummy hash is
     /// verified instead and the answer is false, after the same work.
+    /// A password longer than 72 bytes could not have been set: it is verified against the dummy
+    /// hash (the same work) and never matches, so it is never compared truncated.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool> {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let result = self
-            .run(move || bcrypt::non_truncating_verify(password, &hash))
-            .await?;
+        let known = hash.is_some() && password.len() <= MAX_PASSWORD_BYTES;
+        let hash = hash.filter(|_| known).unwrap_or_else(|| self.dummy_hash.clone());
+        let result = self.run(move || bcrypt::verify(password, &hash)).await?;
         Ok(match result {
             Ok(matches) => matches && known,
-            // Too long (could not have been set) or an unreadable stored hash: no match.
-            Err(bcrypt::BcryptError::Truncation(_)) => false,
             Err(e) => {
                 tracing::error!(error = %e, "stored password hash is unreadable");
                 false
@@ -270,6 +279,64 @@ mod tests {
                 .unwrap(),
             "an unreadable hash never matches"
         );
+    }
+
+    /// Hashes of libxcrypt (Openwall's crypt_blowfish, another implementation), made with
+    /// Python's `crypt.crypt(password, "$2b$04$abcdefghijklmnopqrstuu")`.
+    const XCRYPT_Q72: &str = "$2b$04$abcdefghijklmnopqrstuuD54JDjPFIvoXt5EsxVW4u0WrLfemutO";
+    const XCRYPT_Q71: &str = "$2b$04$abcdefghijklmnopqrstuu.V5NUetA0N2qrxv81A1rWzGTdF9BBGe";
+    const XCRYPT_EURO24: &str = "$2b$04$abcdefghijklmnopqrstuuLMnfsIcwrd9XOzJ8Re069XuK/iLtljS";
+
+    #[tokio::test]
+    async fn exactly_72_bytes_are_hashed_whole_and_verified() {
+        let h = Hasher::new(4, 1, 4).unwrap();
+        for password in ["q".repeat(72), "€".repeat(24)] {
+            assert_eq!(password.len(), 72);
+            check_password(&password).unwrap();
+            let hash = h.hash(password.clone()).await.unwrap();
+            assert!(h.verify(password.clone(), Some(hash.clone())).await.unwrap());
+            // Every byte counts: the last one changed, or dropped, does not match.
+            let mut other = password.clone();
+            other.pop();
+            assert!(!h.verify(other.clone(), Some(hash.clone())).await.unwrap());
+            other.push('x');
+            assert!(!h.verify(other, Some(hash.clone())).await.unwrap());
+            // One byte more is refused, never truncated to the 72 that match.
+            assert!(!h.verify(format!("{password}x"), Some(hash)).await.unwrap());
+        }
+        let e = h.hash("q".repeat(73)).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Invalid {
+                    field: "password",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_libxcrypt_at_72_bytes() {
+        let salt = XCRYPT_Q72.parse::<bcrypt::HashParts>().unwrap().get_salt_raw();
+        for (password, expected) in [
+            ("q".repeat(72), XCRYPT_Q72),
+            ("q".repeat(71), XCRYPT_Q71),
+            ("€".repeat(24), XCRYPT_EURO24),
+        ] {
+            let ours = bcrypt::hash_with_salt(&password, 4, salt)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoB);
+            assert_eq!(ours, expected, "{} bytes", password.len());
+        }
+        let h = Hasher::new(4, 1, 4).unwrap();
+        let verify = |p: String, hash: &str| h.verify(p, Some(hash.to_string()));
+        assert!(verify("q".repeat(72), XCRYPT_Q72).await.unwrap());
+        assert!(verify("€".repeat(24), XCRYPT_EURO24).await.unwrap());
+        assert!(!verify("q".repeat(71), XCRYPT_Q72).await.unwrap());
+        // libxcrypt truncates: its hash of 72 bytes also matches 73. Ours refuses the 73rd.
+        assert!(!verify("q".repeat(73), XCRYPT_Q72).await.unwrap());
     }
 
     #[tokio::test]

@@ -92,6 +92,57 @@ pub fn template_matches(template: &str, path: &str) -> bool {
     }
 }
 
+/// The methods served at a concrete path (for the `Allow` header of a `405`), in table order.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for r in ROUTES.iter().filter(|r| template_matches(r.path, path)) {
+        if !methods.contains(&r.method) {
+            methods.push(r.method);
+        }
+    }
+    methods
+}
+
+/// A path parameter as the text it encodes: warp hands path segments over raw, so
+/// `caf%C3%A9` is decoded here to `café` (once: `%25` gives a literal `%`; `+` stays `+`).
+/// A `%` without two hex digits after it, or bytes that are not UTF-8 once decoded, are a
+/// `400` naming the parameter.
+pub fn decode_path_param(name: &str, raw: &str) -> crate::Result<String> {
+    let bad = |message: String| Error::BadRequest {
+        field: Some(name.to_string()),
+        message: format!("{name}: {message}"),
+    };
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+                _ => {
+                    return Err(bad(format!(
+                        "`%` at byte {i} of the path segment is not followed by two hex digits"
+                    )))
+                }
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|e| {
+        bad(format!(
+            "the path segment is not UTF-8 once percent-decoded (invalid byte at {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// The client address used for rate limiting: the TCP peer, or (only when trusted) the last
 /// `X-Forwarded-For` entry, which is the one the trusted proxy appended.
 pub fn client_address(
@@ -293,6 +344,7 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .then(
             |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
                 let result = async {
+                    let tenant = decode_path_param("tenant", &tenant)?;
                     let params: DailyParams = parse_query(&query)?;
                     let rows = svc.daily_metrics(&user, &tenant, &params).await?;
                     Ok(serde_json::json!({ "tenant_id": tenant, "rows": rows }))
@@ -310,6 +362,7 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .then(
             |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
                 let result = async {
+                    let tenant = decode_path_param("tenant", &tenant)?;
                     let params: AnomalyParams = parse_query(&query)?;
                     let rows = svc.anomalies(&user, &tenant, &params).await?;
                     Ok(serde_json::json!({ "tenant_id": tenant, "anomalies": rows }))
@@ -354,7 +407,7 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         );
     });
 
-    profile
+    let served = profile
         .or(login)
         .unify()
         .or(register)
@@ -376,8 +429,16 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .recover(recover)
         .unify()
         .or(warp::any().map(|| Error::NotFound.to_response()))
-        .unify()
-        .map(|mut r: Response| {
+        .unify();
+    warp::path::full()
+        .and(served)
+        .map(|path: warp::path::FullPath, mut r: Response| {
+            if r.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let allow = allowed_methods(path.as_str()).join(", ");
+                if let Ok(value) = HeaderValue::from_str(&allow) {
+                    r.headers_mut().insert("allow", value);
+                }
+            }
             r.headers_mut()
                 .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
             r
@@ -436,6 +497,65 @@ mod tests {
         );
         assert_eq!(route_label("POST", "/api/v1/profile"), "unmatched");
         assert_eq!(route_label("GET", "/nope"), "unmatched");
+    }
+
+    #[test]
+    fn allowed_methods_come_from_the_table() {
+        assert_eq!(allowed_methods("/api/v1/profile"), ["GET"]);
+        assert_eq!(allowed_methods("/api/v1/login"), ["POST"]);
+        assert_eq!(allowed_methods("/api/v1/tenants/caf%C3%A9/anomalies"), ["GET"]);
+        assert!(allowed_methods("/nope").is_empty());
+    }
+
+    #[test]
+    fn path_params_are_percent_decoded_once() {
+        let ok = |raw: &str| decode_path_param("tenant", raw).unwrap();
+        assert_eq!(ok("acme"), "acme");
+        assert_eq!(ok("caf%C3%A9"), "café");
+        assert_eq!(ok("caf%c3%a9"), "café", "hex digits in either case");
+        assert_eq!(ok("big%20corp"), "big corp");
+        assert_eq!(ok("a+b"), "a+b", "`+` is a space only in query strings");
+        assert_eq!(ok("caf%25C3%25A9"), "caf%C3%A9", "decoded once");
+        assert_eq!(ok("acme%2F.."), "acme/..");
+        assert_eq!(ok("%E2%82%AC"), "€");
+        assert_eq!(ok(""), "");
+        let bad = |raw: &str| match decode_path_param("tenant", raw) {
+            Err(Error::BadRequest { field, message }) => {
+                assert_eq!(field.as_deref(), Some("tenant"), "{raw}");
+                message
+            }
+            other => panic!("{raw}: {other:?}"),
+        };
+        assert_eq!(
+            bad("caf%E9"),
+            "tenant: the path segment is not UTF-8 once percent-decoded (invalid byte at 3)"
+        );
+        assert_eq!(
+            bad("%C3"),
+            "tenant: the path segment is not UTF-8 once percent-decoded (invalid byte at 0)"
+        );
+        for raw in ["%", "a%2", "%zz", "%%41", "%2"] {
+            assert!(bad(raw).contains("is not followed by two hex digits"), "{raw}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text survives being percent-encoded (every byte, or only the reserved ones)
+        /// and decoded.
+        #[test]
+        fn decoding_inverts_encoding(text in "\\PC{0,20}", all in proptest::bool::ANY) {
+            let encoded: String = text
+                .bytes()
+                .map(|b| {
+                    if all || !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+                        format!("%{b:02X}")
+                    } else {
+                        char::from(b).to_string()
+                    }
+                })
+                .collect();
+            proptest::prop_assert_eq!(decode_path_param("t", &encoded).unwrap(), text);
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use schemas::Anomaly;
-use store::{Store, User, Uuid};
+use store::{Store, User};
 
-use crate::accounts::{LoginRequest, NewAccount, RegisterRequest, TokenResponse, UserView};
+use crate::accounts::{LoginRequest, RegisterRequest, TokenResponse, UserView};
+use crate::admin;
 use crate::config::Config;
 use crate::dashboard::{self, AnomalyParams, DailyParams, DailyRow};
 use crate::metrics::Metrics;
@@ -120,33 +121,7 @@ impl AuthService {
     }
 
     async fn register_inner(&self, req: RegisterRequest) -> Result<UserView> {
-        let account = NewAccount::parse(req)?;
-        // Cheap pre-checks before paying for bcrypt; the store decides races.
-        if self.store.user_by_login(&account.email).await?.is_some() {
-            return Err(Error::Taken { field: "email" });
-        }
-        if let Some(name) = &account.username {
-            if self.store.user_by_login(name).await?.is_some() {
-                return Err(Error::Taken { field: "username" });
-            }
-        }
-        let password_hash = self.hasher.hash(account.password).await?;
-        let now = now_ms();
-        let user = User {
-            id: Uuid::new_v4(),
-            email: account.email,
-            username: account.username,
-            password_hash,
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
-        match self.store.create_user(&user).await {
-            Ok(()) => {}
-            Err(store::Error::Taken { field }) => return Err(Error::Taken { field }),
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(user_id = %user.id, "user registered");
-        Ok(UserView::from(&user))
+        admin::create_user(self.store.as_ref(), &self.hasher, req).await
     }
 
     /// Logs in with email or username and password from client address `client`.
@@ -295,40 +270,21 @@ impl AuthService {
         self.store.applied_migrations().await.is_ok()
     }
 
-    /// Grants `tenant` to the user with this email or username (CLI).
+    /// Grants `tenant` to the user with this email or username (see [`admin::grant`]).
     pub async fn grant(&self, login: &str, tenant: &str) -> Result<User> {
-        let user = self.user(login).await?;
-        if tenant.is_empty() || tenant.len() > 128 || tenant.contains('/') {
-            return Err(Error::Invalid {
-                field: "tenant",
-                message: "must be 1 to 128 bytes without `/`".into(),
-            });
-        }
-        self.store.grant_tenant(user.id, tenant, now_ms()).await?;
-        Ok(user)
+        admin::grant(self.store.as_ref(), login, tenant).await
     }
 
-    /// Revokes `tenant` from the user (CLI); false when it was not granted.
+    /// Revokes `tenant` from the user; false when it was not granted.
     pub async fn revoke(&self, login: &str, tenant: &str) -> Result<bool> {
-        let user = self.user(login).await?;
-        Ok(self.store.revoke_tenant(user.id, tenant).await?)
+        admin::revoke(self.store.as_ref(), login, tenant).await
     }
 
-    /// Deletes the user (CLI); its tokens stop working at once.
+    /// Deletes the user; its tokens stop working at once in this process (other processes:
+    /// within `user_cache_ttl_ms`).
     pub async fn delete_user(&self, login: &str) -> Result<User> {
-        let user = self.user(login).await?;
-        self.store.delete_user(user.id).await?;
+        let user = admin::delete_user(self.store.as_ref(), login).await?;
         self.user_cache().remove(user.id);
         Ok(user)
-    }
-
-    async fn user(&self, login: &str) -> Result<User> {
-        self.store
-            .user_by_login(login)
-            .await?
-            .ok_or_else(|| Error::Invalid {
-                field: "email",
-                message: format!("no user `{login}`"),
-            })
     }
 }

@@ -228,6 +228,46 @@ async fn invalid_registrations_name_the_field() {
 }
 
 #[tokio::test]
+async fn a_password_of_exactly_72_bytes_registers_and_logs_in_and_73_is_refused() {
+    let app = app().await;
+    let cases = [
+        ("q72@example.com", "q".repeat(72)),
+        ("euro72@example.com", "€".repeat(24)),
+        ("q71@example.com", "q".repeat(71)),
+        ("mixed72@example.com", format!("{}{}", "€".repeat(23), "qqq")),
+    ];
+    for (email, password) in &cases {
+        let r = app
+            .post("/api/v1/register", &json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(r.status, 201, "{} bytes: {}", password.len(), r.body);
+        let login = |password: String| json!({"login": email, "password": password});
+        let r = app.post("/api/v1/login", &login(password.clone())).await;
+        assert_eq!(r.status, 200, "{} bytes", password.len());
+        // Every byte counts: without the last character, or with one more, no match.
+        let mut shorter = password.clone();
+        shorter.pop();
+        assert_eq!(app.post("/api/v1/login", &login(shorter)).await.status, 401);
+        let longer = format!("{password}q");
+        assert_eq!(app.post("/api/v1/login", &login(longer)).await.status, 401);
+    }
+    let too_long = err(
+        "invalid_field",
+        "password: must be at most 72 bytes (UTF-8); longer passwords are not truncated but refused",
+        Some("password"),
+    );
+    for password in ["q".repeat(73), format!("{}q", "€".repeat(24)), "€".repeat(25)] {
+        let r = app
+            .post(
+                "/api/v1/register",
+                &json!({"email": "long@example.com", "password": password}),
+            )
+            .await;
+        assert_eq!((r.status, &r.body), (422, &too_long), "{} bytes", password.len());
+    }
+}
+
+#[tokio::test]
 async fn bodies_must_be_json_of_bounded_size() {
     let app = app_with(|c| c.max_body_bytes = 1024).await;
     let r = app
@@ -771,6 +811,8 @@ fn anomaly(tenant: &str, agent: &str, start: i64, score: f64) -> Anomaly {
         }],
         model_version: "m1".into(),
         scored_at: start,
+        statistical_score: None,
+        explanation: Vec::new(),
     }
 }
 
@@ -828,12 +870,13 @@ async fn tenant_isolation_no_user_reads_a_tenant_not_granted_to_it() {
             (200, &json!({"tenants": granted})),
             "{email}"
         );
-        for tenant in TENANTS.iter().chain(["nosuch", "acme%2F..", "ACME"].iter()) {
+        for tenant in TENANTS.iter().chain(["nosuch", "ACME", "acme "].iter()) {
+            let segment = tenant.replace(' ', "%20");
             let paths = [
-                format!("/api/v1/tenants/{tenant}/metrics/daily?from=2025-10-01&to=2025-10-03"),
-                format!("/api/v1/tenants/{tenant}/metrics/daily?from=2025-10-01&to=2025-10-03&agent=bot"),
+                format!("/api/v1/tenants/{segment}/metrics/daily?from=2025-10-01&to=2025-10-03"),
+                format!("/api/v1/tenants/{segment}/metrics/daily?from=2025-10-01&to=2025-10-03&agent=bot"),
                 format!(
-                    "/api/v1/tenants/{tenant}/anomalies?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z"
+                    "/api/v1/tenants/{segment}/anomalies?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z"
                 ),
             ];
             for path in paths {
@@ -850,8 +893,6 @@ async fn tenant_isolation_no_user_reads_a_tenant_not_granted_to_it() {
                     }
                     reads += 1;
                 } else {
-                    // Path segments are matched raw (not percent-decoded): `acme%2F..` is just
-                    // an unknown tenant.
                     assert_eq!(
                         (r.status, &r.body),
                         (
@@ -869,6 +910,190 @@ async fn tenant_isolation_no_user_reads_a_tenant_not_granted_to_it() {
         5 * 3,
         "every granted (user, tenant) pair was read on every route"
     );
+}
+
+/// Seeds daily rows (roll-up and `big bot`, three days) and three verdicts for each tenant.
+async fn seed_tenants(app: &App, tenants: &[&str]) {
+    use time::macros::date;
+    let mut rows = Vec::new();
+    let mut anomalies = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        for day in [
+            date!(2025 - 10 - 01),
+            date!(2025 - 10 - 02),
+            date!(2025 - 10 - 03),
+        ] {
+            rows.push(daily(t, "*", day, 10 + i as i64));
+            rows.push(daily(t, "big bot", day, 5 + i as i64));
+        }
+        for (k, score) in [1.0, 3.5, 7.0].into_iter().enumerate() {
+            anomalies.push(anomaly(t, "big bot", OCT_1_MS + k as i64 * 60_000, score));
+        }
+    }
+    app.svc.store().upsert_daily_metrics(&rows).await.unwrap();
+    app.svc.store().upsert_anomalies(&anomalies).await.unwrap();
+}
+
+/// Reads a tenant through `segment` (its percent-encoded form) on both dashboard routes:
+/// the status of each and the tenant ids of the items returned.
+async fn read_tenant(app: &App, token: &str, segment: &str) -> Vec<(u16, Value, Vec<String>)> {
+    let mut out = Vec::new();
+    for path in [
+        format!("/api/v1/tenants/{segment}/metrics/daily?from=2025-10-01&to=2025-10-03"),
+        format!("/api/v1/tenants/{segment}/metrics/daily?from=2025-10-01&to=2025-10-03&agent=big%20bot"),
+        format!("/api/v1/tenants/{segment}/anomalies?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z"),
+    ] {
+        let r = app.get(&path, Some(token)).await;
+        let items = r.body["rows"]
+            .as_array()
+            .or(r.body["anomalies"].as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i["tenant_id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((r.status, r.body, items));
+    }
+    out
+}
+
+#[tokio::test]
+async fn tenant_ids_are_percent_decoded_on_every_dashboard_route() {
+    let app = app().await;
+    let tenants = ["café", "big corp", "caf%C3%A9", "a+b", "acme"];
+    seed_tenants(&app, &tenants).await;
+    app.register("ada@example.com", None).await;
+    app.register("bob@example.com", None).await;
+    for t in ["café", "big corp", "a+b"] {
+        app.svc.grant("ada@example.com", t).await.unwrap();
+    }
+    // Bob's tenant is literally named `caf%C3%A9`: not café.
+    app.svc.grant("bob@example.com", "caf%C3%A9").await.unwrap();
+    let ada = app.token("ada@example.com").await;
+    let bob = app.token("bob@example.com").await;
+
+    for (segment, tenant) in [
+        ("caf%C3%A9", "café"),
+        ("caf%c3%a9", "café"),
+        ("big%20corp", "big corp"),
+        ("big%20c%6Frp", "big corp"),
+        ("a+b", "a+b"),
+        ("a%2Bb", "a+b"),
+    ] {
+        let reads = read_tenant(&app, &ada, segment).await;
+        for (i, (status, body, items)) in reads.into_iter().enumerate() {
+            assert_eq!(status, 200, "{segment} #{i}: {body}");
+            assert_eq!(body["tenant_id"], tenant, "{segment} #{i}");
+            // 2 series x 3 days; one of them; 3 verdicts.
+            assert_eq!(items.len(), [6, 3, 3][i], "{segment} #{i}");
+            assert!(items.iter().all(|t| t == tenant), "{segment} #{i}: {items:?}");
+        }
+    }
+    let r = app.get("/api/v1/tenants", Some(&ada)).await;
+    assert_eq!(r.body, json!({"tenants": ["a+b", "big corp", "café"]}));
+
+    // Decoded once: `%25` is a literal `%`. Ada (granted café) cannot read the tenant named
+    // `caf%C3%A9`, and Bob (granted that one) cannot read café.
+    for (status, body, _) in read_tenant(&app, &ada, "caf%25C3%25A9").await {
+        assert_eq!(
+            (status, body),
+            (403, err("forbidden", "no access to tenant `caf%C3%A9`", None))
+        );
+    }
+    for (status, body, _) in read_tenant(&app, &bob, "caf%C3%A9").await {
+        assert_eq!(
+            (status, body),
+            (403, err("forbidden", "no access to tenant `café`", None))
+        );
+    }
+    for (status, body, items) in read_tenant(&app, &bob, "caf%25C3%25A9").await {
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            items.iter().all(|t| t == "caf%C3%A9") && !items.is_empty(),
+            "{items:?}"
+        );
+    }
+    // The raw `+` of a path is not a space.
+    for (status, body, _) in read_tenant(&app, &bob, "big+corp").await {
+        assert_eq!(
+            (status, body),
+            (403, err("forbidden", "no access to tenant `big+corp`", None))
+        );
+    }
+
+    // Segments that are not UTF-8 once decoded, or not an encoding at all: 400 naming the
+    // tenant; decoded ids that break the id rule: 422, like every other entry point.
+    let cases = [
+        (
+            "caf%E9",
+            400,
+            err(
+                "bad_request",
+                "tenant: the path segment is not UTF-8 once percent-decoded (invalid byte at 3)",
+                Some("tenant"),
+            ),
+        ),
+        (
+            "caf%C3",
+            400,
+            err(
+                "bad_request",
+                "tenant: the path segment is not UTF-8 once percent-decoded (invalid byte at 3)",
+                Some("tenant"),
+            ),
+        ),
+        (
+            "100%",
+            400,
+            err(
+                "bad_request",
+                "tenant: `%` at byte 3 of the path segment is not followed by two hex digits",
+                Some("tenant"),
+            ),
+        ),
+        (
+            "acme%2F..",
+            422,
+            err("invalid_field", "tenant: must not contain '/'", Some("tenant")),
+        ),
+        (
+            "%20%20",
+            422,
+            err("invalid_field", "tenant: must not be empty", Some("tenant")),
+        ),
+        (
+            &"%C3%A9".repeat(65),
+            422,
+            err(
+                "invalid_field",
+                "tenant: is 130 bytes, at most 128 allowed",
+                Some("tenant"),
+            ),
+        ),
+    ];
+    for (segment, status, expected) in cases {
+        for (got, body, _) in read_tenant(&app, &ada, segment).await {
+            assert_eq!((got, &body), (status, &expected), "{segment}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn grants_follow_the_id_rule() {
+    let app = app().await;
+    app.register("ada@example.com", None).await;
+    for tenant in ["café", "big corp", &"é".repeat(64)] {
+        app.svc.grant("ada@example.com", tenant).await.unwrap();
+    }
+    for bad in ["", "  ", "a/b", &"x".repeat(129)] {
+        let e = app.svc.grant("ada@example.com", bad).await.unwrap_err();
+        assert!(
+            matches!(e, auth_api::Error::Invalid { field: "tenant", .. }),
+            "{bad:?}: {e:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1016,8 +1241,94 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
             err("method_not_allowed", "method not allowed on this route", None)
         )
     );
+    assert_eq!(r.headers["allow"], "GET");
     let r = app.get("/api/v1/login", None).await;
     assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "POST");
+    for route in ROUTES {
+        let path = route.path.replace("{tenant}", "caf%C3%A9");
+        let method = if route.method == "GET" { "POST" } else { "PUT" };
+        let r = app.send(warp::test::request().method(method).path(&path)).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.headers["allow"], route.method, "{method} {path}");
+    }
+    assert!(app
+        .get("/api/v2/profile", None)
+        .await
+        .headers
+        .get("allow")
+        .is_none());
+}
+
+/// The statuses the document lists for a route.
+fn documented(route: &routes::Route) -> Vec<u16> {
+    let doc: Value = serde_json::from_str(auth_api::openapi::DOCUMENT).unwrap();
+    doc["paths"][route.path][route.method.to_lowercase()]["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_error_a_route_answers_is_in_its_openapi_entry() {
+    let app = app_with(|c| c.max_body_bytes = 1024).await;
+    app.register("ada@example.com", None).await;
+    app.svc.grant("ada@example.com", "acme").await.unwrap();
+    let token = app.token("ada@example.com").await;
+    let mut checked = 0;
+    for route in ROUTES {
+        let path = |tenant: &str| route.path.replace("{tenant}", tenant);
+        let mut answers = Vec::new();
+        if route.method == "POST" {
+            for (content_type, body) in [
+                ("text/plain", "{}".to_string()),
+                ("application/json", "{".to_string()),
+                ("application/json", "{}".to_string()),
+                (
+                    "application/json",
+                    format!("{{\"email\": \"{}\"}}", "x".repeat(2000)),
+                ),
+            ] {
+                let req = warp::test::request()
+                    .method("POST")
+                    .path(&path("acme"))
+                    .header("content-type", content_type)
+                    .remote_addr(peer("10.0.0.9"))
+                    .body(body);
+                answers.push(app.send(req).await.status);
+            }
+        }
+        if route.protected {
+            answers.push(app.get(&path("acme"), None).await.status);
+        }
+        if route.path.contains("{tenant}") {
+            for (tenant, query) in [
+                ("initech", "?from=2025-10-01&to=2025-10-02"),
+                ("acme", "?limit=1"),
+                ("acme", "?from=2025-10-01&to=yesterday"),
+                ("caf%E9", "?from=2025-10-01&to=2025-10-02"),
+            ] {
+                answers.push(
+                    app.get(&format!("{}{query}", path(tenant)), Some(&token))
+                        .await
+                        .status,
+                );
+            }
+        }
+        let listed = documented(route);
+        for status in answers {
+            assert!(
+                listed.contains(&status),
+                "{} {} answers {status}, its OpenAPI entry lists {listed:?}",
+                route.method,
+                route.path
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * 4 + 5 + 2 * 4);
 }
 
 #[tokio::test]
