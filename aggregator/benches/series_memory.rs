@@ -38,6 +38,7 @@ fn main() {
     let config = EngineConfig {
         window_ms: 900_000,
         allowed_lateness_ms: 300_000,
+        max_future_skew_ms: 60_000,
     };
     let start_ms = 1_759_276_800_000;
     let tenant_names: Vec<String> = (0..tenants).map(|t| format!("tenant-{t:03}")).collect();
@@ -73,7 +74,7 @@ fn main() {
             template.started_at = completed - latency;
             template.cost_micros = (r % 20_000) as i64;
             template.human_interventions = (r % 17 == 0) as i32;
-            state.process(&config, &template.view(), &mut out);
+            state.process(&config, &template.view(), i64::MAX, &mut out);
             events += 1;
         }
         out.clear();

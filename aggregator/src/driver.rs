@@ -127,6 +127,14 @@ impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
 }
 
+/// Where a record the engine does not count goes.
+enum Divert {
+    /// Poison (undecodable, invalid, from the future): the dead-letter topic.
+    DeadLetter,
+    /// Too late to count: the late-events topic.
+    Late,
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -148,6 +156,7 @@ impl Shared {
         EngineConfig {
             window_ms: i64::from(self.settings.aggregator.window_secs) * 1000,
             allowed_lateness_ms: i64::from(self.settings.aggregator.allowed_lateness_secs) * 1000,
+            max_future_skew_ms: self.settings.events.max_future_skew_ms(),
         }
     }
 
@@ -170,11 +179,23 @@ impl Shared {
                     .block_on(self.store.load_checkpoint(self.group(), &topic, partition))?;
             let (state, next_offset) = match checkpoint {
                 Some(cp) => {
-                    let state =
+                    let mut state =
                         PartitionState::from_bytes(&cp.state).map_err(|e| Error::CorruptCheckpoint {
                             partition,
                             message: e.to_string(),
                         })?;
+                    // A watermark from the future (written before such events were refused)
+                    // would stall the partition until the clock gets there: clamped back.
+                    let config = self.engine_config();
+                    if let Some(former) = state.clamp_watermark(&config, now_ms()) {
+                        tracing::warn!(
+                            partition,
+                            former_watermark_ms = former,
+                            watermark_ms = state.watermark_ms(),
+                            "restored watermark lay beyond the clock plus events.max_future_skew_secs: clamped back; recompute the days the partition diverted as late meanwhile"
+                        );
+                        self.metrics.watermarks_clamped.inc();
+                    }
                     (state, cp.next_offset)
                 }
                 None => (PartitionState::default(), 0),
@@ -308,43 +329,58 @@ impl Shared {
         }
         self.metrics.events_in.inc();
         let topics = &self.settings.kafka.topics;
-        match decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| {
+        let validated = decoded.map_err(|e| (e.reason(), e.to_string())).and_then(|e| {
             match schemas::validation::validate_view(&e) {
                 Ok(()) => Ok(e),
                 Err(v) => Err(("invalid_event", v.to_string())),
             }
-        }) {
-            Err((reason, text)) => {
-                tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
-                self.metrics.dead_lettered.with_label_values(&[reason]).inc();
-                part.deliveries
-                    .push(self.divert(&topics.dead_letter, message, reason, &text)?);
-            }
-            Ok(event) => {
-                let diverted = match part.state.process(&config, &event, &mut part.windows) {
-                    Outcome::Accepted | Outcome::Duplicate => None,
-                    Outcome::Late { watermark_ms } => Some((
-                        "late",
-                        format!(
-                            "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
-                            event.completed_at, config.allowed_lateness_ms
-                        ),
-                    )),
-                    Outcome::DayFinalized { day_start_ms } => Some((
-                        "day_final",
-                        format!(
-                            "completed_at {}: its UTC day (from {day_start_ms}) was finalized by the clock: it had ended more than {} ms before, with the partition read to its end",
-                            event.completed_at, config.allowed_lateness_ms
-                        ),
-                    )),
-                };
-                if let Some((reason, text)) = diverted {
+        });
+        // A record the engine does not count: to the dead-letter topic (poison) or to the
+        // late-events topic, with its reason.
+        let diverted = match validated {
+            Err((reason, text)) => Some((Divert::DeadLetter, reason, text)),
+            Ok(event) => match part.state.process(&config, &event, now_ms(), &mut part.windows) {
+                Outcome::Accepted | Outcome::Duplicate => None,
+                Outcome::Future { limit_ms } => Some((
+                    Divert::DeadLetter,
+                    "future_event",
+                    format!(
+                        "completed_at {} is beyond the aggregator's clock plus events.max_future_skew_secs ({limit_ms})",
+                        event.completed_at
+                    ),
+                )),
+                Outcome::Late { watermark_ms } => Some((
+                    Divert::Late,
+                    "late",
+                    format!(
+                        "completed_at {} is more than {} ms behind the partition watermark {watermark_ms}",
+                        event.completed_at, config.allowed_lateness_ms
+                    ),
+                )),
+                Outcome::DayFinalized { day_start_ms } => Some((
+                    Divert::Late,
+                    "day_final",
+                    format!(
+                        "completed_at {}: its UTC day (from {day_start_ms}) was finalized by the clock: it had ended more than {} ms before, with the partition read to its end",
+                        event.completed_at, config.allowed_lateness_ms
+                    ),
+                )),
+            },
+        };
+        if let Some((divert, reason, text)) = diverted {
+            let topic = match divert {
+                Divert::DeadLetter => {
+                    tracing::warn!(partition_id, offset = message.offset(), reason, %text, "dead-lettered");
+                    self.metrics.dead_lettered.with_label_values(&[reason]).inc();
+                    &topics.dead_letter
+                }
+                Divert::Late => {
                     tracing::debug!(partition_id, offset = message.offset(), reason, %text, "late event diverted");
                     self.metrics.late.inc();
-                    part.deliveries
-                        .push(self.divert(&topics.late_events, message, reason, &text)?);
+                    &topics.late_events
                 }
-            }
+            };
+            part.deliveries.push(self.divert(topic, message, reason, &text)?);
         }
         part.next_offset = message.offset() + 1;
         Ok(())

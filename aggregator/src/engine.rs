@@ -4,7 +4,11 @@
 //! always gives the same outputs, which is what makes replays after a crash idempotent.
 //!
 //! Time model (per partition):
-//! - the **watermark** is the largest `completed_at` seen;
+//! - an event whose `completed_at` is more than `max_future_skew_ms` ahead of the wall clock
+//!   (`now_ms`, passed in with each event) is from the **future**: it changes nothing and is
+//!   dead-lettered. So no series can drag the watermark, and with it the lateness horizon of
+//!   every other series on the partition, further than that skew past the clock;
+//! - the **watermark** is the largest `completed_at` accepted;
 //! - an event is **late** when `completed_at < watermark - allowed_lateness`; it changes nothing
 //!   and goes to the late-events topic;
 //! - a short window `[start, start + window)` is **emitted** (revision 0) once the watermark
@@ -41,6 +45,8 @@ pub struct EngineConfig {
     pub window_ms: i64,
     /// How far behind the watermark an event may be and still count (ms).
     pub allowed_lateness_ms: i64,
+    /// How far ahead of the wall clock an event may be and still count (ms).
+    pub max_future_skew_ms: i64,
 }
 
 /// A series: tenant and agent.
@@ -244,6 +250,11 @@ impl Default for WindowState {
 pub enum Outcome {
     /// Counted.
     Accepted,
+    /// `completed_at` beyond `now + max_future_skew_ms`: not counted, the watermark unmoved.
+    Future {
+        /// The latest event time accepted when it arrived (`now + max_future_skew_ms`).
+        limit_ms: i64,
+    },
     /// Same `event_id` already counted: dropped.
     Duplicate,
     /// Behind the watermark by more than the allowed lateness: not counted.
@@ -333,14 +344,20 @@ impl PartitionState {
         )
     }
 
-    /// Applies one event; emitted windows are appended to `out`.
+    /// Applies one event that arrived when the wall clock said `now_ms`; emitted windows are
+    /// appended to `out`.
     pub fn process(
         &mut self,
         config: &EngineConfig,
         event: &TaskEventView<'_>,
+        now_ms: i64,
         out: &mut Vec<KpiWindow>,
     ) -> Outcome {
         let t = event.completed_at;
+        let limit_ms = now_ms.saturating_add(config.max_future_skew_ms);
+        if t > limit_ms {
+            return Outcome::Future { limit_ms };
+        }
         if let Some(watermark) = self.watermark_ms {
             if t < watermark - config.allowed_lateness_ms {
                 self.stats.late += 1;
@@ -472,6 +489,41 @@ impl PartitionState {
             }
         }
         finalized
+    }
+
+    /// Repairs a state whose watermark lies beyond `now_ms + max_future_skew_ms`: one that an
+    /// event from the future moved there before such events were refused (or a host clock that
+    /// went back). Such a watermark makes every event of every series on the partition late
+    /// until the clock catches up, possibly for decades. The watermark is set to the limit; the
+    /// windows, days, series and event ids beyond it are forgotten (their rows stay in the
+    /// store); the next period to emit and the day finality move back to the limit minus the
+    /// lateness, so the events that arrive now count again and their windows are emitted.
+    /// Days that ended before that stay final. Returns the former watermark when it was beyond
+    /// the limit.
+    ///
+    /// What the stalled partition diverted meanwhile is on the late-events topic (and still in
+    /// the task-events topic): `aggregator recompute` of the affected days, once they ended,
+    /// counts it.
+    pub fn clamp_watermark(&mut self, config: &EngineConfig, now_ms: i64) -> Option<i64> {
+        let limit = now_ms.saturating_add(config.max_future_skew_ms);
+        let former = self.watermark_ms.filter(|w| *w > limit)?;
+        self.watermark_ms = Some(limit);
+        // The oldest event time that still counts: its period is the first not emitted (the
+        // stalled partition emitted none of them), so windows from there on come out as
+        // revision 0 once the watermark passes them.
+        let closed_before = limit - config.allowed_lateness_ms;
+        let period = closed_before.div_euclid(config.window_ms) * config.window_ms;
+        self.next_period_ms = self.next_period_ms.map(|p| p.min(period));
+        self.windows.retain(|(start, _), _| *start <= limit);
+        let limit_day = limit.div_euclid(DAY_MS);
+        self.days.retain(|(day, _), _| *day <= limit_day);
+        self.active.retain(|_, (_, last)| *last <= limit);
+        self.seen.retain(|_, t| *t <= limit);
+        let closed_day = closed_before.div_euclid(DAY_MS);
+        self.final_before_day = self.final_before_day.map(|d| d.min(closed_day));
+        let closed_window = closed_before.div_euclid(config.window_ms);
+        self.pruned_before_window = self.pruned_before_window.map(|w| w.min(closed_window));
+        Some(former)
     }
 
     /// Daily rows changed since the last call (complete values). Final days are forgotten once

@@ -119,8 +119,8 @@ fn main() -> anyhow::Result<()> {
             let report =
                 aggregator::recompute::recompute(&settings, store.as_ref(), runtime.handle(), from, to)?;
             println!(
-                "recomputed {from}..={to}: {} records read, {} distinct events in range ({} duplicates, {} invalid records), {} daily rows written",
-                report.records, report.events_in_range, report.duplicates, report.invalid, report.rows_written
+                "recomputed {from}..={to}: {} records read, {} distinct events in range ({} duplicates, {} invalid records, {} from the future), {} daily rows written",
+                report.records, report.events_in_range, report.duplicates, report.invalid, report.future, report.rows_written
             );
         }
         Command::Run => {

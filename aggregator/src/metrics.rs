@@ -19,6 +19,9 @@ pub struct Metrics {
     pub late: IntCounter,
     /// KPI windows published.
     pub windows_out: IntCounter,
+    /// Restored partition states whose watermark lay beyond the clock plus the allowed skew
+    /// and was clamped back ([`crate::engine::PartitionState::clamp_watermark`]).
+    pub watermarks_clamped: IntCounter,
     /// Daily rows upserted (per-agent rows and roll-ups).
     pub rows_written: IntCounter,
     /// Seconds per checkpoint (deliveries, rows, roll-ups, checkpoint rows, commit).
@@ -47,6 +50,10 @@ impl Metrics {
         );
         let windows_out = counter("aggregator_windows_out_total", "KPI windows published");
         let rows_written = counter("aggregator_daily_rows_written_total", "Daily rows upserted");
+        let watermarks_clamped = counter(
+            "aggregator_watermarks_clamped_total",
+            "Restored partition watermarks beyond the clock plus the allowed skew, clamped back",
+        );
         let dead_lettered = IntCounterVec::new(
             Opts::new(
                 "aggregator_dead_lettered_total",
@@ -73,6 +80,7 @@ impl Metrics {
             Box::new(dead_lettered.clone()),
             Box::new(late.clone()),
             Box::new(windows_out.clone()),
+            Box::new(watermarks_clamped.clone()),
             Box::new(rows_written.clone()),
             Box::new(checkpoint_seconds.clone()),
             Box::new(lag.clone()),
@@ -85,6 +93,7 @@ impl Metrics {
             dead_lettered,
             late,
             windows_out,
+            watermarks_clamped,
             rows_written,
             checkpoint_seconds,
             lag,

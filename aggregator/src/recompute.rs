@@ -2,7 +2,9 @@
 //! the whole task-events topic (every partition, from its first retained record to its end at
 //! start time): valid events whose `completed_at` falls in the range are de-duplicated by
 //! `event_id` and folded with the same [`Aggregate`] the streaming path uses; late events the
-//! streaming path diverted are folded in too. Rows are written final, with tenant roll-ups.
+//! streaming path diverted are folded in too; events from the future (beyond the clock plus
+//! `events.max_future_skew_secs`, which the streaming path dead-letters) are not. Rows are
+//! written final, with tenant roll-ups.
 //!
 //! On the same input without too-late events, the counts and cost equal the streaming rows
 //! exactly; latency quantiles agree within the digest's error (a digest depends on the order in
@@ -34,8 +36,14 @@ pub struct RecomputeReport {
     pub duplicates: u64,
     /// Records that do not decode or validate.
     pub invalid: u64,
+    /// Events beyond the clock plus `events.max_future_skew_secs` (not counted).
+    pub future: u64,
     /// Daily rows written (series and roll-ups).
     pub rows_written: u64,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn day_index(date: Date) -> i64 {
@@ -73,6 +81,7 @@ pub fn recompute(
         .collect();
     consumer.assign(&tpl)?;
     let decoder = Decoder::<TaskEvent>::new();
+    let max_future_skew_ms = settings.events.max_future_skew_ms();
     let (first, last) = (day_index(from), day_index(to));
     let mut seen = HashSet::new();
     let mut days: BTreeMap<(i64, Series), Aggregate> = BTreeMap::new();
@@ -107,6 +116,11 @@ pub fn recompute(
             report.invalid += 1;
             continue;
         };
+        if schemas::validation::validate_not_future(event.completed_at, now_ms(), max_future_skew_ms).is_err()
+        {
+            report.future += 1;
+            continue;
+        }
         let day = event.completed_at.div_euclid(DAY_MS);
         if day < first || day > last {
             continue;
@@ -119,7 +133,7 @@ pub fn recompute(
         let series = Series::new(event.tenant_id, event.agent_id);
         days.entry((day, series)).or_default().add(&event);
     }
-    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now = now_ms();
     let rows: Vec<_> = days
         .into_iter()
         .map(|((day_index, series), mut aggregate)| {

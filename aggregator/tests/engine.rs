@@ -8,8 +8,11 @@ use schemas::{KpiWindow, TaskEvent, TaskStatus};
 const CONFIG: EngineConfig = EngineConfig {
     window_ms: 60_000,
     allowed_lateness_ms: 300_000,
+    max_future_skew_ms: 60_000,
 };
 const T0: i64 = 1_763_856_000_000; // 2025-11-23T00:00:00Z, a day boundary
+/// The wall clock of the tests that do not look at it: long after the simulated events.
+const NOW: i64 = 4_102_444_800_000; // 2100-01-01
 
 fn event(id: u64, agent: &str, completed_at: i64, status: TaskStatus, latency: i64) -> TaskEvent {
     let mut e = TaskEvent::example();
@@ -24,10 +27,14 @@ fn event(id: u64, agent: &str, completed_at: i64, status: TaskStatus, latency: i
 }
 
 fn run(state: &mut PartitionState, events: &[TaskEvent]) -> (Vec<Outcome>, Vec<KpiWindow>) {
+    run_at(state, events, NOW)
+}
+
+fn run_at(state: &mut PartitionState, events: &[TaskEvent], now: i64) -> (Vec<Outcome>, Vec<KpiWindow>) {
     let mut out = Vec::new();
     let outcomes = events
         .iter()
-        .map(|e| state.process(&CONFIG, &e.view(), &mut out))
+        .map(|e| state.process(&CONFIG, &e.view(), now, &mut out))
         .collect();
     (outcomes, out)
 }
@@ -200,6 +207,129 @@ fn the_clock_finalizes_the_ended_days_of_a_quiet_partition_and_nothing_else() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].day_index, rows[0].is_final), (T0 / DAY_MS + 1, false));
     assert_eq!(s.stats().late, 1);
+}
+
+fn tenant_event(id: u64, tenant: &str, agent: &str, completed_at: i64) -> TaskEvent {
+    let mut e = event(id, agent, completed_at, TaskStatus::Succeeded, 500);
+    e.tenant_id = tenant.into();
+    e
+}
+
+/// 2100-01-01T00:00:00Z.
+const YEAR_2100: i64 = 4_102_444_800_000;
+
+#[test]
+fn a_far_future_event_moves_no_watermark_and_every_tenant_keeps_counting() {
+    let now = T0 + 10 * 3_600_000;
+    let mut s = PartitionState::default();
+    let (outcomes, _) = run_at(
+        &mut s,
+        &[
+            tenant_event(1, "acme", "a", YEAR_2100),
+            tenant_event(2, "acme", "a", now + CONFIG.max_future_skew_ms + 1),
+        ],
+        now,
+    );
+    let limit = now + CONFIG.max_future_skew_ms;
+    assert_eq!(outcomes, vec![Outcome::Future { limit_ms: limit }; 2]);
+    assert_eq!(s.watermark_ms(), None, "nothing from the future moved it");
+    assert_eq!(s.stats(), Default::default(), "nor counted anything");
+    // Then normal traffic of two tenants on the same partition, one clock running ahead by
+    // exactly the allowed skew: everything counts, nothing is late.
+    let (outcomes, _) = run_at(
+        &mut s,
+        &[
+            tenant_event(3, "acme", "a", now - 120_000),
+            tenant_event(4, "globex", "b", now - 60_000),
+            tenant_event(5, "acme", "a", limit),
+            tenant_event(6, "globex", "b", now),
+            tenant_event(7, "globex", "b", now - 100_000),
+            tenant_event(8, "acme", "a", now - 1),
+        ],
+        now,
+    );
+    assert_eq!(outcomes, vec![Outcome::Accepted; 6]);
+    assert_eq!(s.watermark_ms(), Some(limit));
+    let rows = s.take_dirty_days();
+    let counted: Vec<_> = rows
+        .iter()
+        .map(|r| (r.series.tenant_id(), r.aggregate.counts.tasks_total))
+        .collect();
+    assert_eq!(counted.len(), 2);
+    assert!(counted.contains(&("acme", 3)) && counted.contains(&("globex", 3)));
+    assert_eq!((s.stats().accepted, s.stats().late), (6, 0));
+}
+
+#[test]
+fn a_restored_watermark_from_the_future_is_clamped_and_the_partition_counts_again() {
+    let jump = T0 + 30 * DAY_MS;
+    let now = T0 + 3_600_000;
+    // A state written before future events were refused: the clock was not looked at (NOW is
+    // after every event), one event a month ahead moved the watermark there.
+    let mut s = PartitionState::default();
+    run(
+        &mut s,
+        &[
+            tenant_event(1, "acme", "a", now - 600_000),
+            tenant_event(2, "globex", "b", now - 590_000),
+            tenant_event(3, "acme", "a", jump),
+        ],
+    );
+    let (outcomes, _) = run(&mut s, &[tenant_event(4, "globex", "b", now - 300_000)]);
+    assert!(
+        matches!(outcomes[0], Outcome::Late { .. }),
+        "the partition is stalled"
+    );
+    s.take_dirty_days();
+    let mut s = PartitionState::from_bytes(&s.to_bytes()).unwrap();
+
+    // At load: clamped to the clock plus the skew, once.
+    assert_eq!(s.clamp_watermark(&CONFIG, now), Some(jump));
+    let limit = now + CONFIG.max_future_skew_ms;
+    assert_eq!(s.watermark_ms(), Some(limit));
+    let clamped = s.clone();
+    assert_eq!(s.clamp_watermark(&CONFIG, now), None);
+    assert_eq!(s, clamped, "a second clamp changes nothing");
+    assert!(
+        s.take_dirty_days().is_empty(),
+        "the future day is forgotten, not rewritten"
+    );
+
+    // Both tenants count again, and their windows are emitted as the watermark passes them.
+    let (outcomes, windows) = run_at(
+        &mut s,
+        &[
+            tenant_event(5, "acme", "a", now - 30_000),
+            tenant_event(6, "globex", "b", now - 20_000),
+            tenant_event(7, "acme", "a", now + 50_000),
+            tenant_event(8, "globex", "b", now + 2 * 60_000 + 10_000),
+        ],
+        now + 2 * 60_000 + 10_000,
+    );
+    assert_eq!(outcomes, vec![Outcome::Accepted; 4]);
+    let emitted: Vec<_> = windows
+        .iter()
+        .filter(|w| w.tasks_total > 0)
+        .map(|w| (w.tenant_id.as_str(), w.window_start, w.revision))
+        .collect();
+    let period = (now - 30_000).div_euclid(60_000) * 60_000;
+    assert!(emitted.contains(&("acme", period, 0)), "{emitted:?}");
+    assert!(emitted.contains(&("globex", period, 0)), "{emitted:?}");
+    let rows = s.take_dirty_days();
+    assert!(rows
+        .iter()
+        .all(|r| r.day_index == now.div_euclid(DAY_MS) && !r.is_final));
+    assert_eq!(
+        rows.iter().map(|r| r.aggregate.counts.tasks_total).sum::<i64>(),
+        4
+    );
+
+    // A watermark within the limit is left alone.
+    let mut fine = PartitionState::default();
+    run_at(&mut fine, &[tenant_event(9, "acme", "a", limit)], now);
+    let before = fine.clone();
+    assert_eq!(fine.clamp_watermark(&CONFIG, now), None);
+    assert_eq!(fine, before);
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<TaskEvent>> {

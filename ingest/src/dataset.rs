@@ -49,7 +49,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn count(&mut self, batch: &[Emitted]) {
+    /// Counts the records of `batch` by kind.
+    pub fn count(&mut self, batch: &[Emitted]) {
         for e in batch {
             self.records += 1;
             match e.record {

@@ -10,7 +10,11 @@
 //!   `event_id`);
 //! - one bad event never costs its valid neighbours: each is judged alone;
 //! - nobody writes into another tenant: an event whose `tenant_id` is not the key's tenant is
-//!   rejected.
+//!   rejected;
+//! - no event from the future: one whose `completed_at` is more than
+//!   `events.max_future_skew_secs` ahead of the gateway's clock is rejected (`future_event`), so
+//!   one producer's broken clock cannot move the watermark of the partition it shares with
+//!   other tenants.
 //!
 //! Also: `GET /healthz` (liveness), `GET /readyz` (broker and store reachable), `GET /metrics`
 //! (Prometheus).
@@ -153,6 +157,8 @@ pub struct Limits {
     pub max_batch_events: usize,
     /// Largest body in bytes.
     pub max_body_bytes: u64,
+    /// How far an event's `completed_at` may lie ahead of the gateway's clock (ms).
+    pub max_future_skew_ms: i64,
 }
 
 struct Metrics {
@@ -403,6 +409,7 @@ impl Gateway {
                 ),
             );
         }
+        let now = now_ms();
         let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
         let mut valid: Vec<TaskEvent> = Vec::with_capacity(items.len());
         let mut valid_index: Vec<usize> = Vec::with_capacity(items.len());
@@ -431,7 +438,14 @@ impl Gateway {
                         Some("tenant_id".into()),
                         format!("tenant_id `{}` is not the API key's tenant", event.tenant_id),
                     )),
-                    Ok(()) => Ok(event),
+                    Ok(()) => match schemas::validation::validate_not_future(
+                        event.completed_at,
+                        now,
+                        self.limits.max_future_skew_ms,
+                    ) {
+                        Err(v) => Err(reject("future_event", Some(v.field), v.message)),
+                        Ok(()) => Ok(event),
+                    },
                 },
             };
             match verdict {

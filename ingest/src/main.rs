@@ -192,6 +192,7 @@ async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
     let limits = gateway::Limits {
         max_batch_events: settings.ingest.max_batch_events,
         max_body_bytes: settings.ingest.max_body_bytes,
+        max_future_skew_ms: settings.events.max_future_skew_ms(),
     };
     let gateway = gateway::Gateway::new(sink, store, limits);
     let listener = tokio::net::TcpListener::bind(settings.ingest.listen)
@@ -219,6 +220,9 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
     let generator = Generator::new(args.config()?)?;
     let bar = progress_bar(generator.hour_count());
     let started = Instant::now();
+    // What the gateway rejected (`--to http`): the records it refused, whatever the generator
+    // meant them to be.
+    let mut gateway_rejected = None;
     let summary = match args.to {
         Sink::Files => dataset::write(&generator, &args.out, !args.no_truth, |hours, s| {
             bar.set_position(hours as u64);
@@ -228,20 +232,17 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
             let sink = KafkaSink::new(settings).await?;
             std::fs::create_dir_all(&args.out)?;
             let mut truth = GroundTruth::default();
-            let mut records = 0u64;
+            let mut summary = dataset::Summary::default();
             for (hour, batch) in generator.hours().enumerate() {
                 sink.send(&batch).await?;
                 dataset::add_to_truth(&mut truth, &batch);
-                records += batch.len() as u64;
+                summary.count(&batch);
                 bar.set_position(hour as u64 + 1);
-                bar.set_message(format!("{records} records acknowledged"));
+                bar.set_message(format!("{} records acknowledged", summary.records));
             }
             dataset::write_labels(&generator, &args.out, Some(&truth))?;
-            dataset::Summary {
-                records,
-                distinct_events: truth.distinct_events() as u64,
-                ..Default::default()
-            }
+            summary.distinct_events = truth.distinct_events() as u64;
+            summary
         }
         Sink::Http => {
             let store = store::open_migrated(&settings.store.url)
@@ -263,7 +264,7 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
             std::fs::create_dir_all(&args.out)?;
             let mut truth = GroundTruth::default();
             let mut stats = ingest::http_sink::HttpStats::default();
-            let mut records = 0u64;
+            let mut summary = dataset::Summary::default();
             let hours = generator.hour_count();
             let mut buffered = Vec::new();
             for (hour, batch) in generator.hours().enumerate() {
@@ -276,7 +277,7 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 if !args.no_truth {
                     dataset::add_to_truth(&mut truth, &batch);
                 }
-                records += batch.len() as u64;
+                summary.count(&batch);
                 bar.set_position(hour as u64 + 1);
                 bar.set_message(format!(
                     "{} accepted, {} rejected",
@@ -304,17 +305,18 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 stats.rejected,
                 stats.retries
             );
-            dataset::Summary {
-                records,
-                distinct_events: truth.distinct_events() as u64,
-                ..Default::default()
-            }
+            gateway_rejected = Some(stats.rejected);
+            summary.distinct_events = truth.distinct_events() as u64;
+            summary
         }
     };
     bar.finish();
     let secs = started.elapsed().as_secs_f64();
+    let rejected = gateway_rejected
+        .map(|n| format!("; {n} rejected by the gateway"))
+        .unwrap_or_default();
     println!(
-        "{} records ({} distinct valid events, {} invalid, {} not events) in {secs:.2} s: {:.0} records/s; {} incidents; output in {}",
+        "{} records ({} distinct valid events, {} invalid, {} not events{rejected}) in {secs:.2} s: {:.0} records/s; {} incidents; output in {}",
         summary.records,
         summary.distinct_events,
         summary.invalid_events,

@@ -30,6 +30,7 @@ pub struct Publisher {
     producer: FutureProducer,
     topic: String,
     encoder: Arc<Encoder<TaskEvent>>,
+    max_future_skew_ms: i64,
 }
 
 impl Publisher {
@@ -45,13 +46,17 @@ impl Publisher {
             producer,
             topic,
             encoder: Arc::new(encoder),
+            max_future_skew_ms: settings.events.max_future_skew_ms(),
         })
     }
 
-    /// Validates one event ([`schemas::validation`]), publishes it and waits until the broker
-    /// acknowledged it.
+    /// Validates one event ([`schemas::validation`], `completed_at` at most
+    /// `events.max_future_skew_secs` ahead of the clock), publishes it and waits until the
+    /// broker acknowledged it.
     pub async fn publish(&self, event: &TaskEvent) -> Result<()> {
         schemas::validation::validate(event)?;
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        schemas::validation::validate_not_future(event.completed_at, now, self.max_future_skew_ms)?;
         let payload = self.encoder.encode(event)?;
         let key = event.series_key();
         self.producer

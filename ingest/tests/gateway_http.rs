@@ -63,6 +63,7 @@ async fn setup() -> Setup {
         Limits {
             max_batch_events: 5,
             max_body_bytes: 8_192,
+            max_future_skew_ms: 60_000,
         },
     );
     Setup {
@@ -232,6 +233,79 @@ async fn each_event_is_judged_alone_and_only_valid_ones_are_published() {
         .map(|e| e.event_id.clone())
         .collect();
     assert_eq!(published, vec!["e1"]);
+}
+
+#[tokio::test]
+async fn events_from_the_future_are_rejected_naming_completed_at() {
+    let s = setup().await;
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let at = |id: &str, completed_at: i64| {
+        let mut e = event(id);
+        e["completed_at"] = json!(completed_at);
+        e["started_at"] = json!(completed_at - 1_000);
+        e
+    };
+    let year_2100 = 4_102_444_800_000i64;
+    // Invalid and from the future: the field rule is reported, as before.
+    let mut invalid = at("f3", year_2100);
+    invalid["cost_micros"] = json!(-1);
+    let body = json!([
+        at("f1", year_2100),
+        at("f2", now + 60_000 + 120_000),
+        at("ok-now", now),
+        at("ok-skew", now + 55_000),
+        invalid,
+    ])
+    .to_string();
+    let (status, body, _) = post(&s, Some(&bearer(&s)), &body).await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let summary: Vec<(&str, &str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("f1", "rejected", "future_event"),
+            ("f2", "rejected", "future_event"),
+            ("ok-now", "accepted", ""),
+            ("ok-skew", "accepted", ""),
+            ("f3", "rejected", "invalid_field"),
+        ]
+    );
+    assert_eq!(results[0]["field"], "completed_at");
+    let message = results[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("4102444800000 is ")
+            && message.contains(" ms ahead of the receiver's clock (")
+            && message.ends_with("); at most 60000 ms of clock skew is allowed"),
+        "{message}"
+    );
+    let published: Vec<String> = s
+        .sink
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id.clone())
+        .collect();
+    assert_eq!(published, vec!["ok-now", "ok-skew"]);
+    let metrics = warp::test::request()
+        .path("/metrics")
+        .reply(&gateway::routes(s.gateway.clone()))
+        .await;
+    let text = String::from_utf8(metrics.body().to_vec()).unwrap();
+    assert!(
+        text.contains("ingest_events_rejected_total{reason=\"future_event\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

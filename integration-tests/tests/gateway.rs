@@ -170,3 +170,96 @@ async fn accepted_events_land_exactly_once_and_a_stopped_broker_gets_503() {
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
 }
+
+/// `ingest gen --to http` reports what the gateway rejected (it used to print "0 invalid").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_to_http_reports_what_the_gateway_rejected() {
+    let broker = TansuBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("events");
+    broker.create_topic(&topic, 2).await;
+    let port = free_port();
+    let env = vec![
+        ("AGENTOPS__KAFKA__BROKERS".to_string(), broker.bootstrap()),
+        ("AGENTOPS__KAFKA__TOPICS__TASK_EVENTS".to_string(), topic.clone()),
+        (
+            "AGENTOPS__STORE__URL".to_string(),
+            format!("sqlite://{}", dir.path().join("gw.db").display()),
+        ),
+        (
+            "AGENTOPS__INGEST__LISTEN".to_string(),
+            format!("127.0.0.1:{port}"),
+        ),
+    ];
+    let _gateway = Service::start("ingest", &["serve"], &env, &dir.path().join("gateway.log"));
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &base).await;
+    let out = dir.path().join("gen");
+    let stdout = run_bin(
+        "ingest",
+        &[
+            "gen",
+            "--to",
+            "http",
+            "--out",
+            out.to_str().unwrap(),
+            "--gateway",
+            &base,
+            "--tenants",
+            "2",
+            "--agents",
+            "2",
+            "--control-agents",
+            "1",
+            "--days",
+            "1",
+            "--tasks-per-day",
+            "300",
+            "--malformed-rate",
+            "0.05",
+            "--no-incidents",
+        ],
+        &env,
+    );
+    // What the gateway itself counted as rejected.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rejected: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ingest_events_rejected_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(rejected > 0, "{metrics}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains(" records ("))
+        .unwrap_or_else(|| panic!("no summary line in {stdout}"));
+    assert!(
+        summary.contains(&format!("; {rejected} rejected by the gateway)")),
+        "the summary reports the gateway's {rejected} rejections: {summary}"
+    );
+    // The generator's malformed records (invalid events and garbage) are what it refused.
+    let number_before = |label: &str| -> u64 {
+        let head = &summary[..summary
+            .find(label)
+            .unwrap_or_else(|| panic!("{label} in {summary}"))];
+        head.trim_end()
+            .rsplit([' ', '('])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        number_before(" invalid,") + number_before(" not events"),
+        rejected,
+        "{summary}"
+    );
+}

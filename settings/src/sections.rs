@@ -14,6 +14,8 @@ pub struct Settings {
     pub kafka: Kafka,
     /// Confluent schema registry (optional).
     pub schema_registry: SchemaRegistry,
+    /// Rules on task events that every entry path applies (gateway, publisher, aggregator).
+    pub events: Events,
     /// Where metrics, checkpoints, anomalies and users are stored.
     pub store: Store,
     /// HTTP ingest gateway.
@@ -87,6 +89,25 @@ impl SchemaRegistry {
     /// The URL, if a registry is configured.
     pub fn url(&self) -> Option<&str> {
         (!self.url.is_empty()).then_some(self.url.as_str())
+    }
+}
+
+/// `[events]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    /// How far `completed_at` may lie ahead of the receiver's wall clock (a producer clock that
+    /// runs ahead). Beyond it the gateway and the publisher refuse the event and the aggregator
+    /// dead-letters it (`future_event`), so no event moves its partition's watermark further
+    /// than this past the clock. At most `aggregator.allowed_lateness_secs`: then an event that
+    /// completes now is never late because another series' clock runs ahead.
+    pub max_future_skew_secs: u32,
+}
+
+impl Events {
+    /// [`Events::max_future_skew_secs`] in milliseconds.
+    pub fn max_future_skew_ms(&self) -> i64 {
+        i64::from(self.max_future_skew_secs) * 1000
     }
 }
 
@@ -293,6 +314,15 @@ impl Settings {
             return Err(invalid(
                 "aggregator.window_secs",
                 format!("{window} must be positive and divide 86400"),
+            ));
+        }
+        if self.events.max_future_skew_secs > self.aggregator.allowed_lateness_secs {
+            return Err(invalid(
+                "events.max_future_skew_secs",
+                format!(
+                    "{} exceeds aggregator.allowed_lateness_secs ({}): an event accepted that far ahead of the clock would make events that complete now late on its partition",
+                    self.events.max_future_skew_secs, self.aggregator.allowed_lateness_secs
+                ),
             ));
         }
         check_assignment("aggregator.assignment", &self.aggregator.assignment)?;

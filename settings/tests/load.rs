@@ -122,6 +122,39 @@ fn semantic_checks_name_the_key() {
 }
 
 #[test]
+fn the_future_skew_is_bounded_by_the_lateness_and_names_its_key() {
+    let s = Settings::load(None, &HashMap::new()).unwrap();
+    assert_eq!(
+        (s.events.max_future_skew_secs, s.events.max_future_skew_ms()),
+        (60, 60_000)
+    );
+    let at_limit = Settings::load(
+        None,
+        &env(&[
+            ("AGENTOPS__EVENTS__MAX_FUTURE_SKEW_SECS", "120"),
+            ("AGENTOPS__AGGREGATOR__ALLOWED_LATENESS_SECS", "120"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(at_limit.events.max_future_skew_secs, 120);
+    let e = err(
+        None,
+        &[
+            ("AGENTOPS__EVENTS__MAX_FUTURE_SKEW_SECS", "121"),
+            ("AGENTOPS__AGGREGATOR__ALLOWED_LATENESS_SECS", "120"),
+        ],
+    );
+    assert!(
+        e.starts_with(
+            "config key `events.max_future_skew_secs`: 121 exceeds aggregator.allowed_lateness_secs (120)"
+        ),
+        "{e}"
+    );
+    let e = err(None, &[("AGENTOPS__EVENTS__MAX_FUTURE_SKEW_SECS", "-1")]);
+    assert!(e.starts_with("config key `events.max_future_skew_secs`:"), "{e}");
+}
+
+#[test]
 fn jwt_secret_is_required_by_its_user_and_masked() {
     let s = Settings::load(None, &HashMap::new()).unwrap();
     let e = s.auth_api.require_jwt_secret().unwrap_err();

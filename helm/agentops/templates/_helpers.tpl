@@ -127,6 +127,9 @@ late_events = {{ $v.kafka.topics.lateEvents | toRawJson }}
 [schema_registry]
 url = {{ $v.schemaRegistry.url | toRawJson }}
 
+[events]
+max_future_skew_secs = {{ int64 $v.events.maxFutureSkewSecs }}
+
 [store]
 url = {{ include "agentops.storeUrl" . | toRawJson }}
 
@@ -202,6 +205,9 @@ ConfigMap, so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end }}
 {{- if ne (mod 86400 (int64 $v.aggregator.windowSecs)) 0 }}
 {{- fail (printf "aggregator.windowSecs (%d) must divide 86400" (int64 $v.aggregator.windowSecs)) }}
+{{- end }}
+{{- if gt (int64 $v.events.maxFutureSkewSecs) (int64 $v.aggregator.allowedLatenessSecs) }}
+{{- fail (printf "events.maxFutureSkewSecs (%d) exceeds aggregator.allowedLatenessSecs (%d): an event accepted that far ahead of the clock would make events that complete now late on its partition" (int64 $v.events.maxFutureSkewSecs) (int64 $v.aggregator.allowedLatenessSecs)) }}
 {{- end }}
 {{- if and $v.authApi.jwt.secret $v.authApi.jwt.existingSecret }}
 {{- fail "authApi.jwt: set secret or existingSecret, not both" }}
