@@ -509,8 +509,25 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         inside.iter().any(|a| a
             .top_features
             .first()
-            .is_some_and(|f| f.feature == "log_cost_per_task_micros")),
+            .is_some_and(|f| f.feature == "cost_per_task_z")),
         "cost is named as the driving feature of the incident's flags"
+    );
+    // The verdict says what happened: cost per task far above the series' normal range.
+    let explained = inside
+        .iter()
+        .filter_map(|a| a.explanation.first())
+        .find(|x| x.kpi == "cost_per_task_micros")
+        .unwrap_or_else(|| {
+            panic!(
+                "no flag of the cost spike explains cost: {:?}",
+                inside.first().map(|a| &a.explanation)
+            )
+        });
+    assert!(
+        explained.observed > explained.high
+            && explained.expected < explained.high
+            && explained.low <= explained.expected,
+        "observed above the normal range: {explained:?}"
     );
     let series: BTreeSet<&str> = verdicts.values().map(|a| a.agent_id.as_str()).collect();
     assert_eq!(series.len(), 6, "every series is scored: {series:?}");

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::{parse_embedded, AvroRecord, ID_NAMESPACE};
 
 const SCHEMA_TEXT: &str = include_str!("../avro/anomaly.avsc");
-static SCHEMA: LazyLock<Schema> = LazyLock::new(|| parse_embedded(SCHEMA_TEXT));
+const SCHEMA_V1_TEXT: &str = include_str!("../avro/anomaly.v1.avsc");
+/// The current schema first, then the older versions records may have been written with.
+static SCHEMAS: LazyLock<[Schema; 2]> =
+    LazyLock::new(|| [parse_embedded(SCHEMA_TEXT), parse_embedded(SCHEMA_V1_TEXT)]);
 
 /// How much one KPI feature contributed to a window's reconstruction error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +57,54 @@ pub struct Anomaly {
     pub model_version: String,
     /// When it was scored (epoch ms).
     pub scored_at: i64,
+    /// The statistical member's score (largest per-KPI CUSUM); `None` in records written
+    /// before it existed.
+    #[serde(default)]
+    pub statistical_score: Option<f64>,
+    /// The KPIs with accumulated evidence, most first, each next to what is normal for the
+    /// series.
+    #[serde(default)]
+    pub explanation: Vec<KpiExplanation>,
+}
+
+/// One KPI of a window next to what is normal for its series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiExplanation {
+    /// `success_rate`, `intervention_rate`, `latency_p50_ms`, `latency_p95_ms`,
+    /// `cost_per_task_micros` or `tasks`.
+    pub kpi: String,
+    /// The window's value.
+    pub observed: f64,
+    /// The series' baseline for this window.
+    pub expected: f64,
+    /// Lower end of the normal range for a window of this size.
+    pub low: f64,
+    /// Upper end of the normal range.
+    pub high: f64,
+    /// Accumulated evidence of this KPI, in standard deviations.
+    pub evidence: f64,
+}
+
+impl KpiExplanation {
+    /// One line for people: `success_rate 0.52, expected 0.86 (0.79-0.93)`.
+    pub fn sentence(&self) -> String {
+        let rate = self.kpi.ends_with("_rate");
+        let v = |x: f64| {
+            if rate {
+                format!("{x:.2}")
+            } else {
+                format!("{x:.0}")
+            }
+        };
+        format!(
+            "{} {}, expected {} ({}-{})",
+            self.kpi,
+            v(self.observed),
+            v(self.expected),
+            v(self.low),
+            v(self.high)
+        )
+    }
 }
 
 impl Anomaly {
@@ -69,10 +120,20 @@ impl AvroRecord for Anomaly {
     const FULL_NAME: &'static str = "ai.agentops.v1.Anomaly";
 
     fn schema() -> &'static Schema {
-        &SCHEMA
+        &SCHEMAS[0]
     }
 
     fn schema_text() -> &'static str {
         SCHEMA_TEXT
     }
+
+    fn writer_schemas() -> &'static [Schema] {
+        &SCHEMAS[..]
+    }
+}
+
+/// The first published version of the `Anomaly` schema (without the statistical score and the
+/// explanation), for compatibility tests.
+pub fn schema_v1() -> &'static Schema {
+    &SCHEMAS[1]
 }

@@ -43,7 +43,7 @@ pub mod registry;
 pub mod task_event;
 pub mod validation;
 
-pub use anomaly::{Anomaly, FeatureContribution};
+pub use anomaly::{Anomaly, FeatureContribution, KpiExplanation};
 pub use error::{DecodeError, EncodeError};
 pub use kpi_window::KpiWindow;
 pub use task_event::{series_key, TaskEvent, TaskEventView, TaskStatus};

@@ -1,24 +1,35 @@
-//! The last windows of one series: what a sequence model sees.
+//! One series as the scorer sees it: its detector (baselines and evidence, see
+//! [`crate::detector`]) and the model input rows of its last windows (pure).
 //!
 //! The aggregator emits one window per series and period, in order, with explicit empty
 //! windows while the series is active; a late event re-emits a window with a higher revision.
-//! The buffer keeps the last `len` periods: a window after a gap (an idle series the aggregator
-//! stopped emitting for) is preceded by empty periods; a revision replaces its period; a
-//! repeated or older revision, or a window older than the buffer, changes nothing.
+//! - A window after a gap (an idle series the aggregator stopped emitting for) is preceded by
+//!   empty periods, which the detector reads too (no tasks where some were expected is how an
+//!   outage shows); at most [`MAX_GAP_WINDOWS`] of them.
+//! - A revision of the newest window re-applies it to the detector as it was before that
+//!   window, and is scored again.
+//! - A revision of an older window, a repeated revision, or a window older than the newest is
+//!   ignored (the detector has moved on; the verdict stands), with the reason.
 
 use std::collections::VecDeque;
 
-use crate::features::{RawFeatures, EMPTY};
+use crate::detector::{DetectorParams, Evidence, SeriesDetector, WindowStats};
+use crate::features::{self, Row};
 
-/// What a window did to the buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Longest gap (in windows, one week of 15-minute windows) filled with empty windows; the
+/// windows of a longer gap are not read one by one (the series' baselines stay as they were).
+pub const MAX_GAP_WINDOWS: i64 = 7 * 96;
+
+/// What a window did to the series.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Push {
     /// The window is the newest of a full buffer: score the sequence ending with it.
-    Ready,
-    /// Stored, but there is nothing to score yet (buffer not full, or an older period revised).
-    Stored,
-    /// A window already seen at this or a higher revision, or older than the buffer: ignored.
-    Ignored,
+    Ready(Evidence),
+    /// Read, but there is no full sequence to score yet.
+    Stored(Evidence),
+    /// Not read, for this reason (`stale`: at or below a revision already read, or older than
+    /// the newest window; `past_revision`: a revision of a window before the newest).
+    Ignored(&'static str),
 }
 
 /// One period of a series.
@@ -28,65 +39,83 @@ pub struct Slot {
     pub start: i64,
     /// Revision of the window that filled it; `-1` for a gap filled as empty.
     pub revision: i32,
-    /// Its features.
-    pub features: RawFeatures,
+    /// Its model input.
+    pub row: Row,
 }
 
-/// The last `len` periods of one series.
+/// The detector and the last `len` periods of one series.
 #[derive(Debug, Clone)]
 pub struct SeriesBuffer {
     period_ms: i64,
     len: usize,
     slots: VecDeque<Slot>,
+    detector: SeriesDetector,
+    /// The detector before the newest window was read.
+    before_newest: Option<SeriesDetector>,
 }
 
 impl SeriesBuffer {
-    /// An empty buffer of `len` periods of `period_ms`.
+    /// An empty series of `len` periods of `period_ms`.
     pub fn new(period_ms: i64, len: usize) -> Self {
         assert!(period_ms > 0 && len > 0);
         SeriesBuffer {
             period_ms,
             len,
             slots: VecDeque::with_capacity(len),
+            detector: SeriesDetector::new(),
+            before_newest: None,
         }
     }
 
-    /// Adds the window of the period starting at `start`.
-    pub fn push(&mut self, start: i64, revision: i32, features: RawFeatures) -> Push {
-        let slot = Slot {
-            start,
-            revision,
-            features,
+    /// Reads the window `w` (revision `revision`).
+    pub fn push(&mut self, w: &WindowStats, revision: i32, params: &DetectorParams) -> Push {
+        let start = w.start_ms;
+        let Some(last) = self.slots.back().map(|s| (s.start, s.revision)) else {
+            return self.read(w, revision, params);
         };
-        let Some(last) = self.slots.back().map(|s| s.start) else {
-            self.slots.push_back(slot);
-            return self.ready_or_stored();
-        };
-        if start > last {
-            let first_gap = (last + self.period_ms).max(start - (self.len as i64 - 1) * self.period_ms);
-            let mut gap = first_gap;
+        if start > last.0 {
+            let mut gap = (last.0 + self.period_ms).max(start - MAX_GAP_WINDOWS * self.period_ms);
             while gap < start {
+                let e = self.detector.observe(&WindowStats::empty(gap), params);
                 self.append(Slot {
                     start: gap,
                     revision: -1,
-                    features: EMPTY,
+                    row: features::row(&e),
                 });
                 gap += self.period_ms;
             }
-            self.append(slot);
-            return self.ready_or_stored();
+            return self.read(w, revision, params);
         }
-        let Some(existing) = self.slots.iter_mut().find(|s| s.start == start) else {
-            return Push::Ignored;
-        };
-        if revision <= existing.revision {
-            return Push::Ignored;
+        if start == last.0 && revision > last.1 {
+            if let Some(before) = self.before_newest.take() {
+                self.detector = before;
+                self.slots.pop_back();
+                return self.read(w, revision, params);
+            }
         }
-        *existing = slot;
-        if start == last {
-            self.ready_or_stored()
+        if start < last.0
+            && self
+                .slots
+                .iter()
+                .any(|s| s.start == start && revision > s.revision)
+        {
+            return Push::Ignored("past_revision");
+        }
+        Push::Ignored("stale")
+    }
+
+    fn read(&mut self, w: &WindowStats, revision: i32, params: &DetectorParams) -> Push {
+        self.before_newest = Some(self.detector.clone());
+        let evidence = self.detector.observe(w, params);
+        self.append(Slot {
+            start: w.start_ms,
+            revision,
+            row: features::row(&evidence),
+        });
+        if self.slots.len() == self.len {
+            Push::Ready(evidence)
         } else {
-            Push::Stored
+            Push::Stored(evidence)
         }
     }
 
@@ -97,22 +126,24 @@ impl SeriesBuffer {
         self.slots.push_back(slot);
     }
 
-    fn ready_or_stored(&self) -> Push {
-        if self.slots.len() == self.len {
-            Push::Ready
-        } else {
-            Push::Stored
-        }
-    }
-
     /// The buffered periods, oldest first.
     pub fn slots(&self) -> impl ExactSizeIterator<Item = &Slot> {
         self.slots.iter()
     }
 
+    /// The model input rows, oldest first.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &Row> {
+        self.slots.iter().map(|s| &s.row)
+    }
+
     /// Whether the buffer holds `len` periods.
     pub fn is_full(&self) -> bool {
         self.slots.len() == self.len
+    }
+
+    /// The series' detector.
+    pub fn detector(&self) -> &SeriesDetector {
+        &self.detector
     }
 }
 
@@ -122,65 +153,99 @@ mod tests {
 
     const P: i64 = 900_000;
 
-    fn f(tasks: f64) -> RawFeatures {
-        [Some(1.0), Some(0.0), Some(5.0), Some(8.0), Some(tasks)]
+    fn w(period: i64, tasks: i64) -> WindowStats {
+        WindowStats {
+            start_ms: period * P,
+            tasks,
+            succeeded: tasks * 9 / 10,
+            with_intervention: tasks / 10,
+            cost_micros: tasks * 1000,
+            p50_ms: (tasks > 0).then_some(1000.0),
+            p95_ms: (tasks > 0).then_some(3000.0),
+        }
     }
 
     fn starts(b: &SeriesBuffer) -> Vec<i64> {
         b.slots().map(|s| s.start / P).collect()
     }
 
+    fn ready(p: &Push) -> bool {
+        matches!(p, Push::Ready(_))
+    }
+
     #[test]
     fn ready_once_full_then_for_every_new_period() {
+        let params = DetectorParams::default();
         let mut b = SeriesBuffer::new(P, 3);
-        assert_eq!(b.push(0, 0, f(1.0)), Push::Stored);
-        assert_eq!(b.push(P, 0, f(1.0)), Push::Stored);
-        assert_eq!(b.push(2 * P, 0, f(1.0)), Push::Ready);
-        assert_eq!(b.push(3 * P, 0, f(1.0)), Push::Ready);
+        assert!(matches!(b.push(&w(0, 10), 0, &params), Push::Stored(_)));
+        assert!(matches!(b.push(&w(1, 10), 0, &params), Push::Stored(_)));
+        assert!(ready(&b.push(&w(2, 10), 0, &params)));
+        assert!(ready(&b.push(&w(3, 10), 0, &params)));
         assert_eq!(starts(&b), [1, 2, 3]);
+        assert_eq!(b.detector().seen(), 4);
     }
 
     #[test]
-    fn a_gap_is_filled_with_empty_periods() {
+    fn a_gap_is_read_as_empty_periods() {
+        let params = DetectorParams::default();
         let mut b = SeriesBuffer::new(P, 4);
-        b.push(0, 0, f(1.0));
-        assert_eq!(b.push(3 * P, 0, f(2.0)), Push::Ready);
-        assert_eq!(starts(&b), [0, 1, 2, 3]);
-        assert_eq!(b.slots().nth(1).unwrap().features, EMPTY);
-        // A gap longer than the buffer keeps only the last periods.
-        assert_eq!(b.push(1000 * P, 0, f(3.0)), Push::Ready);
-        assert_eq!(starts(&b), [997, 998, 999, 1000]);
-        assert!(b.slots().take(3).all(|s| s.features == EMPTY && s.revision == -1));
+        b.push(&w(0, 10), 0, &params);
+        assert!(ready(&b.push(&w(5, 10), 0, &params)));
+        assert_eq!(starts(&b), [2, 3, 4, 5]);
+        assert_eq!(b.slots().map(|s| s.revision).collect::<Vec<_>>(), [-1, -1, -1, 0]);
+        assert_eq!(b.detector().seen(), 6, "the gap windows were read");
+        assert_eq!(
+            b.slots().next().unwrap().row[0],
+            None,
+            "no rate in an empty window"
+        );
     }
 
     #[test]
-    fn revisions_replace_their_period_and_rescore_only_the_newest() {
+    fn a_revision_of_the_newest_is_read_again_from_the_state_before_it() {
+        let params = DetectorParams::default();
+        let mut a = SeriesBuffer::new(P, 2);
         let mut b = SeriesBuffer::new(P, 2);
-        b.push(0, 0, f(1.0));
-        b.push(P, 0, f(1.0));
-        assert_eq!(
-            b.push(P, 1, f(9.0)),
-            Push::Ready,
-            "newest period revised: rescore"
-        );
-        assert_eq!(b.slots().last().unwrap().features, f(9.0));
-        assert_eq!(b.push(P, 1, f(7.0)), Push::Ignored, "same revision again");
-        assert_eq!(b.push(P, 0, f(7.0)), Push::Ignored, "older revision");
-        assert_eq!(
-            b.push(0, 1, f(5.0)),
-            Push::Stored,
-            "older period revised: context only"
-        );
-        assert_eq!(b.slots().next().unwrap().features, f(5.0));
-        assert_eq!(b.push(-P, 0, f(5.0)), Push::Ignored, "older than the buffer");
+        for i in 0..20 {
+            a.push(&w(i, 10), 0, &params);
+            b.push(&w(i, 10), 0, &params);
+        }
+        // a reads a window and its revision; b reads only the revised content.
+        a.push(&w(20, 5), 0, &params);
+        let revised = a.push(&w(20, 12), 1, &params);
+        let direct = b.push(&w(20, 12), 1, &params);
+        assert!(ready(&revised));
+        assert_eq!(revised, direct);
+        assert_eq!(a.detector(), b.detector());
+        assert_eq!(a.push(&w(20, 12), 1, &params), Push::Ignored("stale"));
+        assert_eq!(a.push(&w(20, 3), 0, &params), Push::Ignored("stale"));
     }
 
     #[test]
-    fn a_window_arriving_for_a_gap_filled_period_replaces_it() {
+    fn older_windows_and_their_revisions_are_ignored_with_the_reason() {
+        let params = DetectorParams::default();
         let mut b = SeriesBuffer::new(P, 3);
-        b.push(0, 0, f(1.0));
-        b.push(2 * P, 0, f(1.0));
-        assert_eq!(b.push(P, 0, f(4.0)), Push::Stored);
-        assert_eq!(b.slots().nth(1).unwrap().features, f(4.0));
+        for i in 0..5 {
+            b.push(&w(i, 10), 0, &params);
+        }
+        let before = b.detector().clone();
+        assert_eq!(b.push(&w(3, 99), 1, &params), Push::Ignored("past_revision"));
+        assert_eq!(b.push(&w(3, 99), 0, &params), Push::Ignored("stale"));
+        assert_eq!(
+            b.push(&w(0, 99), 1, &params),
+            Push::Ignored("stale"),
+            "older than the buffer"
+        );
+        assert_eq!(b.detector(), &before);
+        assert_eq!(starts(&b), [2, 3, 4]);
+    }
+
+    #[test]
+    fn a_long_gap_reads_at_most_a_week_of_empty_windows() {
+        let params = DetectorParams::default();
+        let mut b = SeriesBuffer::new(P, 2);
+        b.push(&w(0, 10), 0, &params);
+        b.push(&w(100_000, 10), 0, &params);
+        assert_eq!(b.detector().seen() as i64, 2 + MAX_GAP_WINDOWS);
     }
 }

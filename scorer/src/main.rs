@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
 use scorer::metrics::Metrics;
 use scorer::models::{init_runtime, runtime_path, ModelSet};
-use scorer::{offline, service};
+use scorer::{assess, evaluation, offline, service, tuning};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,20 +34,82 @@ enum Command {
         #[arg(long)]
         models: Option<PathBuf>,
     },
-    /// Score a CSV series (`timestamp,<feature>...` with raw feature values) offline.
+    /// Score KPI windows from a CSV file offline, with the service's detector, models and
+    /// ensemble; with labels, judge the alarms (see the README's Scorer section).
     Offline {
-        /// The series.
+        /// The windows (`tenant_id,agent_id,window_start,tasks_total,succeeded,...`).
         #[arg(long)]
-        csv: PathBuf,
+        windows: PathBuf,
         /// Where the scores go (CSV).
         #[arg(long)]
         out: PathBuf,
-        /// Labelled incident windows (JSON `[{"start","end"}]`): print event-level metrics.
+        /// Labelled incidents (the generator's `incidents.json` shape).
         #[arg(long)]
         labels: Option<PathBuf>,
         /// Model directory (default: scorer.model_dir).
         #[arg(long)]
         models: Option<PathBuf>,
+    },
+    /// Write the detector's evidence for every window of a data set (the models' training input).
+    Features {
+        /// The windows CSV.
+        #[arg(long)]
+        windows: PathBuf,
+        /// Output directory (`features.f32`, `mask.f32`, `tasks.f32`, `features.json`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Detector parameters as JSON (default: the built-in defaults).
+        #[arg(long)]
+        detector: Option<PathBuf>,
+    },
+    /// Fit a model set to data: each autoencoder's calibration on normal data sets, then the
+    /// ensemble weights and threshold on a labelled tuning set under the false-alarm budget;
+    /// rewrites the manifest.
+    Tune {
+        /// Model directory.
+        #[arg(long)]
+        models: PathBuf,
+        /// Data sets of normal traffic (directories with `windows.csv`).
+        #[arg(long, num_args = 1.., required = true)]
+        normal: Vec<PathBuf>,
+        /// The labelled tuning set (a directory with `windows.csv` and `incidents.json`).
+        #[arg(long)]
+        tuning: PathBuf,
+        /// Most false alarms per series-day allowed on the tuning set.
+        #[arg(long, default_value_t = 0.005)]
+        budget: f64,
+    },
+    /// The evaluation table: every detector row tuned on the tuning set under the budget and
+    /// judged on unseen sets (mean ± sd), next to "flag every window"; false alarms on clean
+    /// sets.
+    Evaluate {
+        /// Model directory (default: scorer.model_dir).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// The labelled tuning set.
+        #[arg(long)]
+        tuning: PathBuf,
+        /// Unseen labelled sets.
+        #[arg(long, num_args = 1.., required = true)]
+        eval: Vec<PathBuf>,
+        /// Clean sets (no incidents): false alarms only.
+        #[arg(long, num_args = 1..)]
+        clean: Vec<PathBuf>,
+        /// Most false alarms per series-day allowed on the tuning set.
+        #[arg(long, default_value_t = 0.005)]
+        budget: f64,
+        /// Only the statistical member (no ONNX models needed).
+        #[arg(long)]
+        statistical_only: bool,
+        /// Detector parameters as JSON for `--statistical-only` (default: the built-in ones).
+        #[arg(long)]
+        detector: Option<PathBuf>,
+        /// The table as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The table as Markdown.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
     },
     /// Print a tenant's stored anomalies as alarms (runs of flagged windows per agent), and,
     /// given the generator's `incidents.json`, which injected incidents they caught.
@@ -101,7 +164,7 @@ fn main() -> anyhow::Result<()> {
             let set = load_models(models)?;
             let m = &set.manifest;
             println!(
-                "model set {} in {}: {} s windows, sequences of {}, last {} scored, weights lstm {} / transformer {}, threshold {}",
+                "model set {} in {}: {} s windows, sequences of {}, last {} scored, weights lstm {} / transformer {} / statistical {}, threshold {}",
                 m.version,
                 set.dir.display(),
                 m.window_secs,
@@ -109,42 +172,114 @@ fn main() -> anyhow::Result<()> {
                 m.score_positions,
                 m.ensemble.weights.lstm,
                 m.ensemble.weights.transformer,
+                m.ensemble.weights.statistical,
                 m.ensemble.threshold
             );
         }
         Command::Offline {
-            csv,
+            windows,
             out,
             labels,
             models,
         } => {
             let mut set = load_models(models)?;
-            let rows = offline::read_series(&csv)?;
-            let scored = offline::score_series(&mut set, &rows, settings.scorer.max_batch)?;
+            let series = offline::read_windows(&windows, set.manifest.window_ms())?;
+            let scored = offline::score(&mut set, &series, settings.scorer.max_batch)?;
             offline::write_scores(&out, &scored)?;
-            let flagged = scored.iter().filter(|s| s.verdict.is_anomaly).count();
+            let flagged: usize = scored
+                .iter()
+                .flat_map(|s| s.verdicts.iter().flatten())
+                .filter(|v| v.is_anomaly)
+                .count();
             eprintln!(
-                "{} periods, {} scored, {flagged} flagged (features {FEATURES:?}); scores in {}",
-                rows.len(),
-                scored.len(),
+                "{} series, {} windows, {flagged} flagged (features {FEATURES:?}); scores in {}",
+                series.len(),
+                series.iter().map(|s| s.windows.len()).sum::<usize>(),
                 out.display()
             );
             if let Some(labels) = labels {
                 let labels = offline::read_labels(&labels)?;
-                let periods: Vec<(i64, bool)> =
-                    scored.iter().map(|s| (s.at_ms, s.verdict.is_anomaly)).collect();
-                let m = offline::event_metrics(&periods, &labels);
-                println!(
-                    "incidents {} detected {} | alarms {} false {} | precision {:.3} recall {:.3} F1 {:.3} | delays (min) {:?}",
-                    m.incidents,
-                    m.detected,
-                    m.true_alarms + m.false_alarms,
-                    m.false_alarms,
-                    m.precision(),
-                    m.recall(),
-                    m.f1(),
-                    m.delays_ms.iter().map(|d| d / 60_000).collect::<Vec<_>>()
+                let m = &set.manifest;
+                let w = m.ensemble.weights;
+                let scores = offline::series_scores(
+                    &scored,
+                    &labels,
+                    offline::Member::Weighted(w.lstm, w.transformer, w.statistical),
                 );
+                let r = evaluation::judge_at(
+                    &scores,
+                    m.ensemble.threshold,
+                    &evaluation::Protocol {
+                        window_ms: m.window_ms(),
+                        ..evaluation::Protocol::default()
+                    },
+                );
+                println!("{}", serde_json::to_string_pretty(&tuning::Summary::from(&r))?);
+            }
+        }
+        Command::Features {
+            windows,
+            out,
+            detector,
+        } => {
+            let params = read_detector(detector.as_deref())?;
+            let series = offline::read_windows(&windows, i64::from(settings.aggregator.window_secs) * 1000)?;
+            offline::write_features(&out, &series, &params)?;
+            eprintln!("evidence of {} series written to {}", series.len(), out.display());
+        }
+        Command::Tune {
+            models,
+            normal,
+            tuning,
+            budget,
+        } => {
+            let mut set = load_models(Some(models.clone()))?;
+            let manifest = assess::tune(&mut set, &normal, &tuning, budget, settings.scorer.max_batch)?;
+            let path = models.join(scorer::manifest::MANIFEST_FILE);
+            std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
+                .with_context(|| path.display().to_string())?;
+            eprintln!(
+                "{}: weights lstm {} / transformer {} / statistical {}, threshold {}",
+                path.display(),
+                manifest.ensemble.weights.lstm,
+                manifest.ensemble.weights.transformer,
+                manifest.ensemble.weights.statistical,
+                manifest.ensemble.threshold
+            );
+        }
+        Command::Evaluate {
+            models,
+            tuning,
+            eval,
+            clean,
+            budget,
+            statistical_only,
+            detector,
+            out,
+            markdown,
+        } => {
+            let table = if statistical_only {
+                let params = read_detector(detector.as_deref())?;
+                assess::evaluate_statistical(&params, &tuning, &eval, &clean, budget)?
+            } else {
+                let mut set = load_models(models)?;
+                assess::evaluate(
+                    &mut set,
+                    &tuning,
+                    &eval,
+                    &clean,
+                    budget,
+                    settings.scorer.max_batch,
+                )?
+            };
+            let text = table.markdown();
+            println!("{text}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &text).with_context(|| path.display().to_string())?;
+            }
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_string_pretty(&table)? + "\n")
+                    .with_context(|| path.display().to_string())?;
             }
         }
         Command::Run => {
@@ -190,6 +325,17 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn read_detector(path: Option<&std::path::Path>) -> anyhow::Result<DetectorParams> {
+    let Some(path) = path else {
+        return Ok(DetectorParams::default());
+    };
+    let params: DetectorParams =
+        serde_json::from_slice(&std::fs::read(path).with_context(|| path.display().to_string())?)
+            .with_context(|| format!("{}: detector parameters", path.display()))?;
+    params.check().map_err(anyhow::Error::msg)?;
+    Ok(params)
+}
+
 fn utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map(|t| {
@@ -205,34 +351,35 @@ fn utc(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-/// Alarms: runs of consecutive flagged windows of one agent.
+/// Alarms: runs of consecutive flagged windows of one agent, with what drove their strongest
+/// window; given the generator's incidents, which ones they caught (by the evaluation's rule).
 fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_json::Value]) {
+    struct Alarm<'a> {
+        agent: &'a str,
+        start: i64,
+        end: i64,
+        windows: usize,
+        strongest: &'a schemas::Anomaly,
+    }
     let mut sorted: Vec<&schemas::Anomaly> = flagged.iter().collect();
     sorted.sort_by(|a, b| (&a.agent_id, a.window_start).cmp(&(&b.agent_id, b.window_start)));
-    let mut alarms: Vec<(String, i64, i64, f64, String, usize)> = Vec::new();
+    let mut alarms: Vec<Alarm<'_>> = Vec::new();
     for a in sorted {
-        let top = a
-            .top_features
-            .first()
-            .map(|f| f.feature.clone())
-            .unwrap_or_default();
         match alarms.last_mut() {
-            Some(last) if last.0 == a.agent_id && last.2 == a.window_start => {
-                last.2 = a.window_end;
-                last.5 += 1;
-                if a.ensemble_score > last.3 {
-                    last.3 = a.ensemble_score;
-                    last.4 = top;
+            Some(last) if last.agent == a.agent_id && last.end == a.window_start => {
+                last.end = a.window_end;
+                last.windows += 1;
+                if a.ensemble_score > last.strongest.ensemble_score {
+                    last.strongest = a;
                 }
             }
-            _ => alarms.push((
-                a.agent_id.clone(),
-                a.window_start,
-                a.window_end,
-                a.ensemble_score,
-                top,
-                1,
-            )),
+            _ => alarms.push(Alarm {
+                agent: &a.agent_id,
+                start: a.window_start,
+                end: a.window_end,
+                windows: 1,
+                strongest: a,
+            }),
         }
     }
     println!(
@@ -241,39 +388,59 @@ fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_j
         alarms.len()
     );
     println!(
-        "{:<14} {:<17} {:<17} {:>7} {:>9}  driven by",
+        "{:<14} {:<17} {:<17} {:>7} {:>9}  what happened (strongest window)",
         "agent", "from (UTC)", "to (UTC)", "windows", "max score"
     );
-    for (agent, start, end, score, top, n) in &alarms {
+    for a in &alarms {
+        let why = a
+            .strongest
+            .explanation
+            .first()
+            .map(schemas::KpiExplanation::sentence)
+            .or_else(|| a.strongest.top_features.first().map(|f| f.feature.clone()))
+            .unwrap_or_default();
         println!(
-            "{agent:<14} {:<17} {:<17} {n:>7} {score:>9.2}  {top}",
-            utc(*start),
-            utc(*end)
+            "{:<14} {:<17} {:<17} {:>7} {:>9.2}  {why}",
+            a.agent,
+            utc(a.start),
+            utc(a.end),
+            a.windows,
+            a.strongest.ensemble_score
         );
     }
+    let protocol = evaluation::Protocol::default();
     let mine: Vec<&serde_json::Value> = incidents.iter().filter(|i| i["tenant_id"] == tenant).collect();
     if !mine.is_empty() {
-        println!("injected incidents of {tenant}:");
+        println!(
+            "injected incidents of {tenant} (caught: an alarm starts at most {} min before, inside, or at most {} min after):",
+            protocol.lead_ms / 60_000,
+            protocol.grace_ms / 60_000
+        );
         for i in mine {
-            let (agent, start, end) = (
-                i["agent_id"].as_str().unwrap_or_default(),
-                i["start_ms"].as_i64().unwrap_or_default(),
-                i["end_ms"].as_i64().unwrap_or_default(),
-            );
+            let incident = evaluation::Incident {
+                kind: i["kind"].as_str().unwrap_or_default().to_string(),
+                start_ms: i["start_ms"].as_i64().unwrap_or_default(),
+                end_ms: i["end_ms"].as_i64().unwrap_or_default(),
+            };
+            let agent = i["agent_id"].as_str().unwrap_or_default();
             let caught = alarms
                 .iter()
-                .filter(|a| a.0 == agent && a.1 <= end && a.2 > start)
-                .map(|a| a.1)
+                .filter(|a| a.agent == agent && protocol.credits(a.start, &incident))
+                .map(|a| a.start)
                 .min();
             let verdict = match caught {
-                Some(t) => format!("DETECTED (first flagged window {})", utc(t)),
+                Some(t) => format!(
+                    "DETECTED (first flagged window {}, verdict {} min after the start)",
+                    utc(t),
+                    ((t + protocol.window_ms - incident.start_ms).max(0)) / 60_000
+                ),
                 None => "missed".to_string(),
             };
             println!(
                 "  {agent:<14} {:<20} {} .. {}  {verdict}",
-                i["kind"].as_str().unwrap_or_default(),
-                utc(start),
-                utc(end)
+                incident.kind,
+                utc(incident.start_ms),
+                utc(incident.end_ms)
             );
         }
     }

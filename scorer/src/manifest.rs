@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::features::{Normalization, FEATURES};
+use crate::detector::DetectorParams;
+use crate::features::FEATURES;
 use crate::scoring::{Calibration, Ensemble};
 use crate::{Error, Result};
 
@@ -46,6 +47,8 @@ pub struct Weights {
     pub lstm: f64,
     /// Transformer weight.
     pub transformer: f64,
+    /// Weight of the statistical member (the detector's evidence).
+    pub statistical: f64,
 }
 
 /// How the two scores are combined and judged.
@@ -70,8 +73,8 @@ pub struct Manifest {
     pub score_positions: usize,
     /// Feature names in input order.
     pub features: Vec<String>,
-    /// Robust normalization fitted on the training data.
-    pub normalization: Normalization,
+    /// The per-series baselines and evidence the models read (see [`crate::detector`]).
+    pub detector: DetectorParams,
     /// The two models.
     pub models: Models,
     /// The ensemble.
@@ -132,7 +135,7 @@ impl Manifest {
                 self.score_positions, self.sequence_length
             ));
         }
-        self.normalization.check()?;
+        self.detector.check()?;
         for (name, entry) in [
             ("lstm", &self.models.lstm),
             ("transformer", &self.models.transformer),
@@ -151,7 +154,11 @@ impl Manifest {
             }
         }
         let w = self.ensemble.weights;
-        if !(w.lstm >= 0.0 && w.transformer >= 0.0 && w.lstm + w.transformer > 0.0) {
+        if !(w.lstm >= 0.0
+            && w.transformer >= 0.0
+            && w.statistical >= 0.0
+            && w.lstm + w.transformer + w.statistical > 0.0)
+        {
             return Err("ensemble.weights must be non-negative with a positive sum".into());
         }
         if !self.ensemble.threshold.is_finite() {
@@ -165,6 +172,7 @@ impl Manifest {
         Ensemble {
             w_lstm: self.ensemble.weights.lstm,
             w_transformer: self.ensemble.weights.transformer,
+            w_statistical: self.ensemble.weights.statistical,
             threshold: self.ensemble.threshold,
         }
     }
@@ -217,11 +225,7 @@ mod tests {
             sequence_length: 16,
             score_positions: 4,
             features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            normalization: Normalization {
-                median: vec![0.9, 0.1, 7.0, 9.0, 3.0],
-                scale: vec![0.1; 5],
-                clip: 10.0,
-            },
+            detector: DetectorParams::default(),
             models: Models {
                 lstm: entry("lstm.onnx"),
                 transformer: entry("transformer.onnx"),
@@ -230,6 +234,7 @@ mod tests {
                 weights: Weights {
                     lstm: 0.5,
                     transformer: 0.5,
+                    statistical: 1.0,
                 },
                 threshold: 3.0,
             },
@@ -248,7 +253,7 @@ mod tests {
         let cases: Vec<(Breaker, &str)> = vec![
             (|m| m.features.swap(0, 1), "features"),
             (|m| m.score_positions = 17, "score_positions"),
-            (|m| m.normalization.scale[2] = -1.0, "normalization.scale[2]"),
+            (|m| m.detector.cusum_cap = -1.0, "detector.cusum_cap"),
             (
                 |m| m.models.transformer.calibration.scale = 0.0,
                 "models.transformer.calibration.scale",

@@ -14,9 +14,10 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::features::{RawFeatures, FEATURE_COUNT};
+use crate::detector::Evidence;
+use crate::features::{self, Row, FEATURE_COUNT};
 use crate::manifest::{model_path, Manifest, ModelEntry};
-use crate::scoring::{feature_errors, verdict, Verdict};
+use crate::scoring::{feature_errors, verdict, Statistical, Verdict};
 use crate::{Error, Result};
 
 static RUNTIME: OnceLock<Environment> = OnceLock::new();
@@ -47,13 +48,38 @@ pub fn init_runtime(library: &Path) -> Result<&'static Environment> {
     Ok(RUNTIME.get_or_init(|| env))
 }
 
-/// Model inputs of a batch of sequences: `[n][sequence_length][features]`, row-major.
+/// The statistical member's reading of the last window of a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StatInput {
+    /// Its score (largest CUSUM).
+    pub score: f64,
+    /// Per-feature CUSUM.
+    pub evidence: [f64; FEATURE_COUNT],
+    /// Whether the series may alarm.
+    pub warm: bool,
+}
+
+impl StatInput {
+    /// The statistical reading of `evidence`.
+    pub fn of(evidence: &Evidence) -> StatInput {
+        StatInput {
+            score: evidence.score(),
+            evidence: evidence.cusum,
+            warm: evidence.warm,
+        }
+    }
+}
+
+/// Model inputs of a batch of sequences: `[n][sequence_length][features]`, row-major, and the
+/// statistical reading of each sequence's last window.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
-    /// Normalized features.
+    /// Features.
     pub x: Vec<f32>,
     /// 1 where a feature is defined, 0 where not.
     pub mask: Vec<f32>,
+    /// Statistical reading per sequence.
+    pub statistical: Vec<StatInput>,
     /// Sequences in the batch.
     pub len: usize,
 }
@@ -63,6 +89,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.x.clear();
         self.mask.clear();
+        self.statistical.clear();
         self.len = 0;
     }
 }
@@ -124,21 +151,27 @@ impl ModelSet {
         set.push(
             &mut probe,
             std::iter::repeat_n(&crate::features::EMPTY, set.manifest.sequence_length),
+            StatInput::default(),
         );
         set.score(&probe)?;
         Ok(set)
     }
 
     /// Appends one sequence (exactly `sequence_length` windows, oldest first) to `batch`.
-    pub fn push<'a>(&self, batch: &mut Batch, sequence: impl Iterator<Item = &'a RawFeatures>) {
+    pub fn push<'a>(
+        &self,
+        batch: &mut Batch,
+        sequence: impl Iterator<Item = &'a Row>,
+        statistical: StatInput,
+    ) {
         let start = batch.x.len();
-        let norm = &self.manifest.normalization;
-        for raw in sequence {
+        for row in sequence {
             let at = batch.x.len();
             batch.x.resize(at + FEATURE_COUNT, 0.0);
             batch.mask.resize(at + FEATURE_COUNT, 0.0);
-            norm.apply(raw, &mut batch.x[at..], &mut batch.mask[at..]);
+            features::apply(row, &mut batch.x[at..], &mut batch.mask[at..]);
         }
+        batch.statistical.push(statistical);
         assert_eq!(
             batch.x.len() - start,
             self.manifest.sequence_length * FEATURE_COUNT,
@@ -200,7 +233,13 @@ impl ModelSet {
                     f,
                     p,
                 );
-                verdict(&le, &te, &cl, &ct, &ensemble)
+                let stat = &batch.statistical[i];
+                let statistical = Statistical {
+                    score: stat.score,
+                    evidence: &stat.evidence,
+                    warm: stat.warm,
+                };
+                verdict(&le, &te, statistical, &cl, &ct, &ensemble)
             })
             .collect())
     }

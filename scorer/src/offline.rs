@@ -1,38 +1,30 @@
-//! Offline mode: score a CSV series with a model set, and judge the alarms against labelled
-//! windows, so that any labelled data set in the common `timestamp,value[,value...]` shape can
-//! be evaluated.
+//! Offline mode: KPI windows from a CSV file through the same detector, models and ensemble
+//! as the service, judged with [`crate::evaluation`].
 //!
-//! - Input: a header, then one row per period: `timestamp` (epoch ms or RFC 3339) and one
-//!   column per manifest feature, in manifest order, with the *raw* (un-normalized) values;
-//!   an empty cell is an undefined value.
-//! - Output: one row per scorable period (from the `sequence_length`-th on): both models' raw
-//!   and calibrated scores, the ensemble score, the flag and the top feature.
-//! - Labels: a JSON array of `{"start": .., "end": ..}` (epoch ms or RFC 3339), inclusive.
-//!   Alarms are runs of consecutive flagged periods; an incident is detected once if any
-//!   alarm period falls inside it; an alarm touching no incident is a false positive. No
-//!   point adjustment.
+//! - Windows: a CSV with a header naming at least `tenant_id, agent_id, window_start` (epoch
+//!   ms or RFC 3339), `tasks_total, succeeded, tasks_with_intervention, cost_micros,
+//!   latency_p50_ms, latency_p95_ms` (the `KpiWindow` fields; an empty latency cell = no
+//!   tasks); other columns are ignored. Any number of series, in any order; each series is
+//!   read in time order, a missing period is an empty window.
+//! - Incidents (labels): the generator's `incidents.json`, a JSON array of
+//!   `{"tenant_id", "agent_id", "kind", "start_ms", "end_ms"}` (epoch ms or RFC 3339). A series
+//!   without incidents counts as a control series.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::features::{RawFeatures, FEATURES, FEATURE_COUNT};
-use crate::models::{Batch, ModelSet};
+use crate::buffer::{Push, SeriesBuffer};
+use crate::detector::{DetectorParams, Evidence, WindowStats, KPIS};
+use crate::evaluation::{Incident, SeriesScores};
+use crate::features::{FEATURES, FEATURE_COUNT};
+use crate::models::{Batch, ModelSet, StatInput};
 use crate::scoring::{top_features, Verdict};
 use crate::{Error, Result};
-
-/// One scored period.
-#[derive(Debug, Clone)]
-pub struct Scored {
-    /// The timestamp as written in the input.
-    pub timestamp: String,
-    /// The timestamp in epoch ms.
-    pub at_ms: i64,
-    /// The verdict.
-    pub verdict: Verdict,
-}
 
 /// Parses an epoch-ms or RFC 3339 timestamp.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
@@ -44,8 +36,33 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     })
 }
 
-/// Reads a CSV series: timestamps and raw features.
-pub fn read_series(path: &Path) -> Result<Vec<(String, i64, RawFeatures)>> {
+/// The windows of one series, consecutive (gaps filled with empty windows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Windows, one per period from the first to the last.
+    pub windows: Vec<WindowStats>,
+}
+
+#[derive(Deserialize)]
+struct CsvWindow {
+    tenant_id: String,
+    agent_id: String,
+    window_start: String,
+    tasks_total: i64,
+    succeeded: i64,
+    tasks_with_intervention: i64,
+    cost_micros: i64,
+    latency_p50_ms: Option<f64>,
+    latency_p95_ms: Option<f64>,
+}
+
+/// Reads a windows CSV into series (sorted by tenant and agent), each one window per period
+/// of `window_ms`.
+pub fn read_windows(path: &Path, window_ms: i64) -> Result<Vec<Series>> {
     let input_error = |line: usize, message: String| Error::Input {
         path: path.display().to_string(),
         line,
@@ -56,112 +73,79 @@ pub fn read_series(path: &Path) -> Result<Vec<(String, i64, RawFeatures)>> {
         .trim(csv::Trim::All)
         .from_path(path)
         .map_err(|e| input_error(0, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| input_error(1, e.to_string()))?
-        .clone();
-    if headers.len() != FEATURE_COUNT + 1 {
-        return Err(input_error(
-            1,
-            format!(
-                "{} columns; the model set needs timestamp plus {FEATURE_COUNT} features {FEATURES:?}",
-                headers.len()
-            ),
-        ));
-    }
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
+    let mut by_series: BTreeMap<(String, String), BTreeMap<i64, WindowStats>> = BTreeMap::new();
+    for (i, record) in reader.deserialize::<CsvWindow>().enumerate() {
         let line = i + 2;
-        let record = record.map_err(|e| input_error(line, e.to_string()))?;
-        let ts = record.get(0).unwrap_or_default().to_string();
-        let at_ms = parse_timestamp(&ts)
-            .ok_or_else(|| input_error(line, format!("timestamp `{ts}` is neither epoch ms nor RFC 3339")))?;
-        let mut features: RawFeatures = [None; FEATURE_COUNT];
-        for (f, cell) in record.iter().skip(1).enumerate() {
-            if !cell.is_empty() {
-                let v: f64 = cell.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
-                    input_error(line, format!("{}: `{cell}` is not a number", &headers[f + 1]))
-                })?;
-                features[f] = Some(v);
+        let w = record.map_err(|e| input_error(line, e.to_string()))?;
+        let start = parse_timestamp(&w.window_start).ok_or_else(|| {
+            input_error(
+                line,
+                format!(
+                    "window_start `{}` is neither epoch ms nor RFC 3339",
+                    w.window_start
+                ),
+            )
+        })?;
+        if start.rem_euclid(window_ms) != 0 {
+            return Err(input_error(
+                line,
+                format!("window_start {start} is not a multiple of the window length {window_ms} ms"),
+            ));
+        }
+        if w.tasks_total < 0
+            || !(0..=w.tasks_total).contains(&w.succeeded)
+            || !(0..=w.tasks_total).contains(&w.tasks_with_intervention)
+        {
+            return Err(input_error(
+                line,
+                "counts must satisfy 0 <= succeeded, tasks_with_intervention <= tasks_total".into(),
+            ));
+        }
+        by_series.entry((w.tenant_id, w.agent_id)).or_default().insert(
+            start,
+            WindowStats {
+                start_ms: start,
+                tasks: w.tasks_total,
+                succeeded: w.succeeded,
+                with_intervention: w.tasks_with_intervention,
+                cost_micros: w.cost_micros,
+                p50_ms: w.latency_p50_ms,
+                p95_ms: w.latency_p95_ms,
+            },
+        );
+    }
+    Ok(by_series
+        .into_iter()
+        .map(|((tenant_id, agent_id), windows)| {
+            let first = *windows.keys().next().expect("a series has a window");
+            let last = *windows.keys().next_back().expect("a series has a window");
+            let filled = (0..=(last - first) / window_ms)
+                .map(|k| {
+                    let start = first + k * window_ms;
+                    windows
+                        .get(&start)
+                        .copied()
+                        .unwrap_or_else(|| WindowStats::empty(start))
+                })
+                .collect();
+            Series {
+                tenant_id,
+                agent_id,
+                windows: filled,
             }
-        }
-        rows.push((ts, at_ms, features));
-    }
-    Ok(rows)
+        })
+        .collect())
 }
 
-/// Scores every period of `rows` that has `sequence_length` periods up to it.
-pub fn score_series(
-    models: &mut ModelSet,
-    rows: &[(String, i64, RawFeatures)],
-    max_batch: usize,
-) -> Result<Vec<Scored>> {
-    let len = models.manifest.sequence_length;
-    let mut out = Vec::with_capacity(rows.len());
-    let mut batch = Batch::default();
-    let ends: Vec<usize> = (len.saturating_sub(1)..rows.len()).collect();
-    for chunk in ends.chunks(max_batch.max(1)) {
-        batch.clear();
-        for &end in chunk {
-            models.push(&mut batch, rows[end + 1 - len..=end].iter().map(|r| &r.2));
-        }
-        for (&end, verdict) in chunk.iter().zip(models.score(&batch)?) {
-            out.push(Scored {
-                timestamp: rows[end].0.clone(),
-                at_ms: rows[end].1,
-                verdict,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Writes scored periods as CSV.
-pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<()> {
-    let io = |e: csv::Error| Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    };
-    let mut w = csv::Writer::from_path(path).map_err(io)?;
-    w.write_record([
-        "timestamp",
-        "lstm_score",
-        "transformer_score",
-        "lstm_normalized",
-        "transformer_normalized",
-        "ensemble_score",
-        "is_anomaly",
-        "top_feature",
-    ])
-    .map_err(io)?;
-    for s in scored {
-        let v = &s.verdict;
-        let top = top_features(&v.contributions, &FEATURES, 1);
-        w.write_record([
-            s.timestamp.clone(),
-            v.lstm_raw.to_string(),
-            v.transformer_raw.to_string(),
-            v.lstm_normalized.to_string(),
-            v.transformer_normalized.to_string(),
-            v.ensemble.to_string(),
-            v.is_anomaly.to_string(),
-            top.first().map(|t| t.0.to_string()).unwrap_or_default(),
-        ])
-        .map_err(io)?;
-    }
-    w.flush().map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// A labelled incident window (inclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A labelled incident of a series.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Label {
-    /// Start (epoch ms).
-    pub start: i64,
-    /// End (epoch ms).
-    pub end: i64,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// The incident.
+    pub incident: Incident,
 }
 
 #[derive(Deserialize)]
@@ -173,11 +157,15 @@ enum Stamp {
 
 #[derive(Deserialize)]
 struct RawLabel {
-    start: Stamp,
-    end: Stamp,
+    tenant_id: String,
+    agent_id: String,
+    #[serde(default)]
+    kind: Option<String>,
+    start_ms: Stamp,
+    end_ms: Stamp,
 }
 
-/// Reads labels: a JSON array of `{"start", "end"}` in epoch ms or RFC 3339.
+/// Reads labels (the generator's `incidents.json`).
 pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
     let bad = |message: String| Error::Input {
         path: path.display().to_string(),
@@ -193,110 +181,291 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
         Stamp::Ms(v) => Some(*v),
         Stamp::Text(t) => parse_timestamp(t),
     };
-    raw.iter()
+    raw.into_iter()
         .enumerate()
-        .map(|(i, l)| match (ms(&l.start), ms(&l.end)) {
-            (Some(start), Some(end)) if start <= end => Ok(Label { start, end }),
+        .map(|(i, l)| match (ms(&l.start_ms), ms(&l.end_ms)) {
+            (Some(start_ms), Some(end_ms)) if start_ms < end_ms => Ok(Label {
+                tenant_id: l.tenant_id,
+                agent_id: l.agent_id,
+                incident: Incident {
+                    kind: l.kind.unwrap_or_else(|| "incident".into()),
+                    start_ms,
+                    end_ms,
+                },
+            }),
             _ => Err(bad(format!(
-                "label {i}: start and end must be timestamps with start <= end"
+                "incident {i}: start_ms and end_ms must be timestamps with start_ms < end_ms"
             ))),
         })
         .collect()
 }
 
-/// Event-level judgement of a series' alarms.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventMetrics {
-    /// Incidents with at least one flagged period inside.
-    pub detected: usize,
-    /// Incidents.
-    pub incidents: usize,
-    /// Alarms (runs of flagged periods) touching an incident.
-    pub true_alarms: usize,
-    /// Alarms touching no incident.
-    pub false_alarms: usize,
-    /// Per detected incident: first flagged period inside it minus its start (ms).
-    pub delays_ms: Vec<i64>,
+/// What the scorer says about each window of one series.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Window starts.
+    pub starts: Vec<i64>,
+    /// The detector's evidence per window.
+    pub evidence: Vec<Evidence>,
+    /// The verdict per window (`None` before the first full sequence).
+    pub verdicts: Vec<Option<Verdict>>,
 }
 
-impl EventMetrics {
-    /// Adds another series' counts.
-    pub fn merge(&mut self, other: &EventMetrics) {
-        self.detected += other.detected;
-        self.incidents += other.incidents;
-        self.true_alarms += other.true_alarms;
-        self.false_alarms += other.false_alarms;
-        self.delays_ms.extend(&other.delays_ms);
-    }
-
-    /// Alarm precision (1 when there are no alarms).
-    pub fn precision(&self) -> f64 {
-        let alarms = self.true_alarms + self.false_alarms;
-        if alarms == 0 {
-            1.0
-        } else {
-            self.true_alarms as f64 / alarms as f64
+/// Reads every series through the detector and the models, as the service does.
+pub fn score(models: &mut ModelSet, series: &[Series], max_batch: usize) -> Result<Vec<Scored>> {
+    let params = models.manifest.detector;
+    let (period, len) = (models.manifest.window_ms(), models.manifest.sequence_length);
+    let mut out = Vec::with_capacity(series.len());
+    let mut batch = Batch::default();
+    let mut waiting: Vec<(usize, usize)> = Vec::new();
+    let flush = |models: &mut ModelSet,
+                 batch: &mut Batch,
+                 waiting: &mut Vec<(usize, usize)>,
+                 out: &mut Vec<Scored>|
+     -> Result<()> {
+        for ((s, i), v) in waiting.drain(..).zip(models.score(batch)?) {
+            out[s].verdicts[i] = Some(v);
         }
-    }
-
-    /// Incident recall (1 when there are no incidents).
-    pub fn recall(&self) -> f64 {
-        if self.incidents == 0 {
-            1.0
-        } else {
-            self.detected as f64 / self.incidents as f64
-        }
-    }
-
-    /// Harmonic mean of precision and recall.
-    pub fn f1(&self) -> f64 {
-        let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 {
-            0.0
-        } else {
-            2.0 * p * r / (p + r)
-        }
-    }
-}
-
-/// Judges the flags of periods (timestamps ascending, one flag each) against `labels`.
-pub fn event_metrics(periods: &[(i64, bool)], labels: &[Label]) -> EventMetrics {
-    let inside = |t: i64| labels.iter().position(|l| l.start <= t && t <= l.end);
-    let mut m = EventMetrics {
-        incidents: labels.len(),
-        ..EventMetrics::default()
+        batch.clear();
+        Ok(())
     };
-    let mut first_flag: Vec<Option<i64>> = vec![None; labels.len()];
-    let mut run_hits: Option<bool> = None;
-    for &(t, flagged) in periods {
-        if flagged {
-            let hit = inside(t);
-            if let Some(i) = hit {
-                first_flag[i].get_or_insert(t);
+    for (s, one) in series.iter().enumerate() {
+        let mut buffer = SeriesBuffer::new(period, len);
+        out.push(Scored {
+            tenant_id: one.tenant_id.clone(),
+            agent_id: one.agent_id.clone(),
+            starts: one.windows.iter().map(|w| w.start_ms).collect(),
+            evidence: Vec::with_capacity(one.windows.len()),
+            verdicts: vec![None; one.windows.len()],
+        });
+        for (i, w) in one.windows.iter().enumerate() {
+            let evidence = match buffer.push(w, 0, &params) {
+                Push::Ready(e) => {
+                    models.push(&mut batch, buffer.rows(), StatInput::of(&e));
+                    waiting.push((s, i));
+                    e
+                }
+                Push::Stored(e) => e,
+                // Not reachable with `read_windows`' consecutive windows; neutral otherwise.
+                Push::Ignored(_) => Evidence::none(),
+            };
+            out[s].evidence.push(evidence);
+            if batch.len >= max_batch.max(1) {
+                flush(models, &mut batch, &mut waiting, &mut out)?;
             }
-            run_hits = Some(run_hits.unwrap_or(false) || hit.is_some());
-        } else if let Some(hit) = run_hits.take() {
-            if hit {
-                m.true_alarms += 1
-            } else {
-                m.false_alarms += 1
+        }
+    }
+    flush(models, &mut batch, &mut waiting, &mut out)?;
+    Ok(out)
+}
+
+/// The detector alone over every series (no models): evidence per window.
+pub fn detect(series: &Series, params: &DetectorParams) -> Vec<Evidence> {
+    let mut d = crate::detector::SeriesDetector::new();
+    series.windows.iter().map(|w| d.observe(w, params)).collect()
+}
+
+/// Which member's score a row of the evaluation reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Member {
+    /// Every window flagged.
+    Everything,
+    /// The statistical member.
+    Statistical,
+    /// The LSTM autoencoder (calibrated).
+    Lstm,
+    /// The Transformer autoencoder (calibrated).
+    Transformer,
+    /// A weighted mean of (LSTM, Transformer, statistical).
+    Weighted(f64, f64, f64),
+}
+
+/// The scores of every window of `scored` as `member` sees them, with the incidents of each
+/// series; windows before the first full sequence are not judged, cold windows may not alarm.
+pub fn series_scores(scored: &[Scored], labels: &[Label], member: Member) -> Vec<SeriesScores> {
+    scored
+        .iter()
+        .map(|s| {
+            let incidents: Vec<Incident> = labels
+                .iter()
+                .filter(|l| l.tenant_id == s.tenant_id && l.agent_id == s.agent_id)
+                .map(|l| l.incident.clone())
+                .collect();
+            let first = s
+                .verdicts
+                .iter()
+                .position(Option::is_some)
+                .unwrap_or(s.verdicts.len());
+            let scores = s.verdicts[first..]
+                .iter()
+                .zip(&s.evidence[first..])
+                .map(|(v, e)| {
+                    let v = v.as_ref()?;
+                    if member == Member::Everything {
+                        return Some(f64::INFINITY);
+                    }
+                    if !e.warm {
+                        return None;
+                    }
+                    Some(match member {
+                        Member::Everything => f64::INFINITY,
+                        Member::Statistical => v.statistical,
+                        Member::Lstm => v.lstm_normalized,
+                        Member::Transformer => v.transformer_normalized,
+                        Member::Weighted(l, t, st) => crate::scoring::Ensemble {
+                            w_lstm: l,
+                            w_transformer: t,
+                            w_statistical: st,
+                            threshold: 0.0,
+                        }
+                        .combine(
+                            v.lstm_normalized,
+                            v.transformer_normalized,
+                            v.statistical,
+                        ),
+                    })
+                })
+                .collect();
+            SeriesScores {
+                starts: s.starts[first..].to_vec(),
+                scores,
+                control: incidents.is_empty(),
+                incidents,
             }
+        })
+        .collect()
+}
+
+/// Writes every scored window as CSV: member scores, ensemble, flag, the top feature and the
+/// KPI with the most evidence, with its observed and expected values.
+pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<()> {
+    let io = |e: csv::Error| Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    };
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    w.write_record([
+        "tenant_id",
+        "agent_id",
+        "window_start",
+        "lstm_score",
+        "transformer_score",
+        "lstm_normalized",
+        "transformer_normalized",
+        "statistical_score",
+        "ensemble_score",
+        "warm",
+        "is_anomaly",
+        "top_feature",
+        "kpi",
+        "observed",
+        "expected",
+        "low",
+        "high",
+    ])
+    .map_err(io)?;
+    for s in scored {
+        for ((start, v), e) in s.starts.iter().zip(&s.verdicts).zip(&s.evidence) {
+            let Some(v) = v else { continue };
+            let top = top_features(&v.contributions, &FEATURES, 1);
+            let kpi = e.ranked().first().copied();
+            let ex = kpi.and_then(|k| e.expected[k]);
+            let num = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
+            w.write_record([
+                s.tenant_id.clone(),
+                s.agent_id.clone(),
+                start.to_string(),
+                v.lstm_raw.to_string(),
+                v.transformer_raw.to_string(),
+                v.lstm_normalized.to_string(),
+                v.transformer_normalized.to_string(),
+                v.statistical.to_string(),
+                v.ensemble.to_string(),
+                e.warm.to_string(),
+                v.is_anomaly.to_string(),
+                top.first().map(|t| t.0.to_string()).unwrap_or_default(),
+                kpi.map(|k| KPIS[k].to_string()).unwrap_or_default(),
+                num(ex.map(|x| x.observed)),
+                num(ex.map(|x| x.expected)),
+                num(ex.map(|x| x.low)),
+                num(ex.map(|x| x.high)),
+            ])
+            .map_err(io)?;
         }
     }
-    if let Some(hit) = run_hits {
-        if hit {
-            m.true_alarms += 1
-        } else {
-            m.false_alarms += 1
+    w.flush().map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes the model input of every window of every series for training: `features.f32`,
+/// `mask.f32` and `cusum.f32` (little-endian f32, `[series][windows][features]`), `tasks.f32`
+/// and `warm.f32` (`[series][windows]`) and `features.json` (shape, series, first window start,
+/// names, detector parameters).
+/// All series must have the same windows (a generated data set).
+pub fn write_features(dir: &Path, series: &[Series], params: &DetectorParams) -> Result<()> {
+    let io = |path: &Path, source: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let n_windows = series.first().map_or(0, |s| s.windows.len());
+    let first = series.first().and_then(|s| s.windows.first()).map(|w| w.start_ms);
+    if let Some(bad) = series
+        .iter()
+        .find(|s| s.windows.len() != n_windows || s.windows.first().map(|w| w.start_ms) != first)
+    {
+        return Err(Error::Input {
+            path: dir.display().to_string(),
+            line: 0,
+            message: format!(
+                "series {}/{} does not cover the same windows as the first series",
+                bad.tenant_id, bad.agent_id
+            ),
+        });
+    }
+    let (mut x, mut mask, mut cusum, mut tasks, mut warm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let put = |out: &mut Vec<u8>, v: f64| out.extend_from_slice(&(v as f32).to_le_bytes());
+    for s in series {
+        for (w, e) in s.windows.iter().zip(detect(s, params)) {
+            let row = crate::features::row(&e);
+            for f in 0..FEATURE_COUNT {
+                put(&mut x, row[f].unwrap_or(0.0));
+                put(&mut mask, if row[f].is_some() { 1.0 } else { 0.0 });
+                put(&mut cusum, e.cusum[f]);
+            }
+            put(&mut tasks, w.tasks as f64);
+            put(&mut warm, if e.warm { 1.0 } else { 0.0 });
         }
     }
-    for (label, first) in labels.iter().zip(first_flag) {
-        if let Some(t) = first {
-            m.detected += 1;
-            m.delays_ms.push(t - label.start);
-        }
+    for (name, bytes) in [
+        ("features.f32", &x),
+        ("mask.f32", &mask),
+        ("cusum.f32", &cusum),
+        ("tasks.f32", &tasks),
+        ("warm.f32", &warm),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
-    m
+    let meta = serde_json::json!({
+        "shape": [series.len(), n_windows, FEATURE_COUNT],
+        "features": FEATURES,
+        "first_window_start": first,
+        "series": series.iter().map(|s| [&s.tenant_id, &s.agent_id]).collect::<Vec<_>>(),
+        "detector": params,
+    });
+    let path = dir.join("features.json");
+    let mut f = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+    f.write_all(serde_json::to_string_pretty(&meta).expect("json").as_bytes())
+        .map_err(|e| io(&path, e))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -306,43 +475,72 @@ mod tests {
     #[test]
     fn timestamps_are_epoch_ms_or_rfc3339() {
         assert_eq!(parse_timestamp("1759276800000"), Some(1_759_276_800_000));
-        assert_eq!(parse_timestamp("2025-10-01T00:00:00Z"), Some(1_759_276_800_000));
+        assert_eq!(parse_timestamp("2025-10-01T00:15:00Z"), Some(1_759_277_700_000));
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 
     #[test]
-    fn an_incident_counts_once_and_a_stray_alarm_is_a_false_positive() {
-        let labels = [Label { start: 10, end: 20 }, Label { start: 40, end: 50 }];
-        let flags = |on: &[i64]| -> Vec<(i64, bool)> { (0..60).map(|t| (t, on.contains(&t))).collect() };
-        // Three flagged periods in the first incident (one alarm), one stray alarm, none in the second.
-        let m = event_metrics(&flags(&[12, 13, 14, 30]), &labels);
-        assert_eq!(
-            (m.detected, m.incidents, m.true_alarms, m.false_alarms),
-            (1, 2, 1, 1)
-        );
-        assert_eq!(m.delays_ms, vec![2]);
-        assert_eq!((m.precision(), m.recall()), (0.5, 0.5));
-        // An alarm that starts before the incident and runs into it is a true alarm.
-        let m = event_metrics(&flags(&[8, 9, 10, 59]), &labels);
-        assert_eq!(
-            (m.true_alarms, m.false_alarms, m.delays_ms.clone()),
-            (1, 1, vec![0])
-        );
-        assert_eq!(event_metrics(&flags(&[]), &[]).f1(), 1.0);
+    fn windows_are_grouped_by_series_and_gaps_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.csv");
+        std::fs::write(
+            &path,
+            "tenant_id,agent_id,window_start,tasks_total,succeeded,failed,tasks_with_intervention,cost_micros,latency_p50_ms,latency_p95_ms\n\
+             acme,b,1800000,4,4,0,1,400,10.0,20.0\n\
+             acme,a,0,3,2,1,0,300,10.0,20.0\n\
+             acme,a,2700000,0,0,0,0,0,,\n\
+             acme,b,900000,2,1,1,0,200,10.0,30.0\n",
+        )
+        .unwrap();
+        let s = read_windows(&path, 900_000).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].agent_id.as_str(), s[0].windows.len()), ("a", 4));
+        assert_eq!(s[0].windows[1], WindowStats::empty(900_000));
+        assert_eq!(s[0].windows[3].p50_ms, None);
+        assert_eq!(s[1].windows.iter().map(|w| w.tasks).collect::<Vec<_>>(), [2, 4]);
     }
 
     #[test]
-    fn a_csv_with_the_wrong_columns_names_the_problem() {
+    fn a_bad_window_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.csv");
-        std::fs::write(&p, "timestamp,value\n1,2\n").unwrap();
-        let e = read_series(&p).unwrap_err().to_string();
-        assert!(e.contains(":1:") && e.contains("2 columns"), "{e}");
-        std::fs::write(&p, "timestamp,a,b,c,d,e\n1,0.9,0.1,7,9,3\n2,,,,,0\n3,x,,,,0\n").unwrap();
-        let e = read_series(&p).unwrap_err().to_string();
-        assert!(e.contains(":4:") && e.contains("a: `x`"), "{e}");
-        std::fs::write(&p, "timestamp,a,b,c,d,e\n1,0.9,0.1,7,9,3\n2,,,,,0\n").unwrap();
-        let rows = read_series(&p).unwrap();
-        assert_eq!(rows[1].2, crate::features::EMPTY);
+        let path = dir.path().join("w.csv");
+        std::fs::write(
+            &path,
+            "tenant_id,agent_id,window_start,tasks_total,succeeded,tasks_with_intervention,cost_micros,latency_p50_ms,latency_p95_ms\n\
+             acme,a,0,3,2,0,300,10.0,20.0\n\
+             acme,a,900000,3,5,0,300,10.0,20.0\n",
+        )
+        .unwrap();
+        let err = read_windows(&path, 900_000).unwrap_err().to_string();
+        assert!(err.contains(":3:") && err.contains("succeeded"), "{err}");
+        std::fs::write(
+            &path,
+            "tenant_id,agent_id,window_start,tasks_total,succeeded,tasks_with_intervention,cost_micros,latency_p50_ms,latency_p95_ms\n\
+             acme,a,1000,3,2,0,300,10.0,20.0\n",
+        )
+        .unwrap();
+        let err = read_windows(&path, 900_000).unwrap_err().to_string();
+        assert!(err.contains("multiple of the window length"), "{err}");
+    }
+
+    #[test]
+    fn labels_are_the_generators_incidents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.json");
+        std::fs::write(
+            &path,
+            r#"[{"tenant_id":"acme","agent_id":"a","kind":"cost_spike","start_ms":1000,"end_ms":2000,"magnitude":4.0},
+                {"tenant_id":"acme","agent_id":"b","start_ms":"2025-10-01T00:00:00Z","end_ms":"2025-10-01T01:00:00Z"}]"#,
+        )
+        .unwrap();
+        let l = read_labels(&path).unwrap();
+        assert_eq!(l[0].incident.kind, "cost_spike");
+        assert_eq!(l[1].incident.end_ms - l[1].incident.start_ms, 3_600_000);
+        std::fs::write(
+            &path,
+            r#"[{"tenant_id":"a","agent_id":"b","start_ms":5,"end_ms":5}]"#,
+        )
+        .unwrap();
+        assert!(read_labels(&path).unwrap_err().to_string().contains("incident 0"));
     }
 }

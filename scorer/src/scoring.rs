@@ -10,8 +10,12 @@
 //! - Calibration: `n = (ln(raw + eps) − loc) / scale`, with `loc` the median and `scale`
 //!   1.4826·MAD of `ln(raw + eps)` on normal validation windows: a robust z-score, the common
 //!   scale of both models (0 = a typical normal window, 3 = three robust deviations above it).
-//! - Ensemble = `(w_lstm·n_lstm + w_tr·n_tr) / (w_lstm + w_tr)`; anomaly when ≥ threshold.
-//! - Contribution of `f` = the weighted mean over both models of `e_f / Σ e`.
+//! - The statistical member's score is the detector's evidence (the largest per-KPI CUSUM, in
+//!   standard deviations, see [`crate::detector`]); it is on its own scale already.
+//! - Ensemble = `(w_lstm·n_lstm + w_tr·n_tr + w_stat·s) / (w_lstm + w_tr + w_stat)`; anomaly
+//!   when ≥ threshold and the series is warm (has seen enough windows to know its normal).
+//! - Contribution of `f` = the weighted mean over the members of `f`'s share of the member's
+//!   error (the autoencoders) or evidence (the statistical member).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,14 +44,26 @@ pub struct Ensemble {
     pub w_lstm: f64,
     /// Weight of the Transformer autoencoder (≥ 0).
     pub w_transformer: f64,
+    /// Weight of the statistical member (≥ 0).
+    pub w_statistical: f64,
     /// A window is an anomaly when its ensemble score is at least this.
     pub threshold: f64,
 }
 
 impl Ensemble {
-    /// The weighted mean of the calibrated scores.
-    pub fn combine(&self, lstm: f64, transformer: f64) -> f64 {
-        (self.w_lstm * lstm + self.w_transformer * transformer) / (self.w_lstm + self.w_transformer)
+    /// The weighted mean of the members' scores.
+    pub fn combine(&self, lstm: f64, transformer: f64, statistical: f64) -> f64 {
+        let mut sum = 0.0;
+        for (w, s) in [
+            (self.w_lstm, lstm),
+            (self.w_transformer, transformer),
+            (self.w_statistical, statistical),
+        ] {
+            if w > 0.0 {
+                sum += w * s;
+            }
+        }
+        sum / (self.w_lstm + self.w_transformer + self.w_statistical)
     }
 }
 
@@ -89,18 +105,34 @@ pub struct Verdict {
     pub lstm_normalized: f64,
     /// Calibrated Transformer score.
     pub transformer_normalized: f64,
-    /// Weighted combination of the calibrated scores.
+    /// The statistical member's score.
+    pub statistical: f64,
+    /// Weighted combination of the members' scores.
     pub ensemble: f64,
-    /// `ensemble >= threshold`.
+    /// `ensemble >= threshold` and the series is warm.
     pub is_anomaly: bool,
     /// Per-feature share of the error (sums to 1, or 0 when there is no error).
     pub contributions: Vec<f64>,
 }
 
-/// The verdict on one window from both models' per-feature errors.
+/// What the statistical member says about a window: its score, the per-feature evidence it
+/// accumulated, and whether the series may alarm yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Statistical<'a> {
+    /// The score (largest CUSUM).
+    pub score: f64,
+    /// Per-feature CUSUM.
+    pub evidence: &'a [f64],
+    /// Whether the series is warm.
+    pub warm: bool,
+}
+
+/// The verdict on one window from both autoencoders' per-feature errors and the statistical
+/// member.
 pub fn verdict(
     lstm_errors: &[f64],
     transformer_errors: &[f64],
+    statistical: Statistical<'_>,
     lstm: &Calibration,
     transformer: &Calibration,
     ensemble: &Ensemble,
@@ -109,7 +141,7 @@ pub fn verdict(
     let transformer_raw = raw_score(transformer_errors);
     let lstm_normalized = lstm.normalize(lstm_raw);
     let transformer_normalized = transformer.normalize(transformer_raw);
-    let score = ensemble.combine(lstm_normalized, transformer_normalized);
+    let score = ensemble.combine(lstm_normalized, transformer_normalized, statistical.score);
     let shares = |errors: &[f64]| -> Vec<f64> {
         let total: f64 = errors.iter().sum();
         errors
@@ -117,20 +149,28 @@ pub fn verdict(
             .map(|e| if total > 0.0 { e / total } else { 0.0 })
             .collect()
     };
-    let (l, t) = (shares(lstm_errors), shares(transformer_errors));
-    let w = ensemble.w_lstm + ensemble.w_transformer;
-    let contributions = l
-        .iter()
-        .zip(&t)
-        .map(|(l, t)| (ensemble.w_lstm * l + ensemble.w_transformer * t) / w)
+    let (l, t, s) = (
+        shares(lstm_errors),
+        shares(transformer_errors),
+        shares(statistical.evidence),
+    );
+    let w = ensemble.w_lstm + ensemble.w_transformer + ensemble.w_statistical;
+    let contributions = (0..l.len())
+        .map(|f| {
+            (ensemble.w_lstm * l[f]
+                + ensemble.w_transformer * t[f]
+                + ensemble.w_statistical * s.get(f).copied().unwrap_or(0.0))
+                / w
+        })
         .collect();
     Verdict {
         lstm_raw,
         transformer_raw,
         lstm_normalized,
         transformer_normalized,
+        statistical: statistical.score,
         ensemble: score,
-        is_anomaly: score >= ensemble.threshold,
+        is_anomaly: statistical.warm && score >= ensemble.threshold,
         contributions,
     }
 }
@@ -187,15 +227,24 @@ mod tests {
         let only_lstm = Ensemble {
             w_lstm: 1.0,
             w_transformer: 0.0,
+            w_statistical: 0.0,
             threshold: 3.0,
         };
-        assert_eq!(only_lstm.combine(5.0, -100.0), 5.0);
+        assert_eq!(only_lstm.combine(5.0, -100.0, f64::NAN), 5.0);
         let skewed = Ensemble {
             w_lstm: 3.0,
             w_transformer: 1.0,
+            w_statistical: 0.0,
             threshold: 3.0,
         };
-        assert_eq!(skewed.combine(4.0, 0.0), 3.0);
+        assert_eq!(skewed.combine(4.0, 0.0, 7.0), 3.0);
+        let with_stat = Ensemble {
+            w_lstm: 1.0,
+            w_transformer: 1.0,
+            w_statistical: 2.0,
+            threshold: 3.0,
+        };
+        assert_eq!(with_stat.combine(4.0, 0.0, 6.0), 4.0);
     }
 
     #[test]
@@ -203,23 +252,53 @@ mod tests {
         let ens = Ensemble {
             w_lstm: 0.5,
             w_transformer: 0.5,
+            w_statistical: 0.0,
             threshold: 1.0,
         };
-        let lstm = [0.0, 0.0, 0.3, 0.0, 0.1];
-        let tr = [0.0, 0.0, 0.1, 0.0, 0.1];
-        let v = verdict(&lstm, &tr, &CAL, &CAL, &ens);
-        assert_eq!(v.lstm_raw, 0.4 / 5.0);
+        let quiet = Statistical {
+            score: 0.0,
+            evidence: &[0.0; 6],
+            warm: true,
+        };
+        let lstm = [0.0, 0.0, 0.3, 0.0, 0.0, 0.1];
+        let tr = [0.0, 0.0, 0.1, 0.0, 0.0, 0.1];
+        let v = verdict(&lstm, &tr, quiet, &CAL, &CAL, &ens);
+        assert_eq!(v.lstm_raw, 0.4 / 6.0);
         assert!((v.contributions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((v.contributions[2] - (0.75 + 0.5) / 2.0).abs() < 1e-12);
         let top = top_features(&v.contributions, &crate::features::FEATURES, 3);
         assert_eq!(
             top.iter().map(|t| t.0).collect::<Vec<_>>(),
-            ["log_p95_latency_ms", "log_tasks"]
+            ["latency_p50_z", "volume_z"]
         );
         assert_eq!(v.is_anomaly, v.ensemble >= 1.0);
-        let zero = verdict(&[0.0; 5], &[0.0; 5], &CAL, &CAL, &ens);
-        assert_eq!(zero.contributions, vec![0.0; 5]);
+        let zero = verdict(&[0.0; 6], &[0.0; 6], quiet, &CAL, &CAL, &ens);
+        assert_eq!(zero.contributions, vec![0.0; 6]);
         assert!(!zero.is_anomaly);
+        let cold = Statistical { warm: false, ..quiet };
+        assert!(
+            !verdict(&lstm, &tr, cold, &CAL, &CAL, &ens).is_anomaly,
+            "a cold series never alarms"
+        );
+    }
+
+    #[test]
+    fn the_statistical_member_names_its_kpi() {
+        let ens = Ensemble {
+            w_lstm: 0.0,
+            w_transformer: 0.0,
+            w_statistical: 1.0,
+            threshold: 5.0,
+        };
+        let stat = Statistical {
+            score: 8.0,
+            evidence: &[8.0, 0.0, 0.0, 0.0, 0.0, 2.0],
+            warm: true,
+        };
+        let v = verdict(&[1.0; 6], &[1.0; 6], stat, &CAL, &CAL, &ens);
+        assert_eq!(v.ensemble, 8.0);
+        assert!(v.is_anomaly);
+        assert!((v.contributions[0] - 0.8).abs() < 1e-12);
     }
 
     proptest! {
@@ -228,11 +307,11 @@ mod tests {
             a in -20.0f64..20.0, b in -20.0f64..20.0, d in 0.001f64..5.0,
             wl in 0.0f64..1.0, wt in 0.01f64..1.0,
         ) {
-            let e = Ensemble { w_lstm: wl, w_transformer: wt, threshold: 0.0 };
-            let s = e.combine(a, b);
+            let e = Ensemble { w_lstm: wl, w_transformer: wt, w_statistical: 0.0, threshold: 0.0 };
+            let s = e.combine(a, b, 0.0);
             prop_assert!(s >= a.min(b) - 1e-9 && s <= a.max(b) + 1e-9);
-            prop_assert!(e.combine(a + d, b) >= s);
-            prop_assert!(e.combine(a, b + d) > s);
+            prop_assert!(e.combine(a + d, b, 0.0) >= s);
+            prop_assert!(e.combine(a, b + d, 0.0) > s);
         }
 
         #[test]
@@ -242,11 +321,13 @@ mod tests {
 
         #[test]
         fn contributions_are_shares(
-            l in proptest::collection::vec(0.0f64..10.0, 5),
-            t in proptest::collection::vec(0.0f64..10.0, 5),
+            l in proptest::collection::vec(0.0f64..10.0, 6),
+            t in proptest::collection::vec(0.0f64..10.0, 6),
+            c in proptest::collection::vec(0.0f64..10.0, 6),
         ) {
-            let ens = Ensemble { w_lstm: 0.3, w_transformer: 0.7, threshold: 2.0 };
-            let v = verdict(&l, &t, &CAL, &CAL, &ens);
+            let ens = Ensemble { w_lstm: 0.3, w_transformer: 0.7, w_statistical: 0.5, threshold: 2.0 };
+            let stat = Statistical { score: 1.0, evidence: &c, warm: true };
+            let v = verdict(&l, &t, stat, &CAL, &CAL, &ens);
             let sum: f64 = v.contributions.iter().sum();
             prop_assert!(v.contributions.iter().all(|c| (0.0..=1.0 + 1e-12).contains(c)));
             prop_assert!(sum <= 1.0 + 1e-9);

@@ -7,10 +7,14 @@
 //! offsets committed. Verdict ids are deterministic (window id, revision, model version), so a
 //! crash between delivery and commit replays to the same records.
 //!
-//! The per-series buffers are not checkpointed: on assignment a partition is read from
+//! The per-series state (each series' detector with its baselines, and its last windows) is
+//! not checkpointed but rebuilt by replay: on assignment a partition is read from
 //! `scorer.resume_rewind_records` before its committed offset, and the windows before the
-//! committed offset only refill the buffers (they were published before the restart). The
-//! first record fetched is checked with [`kafka_io::resume_verdict`].
+//! committed offset are read by the detectors without being scored again (they were published
+//! before the restart). The detector is deterministic, so a replay that covers a series' whole
+//! history restores it exactly; a shorter one starts the series cold (no alarm until it has
+//! seen `detector.warmup_windows` windows). The first record fetched is checked with
+//! [`kafka_io::resume_verdict`].
 //!
 //! Every `scorer.reload_interval_ms` the model directory is checked; a new set that loads and
 //! passes its checks replaces the old one between batches (one that does not is refused, and
@@ -28,21 +32,24 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use schemas::codec::{Decoder, Encoder};
-use schemas::{Anomaly, FeatureContribution, KpiWindow};
+use schemas::{Anomaly, FeatureContribution, KpiExplanation, KpiWindow};
 use store::Store;
 use tokio::runtime::Handle;
 
 use crate::buffer::{Push, SeriesBuffer};
+use crate::detector::{Evidence, KPIS};
 use crate::features::{self, FEATURES};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::models::{Batch, ModelSet};
+use crate::models::{Batch, ModelSet, StatInput};
 use crate::scoring::{top_features, Verdict};
 use crate::{Error, Result};
 use kafka_io::{resume_verdict, ResumeVerdict};
 
 /// How many contributing features a verdict names.
 pub const TOP_FEATURES: usize = 3;
+/// How many KPIs a verdict explains.
+pub const EXPLAINED_KPIS: usize = 3;
 /// Longest a window waits for its batch to fill.
 const LINGER: Duration = Duration::from_millis(100);
 
@@ -61,7 +68,13 @@ pub struct Deps {
 }
 
 /// The verdict record of `window` (its identity fields; the counts are not repeated).
-pub fn anomaly_of(window: &KpiWindow, verdict: &Verdict, manifest: &Manifest, scored_at: i64) -> Anomaly {
+pub fn anomaly_of(
+    window: &KpiWindow,
+    verdict: &Verdict,
+    evidence: &Evidence,
+    manifest: &Manifest,
+    scored_at: i64,
+) -> Anomaly {
     Anomaly {
         anomaly_id: Anomaly::id_for(&window.window_id, window.revision, &manifest.version),
         window_id: window.window_id.clone(),
@@ -85,7 +98,28 @@ pub fn anomaly_of(window: &KpiWindow, verdict: &Verdict, manifest: &Manifest, sc
             .collect(),
         model_version: manifest.version.clone(),
         scored_at,
+        statistical_score: Some(verdict.statistical),
+        explanation: explanation(evidence),
     }
+}
+
+/// The KPIs with accumulated evidence, most first, next to what is normal for the series.
+pub fn explanation(evidence: &Evidence) -> Vec<KpiExplanation> {
+    evidence
+        .ranked()
+        .into_iter()
+        .filter_map(|k| {
+            evidence.expected[k].map(|x| KpiExplanation {
+                kpi: KPIS[k].to_string(),
+                observed: x.observed,
+                expected: x.expected,
+                low: x.low,
+                high: x.high,
+                evidence: evidence.cusum[k],
+            })
+        })
+        .take(EXPLAINED_KPIS)
+        .collect()
 }
 
 type SeriesKey = (String, String);
@@ -103,6 +137,7 @@ struct Partition {
 #[derive(Default)]
 struct Pending {
     windows: Vec<KpiWindow>,
+    evidence: Vec<Evidence>,
     batch: Batch,
     since: Option<Instant>,
 }
@@ -316,19 +351,20 @@ impl Shared {
             .entry((window.tenant_id.clone(), window.agent_id.clone()))
             .or_insert_with(|| SeriesBuffer::new(period, len));
         match buffer.push(
-            window.window_start,
+            &features::stats_of(&window),
             window.revision,
-            features::from_window(&window),
+            &models.manifest.detector,
         ) {
-            Push::Ready if offset >= part.publish_from => {
+            Push::Ready(evidence) if offset >= part.publish_from => {
                 let mut pending = self.pending.lock().expect("lock");
-                models.push(&mut pending.batch, buffer.slots().map(|s| &s.features));
+                models.push(&mut pending.batch, buffer.rows(), StatInput::of(&evidence));
                 pending.windows.push(window);
+                pending.evidence.push(evidence);
                 pending.since.get_or_insert_with(Instant::now);
             }
-            Push::Ready => self.metrics.windows_skipped.with_label_values(&["warm_up"]).inc(),
-            Push::Stored => {}
-            Push::Ignored => self.metrics.windows_skipped.with_label_values(&["stale"]).inc(),
+            Push::Ready(_) => self.metrics.windows_skipped.with_label_values(&["warm_up"]).inc(),
+            Push::Stored(_) => {}
+            Push::Ignored(reason) => self.metrics.windows_skipped.with_label_values(&[reason]).inc(),
         }
         Ok(())
     }
@@ -353,8 +389,9 @@ impl Shared {
             let now = now_ms();
             let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
             let mut flagged = Vec::new();
-            for (window, verdict) in pending.windows.iter().zip(&verdicts) {
-                let anomaly = anomaly_of(window, verdict, &models.manifest, now);
+            for ((window, verdict), evidence) in pending.windows.iter().zip(&verdicts).zip(&pending.evidence)
+            {
+                let anomaly = anomaly_of(window, verdict, evidence, &models.manifest, now);
                 let payload = self.encoder.encode(&anomaly)?;
                 let key = schemas::series_key(&window.tenant_id, &window.agent_id);
                 let record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.anomalies)
@@ -377,6 +414,7 @@ impl Shared {
             self.metrics.windows_scored.inc_by(verdicts.len() as u64);
             self.metrics.anomalies_flagged.inc_by(flagged.len() as u64);
             pending.windows.clear();
+            pending.evidence.clear();
             pending.batch.clear();
             pending.since = None;
         }

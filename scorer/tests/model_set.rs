@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use scorer::features::{RawFeatures, FEATURE_COUNT};
+use scorer::features::{Row, FEATURE_COUNT};
 use scorer::manifest::MANIFEST_FILE;
-use scorer::models::{init_runtime, runtime_path, Batch, ModelSet};
+use scorer::models::{init_runtime, runtime_path, Batch, ModelSet, StatInput};
 use serde::Deserialize;
 
 const TOLERANCE: f64 = 1e-4;
@@ -22,9 +22,17 @@ fn load(dir: &Path) -> scorer::Result<ModelSet> {
 }
 
 #[derive(Deserialize)]
+struct Statistical {
+    score: f64,
+    evidence: Vec<f64>,
+    warm: bool,
+}
+
+#[derive(Deserialize)]
 struct Case {
     series: String,
-    raw_features: Vec<Vec<Option<f64>>>,
+    rows: Vec<Vec<Option<f64>>>,
+    statistical_input: Statistical,
     lstm_raw: f64,
     transformer_raw: f64,
     lstm_normalized: f64,
@@ -57,26 +65,34 @@ fn rust_scores_equal_the_python_reference() {
         reference
             .cases
             .iter()
-            .any(|c| c.raw_features.iter().any(|r| r.iter().any(Option::is_none))),
+            .any(|c| c.rows.iter().any(|r| r.iter().any(Option::is_none))),
         "the reference covers empty windows"
     );
     assert!(reference.cases.iter().any(|c| c.is_anomaly) && reference.cases.iter().any(|c| !c.is_anomaly));
     let mut batch = Batch::default();
-    let rows: Vec<Vec<RawFeatures>> = reference
+    let rows: Vec<Vec<Row>> = reference
         .cases
         .iter()
         .map(|c| {
-            c.raw_features
+            c.rows
                 .iter()
-                .map(|r| {
-                    assert_eq!(r.len(), FEATURE_COUNT);
-                    [r[0], r[1], r[2], r[3], r[4]]
-                })
+                .map(|r| r.as_slice().try_into().expect("FEATURE_COUNT values per row"))
                 .collect()
         })
         .collect();
-    for r in &rows {
-        set.push(&mut batch, r.iter());
+    let stat = |c: &Case| StatInput {
+        score: c.statistical_input.score,
+        evidence: c
+            .statistical_input
+            .evidence
+            .as_slice()
+            .try_into()
+            .expect("FEATURE_COUNT values"),
+        warm: c.statistical_input.warm,
+    };
+    assert!(rows.iter().flatten().all(|r: &Row| r.len() == FEATURE_COUNT));
+    for (r, c) in rows.iter().zip(&reference.cases) {
+        set.push(&mut batch, r.iter(), stat(c));
     }
     // Scored together in one batch, and each alone: batching must not change a score.
     let together = set.score(&batch).unwrap();
@@ -92,12 +108,13 @@ fn rust_scores_equal_the_python_reference() {
             case.transformer_normalized,
         );
         close("ensemble", s, v.ensemble, case.ensemble);
+        close("statistical", s, v.statistical, case.statistical_input.score);
         assert_eq!(v.is_anomaly, case.is_anomaly, "{s}");
         for (f, (a, b)) in v.contributions.iter().zip(&case.contributions).enumerate() {
             close(&format!("contribution {f}"), s, *a, *b);
         }
         let mut one = Batch::default();
-        set.push(&mut one, r.iter());
+        set.push(&mut one, r.iter(), stat(case));
         let alone = set.score(&one).unwrap();
         close("ensemble alone", s, alone[0].ensemble, v.ensemble);
     }

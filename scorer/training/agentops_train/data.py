@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .windows import Windows, aggregate, dataset_period, features, parse_events_file
+from .windows import Windows, aggregate, dataset_period, parse_events_file
 
 
 def repo_root() -> Path:
@@ -33,10 +33,13 @@ def ingest_binary(explicit: str | None = None) -> Path:
     )
 
 
-def gen_command(ingest: Path, out: Path, seed: int, incidents: bool, days: int = config.DAYS) -> list[str]:
+def gen_command(ingest: Path, out: Path, seed: int, incidents: bool, days: int = config.DAYS,
+                tasks_per_day: float | None = None) -> list[str]:
     cmd = [str(ingest), "gen", "--out", str(out), "--days", str(days), "--seed", str(seed), "--no-truth"]
     if not incidents:
         cmd.append("--no-incidents")
+    if tasks_per_day is not None:
+        cmd += ["--tasks-per-day", str(tasks_per_day)]
     return cmd
 
 
@@ -45,9 +48,9 @@ class Dataset:
     name: str
     seed: int
     windows: Windows
-    x: np.ndarray  # raw features [S, T, F], NaN = undefined
     incidents: list[dict]
     control: set[tuple[str, str]]
+    path: Path
 
     @property
     def series(self) -> list[tuple[str, str]]:
@@ -64,34 +67,43 @@ def load_dataset(d: Path, name: str | None = None, seed: int = -1) -> Dataset:
     m = d / "manifest.json"
     if m.exists():
         control = {tuple(s) for s in json.loads(m.read_text()).get("control_series", [])}
-    return Dataset(name or d.name, seed, w, features(w), incidents, control)
+    return Dataset(name or d.name, seed, w, incidents, control, Path(d))
 
 
 def window_dataset_dir(d: Path, keep_events: bool = False, log=print) -> None:
-    """events.jsonl -> windows.npz (in the same folder)."""
+    """events.jsonl -> windows.npz and windows.csv (in the same folder)."""
     t = time.time()
     ev = parse_events_file(d / "events.jsonl")
     w = aggregate(ev, config.WINDOW_MS, dataset_period(d))
     w.save(d / "windows.npz")
+    w.write_csv(d / "windows.csv")
     (d / "parse_stats.json").write_text(json.dumps(ev.stats, indent=1))
     log(f"  windowed {d.name}: {ev.stats} -> {len(w.series)} series x {w.n_slots} windows in {time.time() - t:.1f}s")
     if not keep_events:
         (d / "events.jsonl").unlink()
 
 
-def ensure_dataset(work: Path, seed: int, incidents: bool, ingest: Path | None = None,
-                   keep_events: bool = False, log=print) -> Dataset:
+def dataset_dir(work: Path, seed: int, incidents: bool, tasks_per_day: float | None = None) -> Path:
     name = f"{'incidents' if incidents else 'normal'}-{seed}"
-    d = Path(work) / "data" / name
+    if tasks_per_day is not None:
+        name += f"-{tasks_per_day:g}perday"
+    return Path(work) / "data" / name
+
+
+def ensure_dataset(work: Path, seed: int, incidents: bool, ingest: Path | None = None,
+                   keep_events: bool = False, log=print, tasks_per_day: float | None = None) -> Dataset:
+    d = dataset_dir(work, seed, incidents, tasks_per_day)
     if not (d / "windows.npz").exists():
         if d.exists():
             shutil.rmtree(d)
         d.parent.mkdir(parents=True, exist_ok=True)
-        cmd = gen_command(ingest or ingest_binary(), d, seed, incidents)
+        cmd = gen_command(ingest or ingest_binary(), d, seed, incidents, tasks_per_day=tasks_per_day)
         log("  $ " + " ".join(cmd))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         window_dataset_dir(d, keep_events=keep_events, log=log)
-    return load_dataset(d, name, seed)
+    if not (d / "windows.csv").exists():
+        Windows.load(d / "windows.npz").write_csv(d / "windows.csv")
+    return load_dataset(d, d.name, seed)
 
 
 def sequence_index(n_series: int, n_slots: int, seq_len: int = config.SEQUENCE_LENGTH,

@@ -155,60 +155,6 @@ class LeanTransformer(nn.Module):
         return self.head(self.decoder_norm(h)).view(-1, length * self.patch, self.n_features)
 
 
-class NoiseAwareOutput(nn.Module):
-    """The exported model: an autoencoder plus a fixed output layer that makes its squared errors
-    comparable across features and volumes.
-
-    The scoring contract sums plain squared errors of globally normalized features. Per-task
-    features of a window with few tasks (a rate of 2 tasks, the P95 of 3 latencies) are mostly
-    sampling noise, and the rates are far noisier than cost or volume, so unweighted errors are
-    dominated by noise of quiet windows. This layer returns
-
-        x_hat = x + s (r - x),   s[f] = feature_scale[f] * (sqrt(n / (n + volume_k)) for f in 0..3, else 1)
-
-    (r: the autoencoder's reconstruction, n: the window's task count recovered from the normalized
-    log_tasks input), so that the contract's error (x - x_hat)^2 = s^2 (x - r)^2 is the autoencoder's
-    error weighted by the inverse of its noise: the variance of a rate over n tasks shrinks like 1/n,
-    and feature_scale^2 equalizes the features' mean validation errors. s <= 1: x_hat lies between the
-    reconstruction and the input. Constants are fixed after training (no gradient)."""
-
-    def __init__(self, ae: nn.Module, feature_scale, tasks_median: float, tasks_scale: float,
-                 volume_k: float = 40.0):
-        super().__init__()
-        self.ae = ae
-        f = config.N_FEATURES
-        self.register_buffer("feature_scale", torch.tensor(feature_scale, dtype=torch.float32).view(1, 1, f))
-        rate = torch.zeros(1, 1, f)
-        rate[..., : config.RATE_FEATURES] = 1.0
-        self.register_buffer("per_task", rate)
-        self.register_buffer("tasks_median", torch.tensor(float(tasks_median)))
-        self.register_buffer("tasks_scale", torch.tensor(float(tasks_scale)))
-        self.register_buffer("volume_k", torch.tensor(float(volume_k)))
-        self.hparams = {"feature_scale": [float(v) for v in feature_scale], "volume_k": float(volume_k)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.ae(x)
-        log_tasks = x[..., config.RATE_FEATURES:config.RATE_FEATURES + 1] * self.tasks_scale + self.tasks_median
-        n = torch.clamp(torch.exp(log_tasks) - 1.0, min=0.0)
-        vol = torch.sqrt(n / (n + self.volume_k))
-        s = self.feature_scale * (self.per_task * vol + (1.0 - self.per_task))
-        return x + s * (r - x)
-
-
-def noise_weights(z, mask, recon, tasks, volume_k: float, positions: int = config.SCORE_POSITIONS):
-    """feature_scale of NoiseAwareOutput from validation sequences ([N, L, F] normalized input, mask,
-    the autoencoder's reconstruction; tasks [N, L]): sqrt(min_g mean_err_g / mean_err_f) of the
-    volume-weighted errors over the scored positions."""
-    import numpy as np
-
-    w = np.ones(z.shape, dtype=np.float64)
-    w[..., : config.RATE_FEATURES] = (tasks / (tasks + volume_k))[..., None]
-    d = (w * mask * (z.astype(np.float64) - recon) ** 2)[:, -positions:]
-    e = d.sum(axis=1) / np.maximum(1.0, mask[:, -positions:].sum(axis=1))
-    mean = e.mean(axis=0)
-    return np.sqrt(mean.min() / mean)
-
-
 def build(kind: str, sizes: dict | None = None) -> nn.Module:
     """A model of `kind` with its default sizes, or `sizes` (constructor keyword arguments)."""
     if kind == "lstm":

@@ -1,19 +1,19 @@
-"""The scoring contract, exactly as the Rust scorer implements it.
+"""The scoring contract as the Rust scorer implements it, for the reference cases only (the
+Rust `scorer` computes features, calibration, tuning and evaluation; see evidence.py).
 
-For a sequence of the L windows of a series ending at the scored window (normalized input `z`,
-mask `m`, reconstruction `r`, all [N, L, F]):
+For a sequence of the L windows of a series ending at the scored window (input `z`, mask `m`,
+reconstruction `r`, all [N, L, F]):
 
   e_f   = sum_{last P positions} m (z - r)^2 / max(1, sum_{last P positions} m)
   raw   = mean_f e_f                       (an all-undefined feature contributes 0, still counts)
-  n     = (ln(raw + eps) - loc) / scale    (per model; loc, scale from validation normal windows)
-  ens   = (w_lstm n_lstm + w_tr n_tr) / (w_lstm + w_tr);   anomaly when ens >= threshold
-  c_f   = (w_lstm e_f^lstm / sum_g e_g^lstm + w_tr e_f^tr / sum_g e_g^tr) / (w_lstm + w_tr)
-          (a model whose error sum is 0 contributes 0)
+  n     = (ln(raw + eps) - loc) / scale    (per autoencoder)
+  ens   = (w_lstm n_lstm + w_tr n_tr + w_stat s) / (w_lstm + w_tr + w_stat)   (s: the detector's
+          statistical score); anomaly when ens >= threshold and the series is warm
+  c_f   = weighted mean over the members of f's share of the member's error (or evidence)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +36,8 @@ def raw_score(e: np.ndarray) -> np.ndarray:
     return e.mean(axis=-1)
 
 
-@dataclass
-class Calibration:
-    loc: float
-    scale: float
-    eps: float = config.CALIBRATION_EPS
-
-    @staticmethod
-    def fit(raw: np.ndarray, eps: float = config.CALIBRATION_EPS) -> "Calibration":
-        lg = np.log(raw.astype(np.float64) + eps)
-        loc = float(np.median(lg))
-        mad = float(np.median(np.abs(lg - loc)))
-        return Calibration(loc=loc, scale=1.4826 * mad if mad > 0 else 1.0, eps=eps)
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        return (np.log(np.asarray(raw, dtype=np.float64) + self.eps) - self.loc) / self.scale
-
-    def to_json(self) -> dict:
-        return {"loc": self.loc, "scale": self.scale, "eps": self.eps}
-
-
-def ensemble(n_lstm: np.ndarray, n_tr: np.ndarray, w_lstm: float, w_tr: float) -> np.ndarray:
-    return (w_lstm * n_lstm + w_tr * n_tr) / (w_lstm + w_tr)
+def calibrate(raw: np.ndarray, cal: dict) -> np.ndarray:
+    return (np.log(np.asarray(raw, dtype=np.float64) + cal["eps"]) - cal["loc"]) / cal["scale"]
 
 
 def _shares(e: np.ndarray) -> np.ndarray:
@@ -65,8 +45,24 @@ def _shares(e: np.ndarray) -> np.ndarray:
     return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
 
 
-def contributions(e_lstm: np.ndarray, e_tr: np.ndarray, w_lstm: float, w_tr: float) -> np.ndarray:
-    return (w_lstm * _shares(e_lstm) + w_tr * _shares(e_tr)) / (w_lstm + w_tr)
+def verdict(e_lstm: np.ndarray, e_tr: np.ndarray, stat_score: float, stat_evidence: np.ndarray, warm: bool,
+            manifest: dict) -> dict:
+    """The Rust `scoring::verdict` of one window (e_*: [F] per-feature errors)."""
+    mods, ens = manifest["models"], manifest["ensemble"]
+    w = ens["weights"]
+    rl, rt = float(raw_score(e_lstm)), float(raw_score(e_tr))
+    nl, nt = float(calibrate(rl, mods["lstm"]["calibration"])), float(calibrate(rt, mods["transformer"]["calibration"]))
+    total = w["lstm"] + w["transformer"] + w["statistical"]
+    score = sum(wk * v for wk, v in ((w["lstm"], nl), (w["transformer"], nt), (w["statistical"], stat_score))
+                if wk > 0) / total
+    contrib = (w["lstm"] * _shares(e_lstm) + w["transformer"] * _shares(e_tr)
+               + w["statistical"] * _shares(np.asarray(stat_evidence, dtype=np.float64))) / total
+    return {
+        "lstm_raw": rl, "transformer_raw": rt, "lstm_normalized": nl, "transformer_normalized": nt,
+        "statistical": float(stat_score), "ensemble": float(score),
+        "is_anomaly": bool(warm and score >= ens["threshold"]),
+        "contributions": [float(v) for v in contrib],
+    }
 
 
 class OnnxModel:

@@ -1,4 +1,4 @@
-"""events.jsonl -> KPI windows -> features, with the aggregator's semantics.
+"""events.jsonl -> KPI windows, with the aggregator's semantics (the Rust scorer reads them as windows.csv).
 
 - a line that does not parse, or an event that fails the checks of `schemas::validate`
   (empty ids, negative numbers, `completed_at < started_at`, unknown status...) is skipped;
@@ -199,6 +199,25 @@ class Windows:
             **{f"q_{k}": v for k, v in self.quantiles.items()},
         )
 
+    def write_csv(self, path: Path) -> None:
+        """The windows as the Rust scorer's offline input (`scorer offline`, `scorer features`,
+        `scorer evaluate`): one row per series and slot, KpiWindow field names, epoch ms, an
+        empty latency cell in an empty window."""
+        starts = self.window_starts()
+        c, q = self.counts, self.quantiles
+        cols = ["tasks_total", "succeeded", "tasks_with_intervention", "cost_micros"]
+        with open(path, "w") as f:
+            f.write("tenant_id,agent_id,window_start," + ",".join(cols) + ",latency_p50_ms,latency_p95_ms\n")
+            for i, (tenant, agent) in enumerate(self.series):
+                ints = np.stack([c[k][i] for k in cols], axis=1)
+                p50, p95 = q["latency_p50_ms"][i], q["latency_p95_ms"][i]
+                lines = []
+                for t in range(len(starts)):
+                    lat = "," if math.isnan(p50[t]) else f"{float(p50[t])!r},{float(p95[t])!r}"
+                    lines.append(f"{tenant},{agent},{int(starts[t])},"
+                                 + ",".join(str(int(v)) for v in ints[t]) + "," + lat)
+                f.write("\n".join(lines) + "\n")
+
     @staticmethod
     def load(path: Path) -> "Windows":
         z = np.load(path)
@@ -277,43 +296,6 @@ def aggregate(
         counts=counts,
         quantiles=quantiles,
     )
-
-
-def features(w: Windows) -> np.ndarray:
-    """The 5 contract features [S, T, F], NaN where undefined (features 0..3 of empty windows)."""
-    total = w.counts["tasks_total"].astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = np.where(total > 0, total, np.nan)
-        x = np.stack(
-            [
-                w.counts["succeeded"] / denom,
-                w.counts["tasks_with_intervention"] / denom,
-                np.log1p(np.where(total > 0, w.quantiles["latency_p95_ms"], np.nan)),
-                np.log1p(w.counts["cost_micros"] / denom),
-                np.log1p(total),
-            ],
-            axis=-1,
-        )
-    return x
-
-
-def features_of_window(
-    tasks_total: int,
-    succeeded: int,
-    tasks_with_intervention: int,
-    latency_p95_ms: float | None,
-    cost_micros: int,
-) -> list[float | None]:
-    """The feature formula for one KpiWindow (None where undefined), as the Rust side has it."""
-    if tasks_total <= 0:
-        return [None, None, None, None, 0.0]
-    return [
-        succeeded / tasks_total,
-        tasks_with_intervention / tasks_total,
-        math.log1p(latency_p95_ms),
-        math.log1p(cost_micros / tasks_total),
-        math.log1p(tasks_total),
-    ]
 
 
 def dataset_period(dataset_dir: Path) -> tuple[int, int] | None:

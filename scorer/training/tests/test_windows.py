@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agentops_train import config
-from agentops_train.windows import aggregate, features, features_of_window, nearest_rank, parse_lines
+from agentops_train.windows import aggregate, nearest_rank, parse_lines
 
 W = config.WINDOW_MS
 T0 = 1_759_276_800_000  # a window boundary
@@ -64,12 +64,18 @@ def test_tumbling_windows_counts_and_empty_windows():
     assert c["cost_micros"][0].tolist() == [30, 30, 0, 0]
     assert w.quantiles["latency_p95_ms"][0, 0] == 300
     assert np.isnan(w.quantiles["latency_p95_ms"][0, 2])
-    x = features(w)
-    # numpy's vectorized log1p may differ from libm's in the last bit
-    assert x[0, 0].tolist() == pytest.approx([0.5, 0.5, math.log1p(300), math.log1p(15), math.log1p(2)], rel=1e-15)
-    # an empty window: rates undefined, volume defined (0)
-    assert np.isnan(x[0, 2, :4]).all() and x[0, 2, 4] == 0.0
-    assert features_of_window(0, 0, 0, None, 0) == [None, None, None, None, 0.0]
+
+
+def test_windows_csv_is_the_scorers_input(tmp_path):
+    lines = [ev(1, T0 + 0, latency=100, hi=1, cost=10), ev(2, T0 + 2 * W, latency=300, status="FAILED", cost=20)]
+    w = aggregate(parse_lines(lines), W, period=(T0, T0 + 3 * W))
+    w.write_csv(tmp_path / "windows.csv")
+    rows = (tmp_path / "windows.csv").read_text().splitlines()
+    assert rows[0] == ("tenant_id,agent_id,window_start,tasks_total,succeeded,tasks_with_intervention,cost_micros,"
+                       "latency_p50_ms,latency_p95_ms")
+    assert rows[1] == f"acme,bot,{T0},1,1,1,10,100.0,100.0"
+    assert rows[2] == f"acme,bot,{T0 + W},0,0,0,0,,", "an empty window: no latency"
+    assert rows[3] == f"acme,bot,{T0 + 2 * W},1,0,0,20,300.0,300.0"
 
 
 def test_quantiles_are_exact_nearest_rank():
