@@ -54,6 +54,17 @@ pub trait Store: Send + Sync + 'static {
     /// whose day is in `[from, to]`, ordered by day then agent.
     async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>>;
 
+    /// [`Store::daily_metrics`] without the latency digests (`latency_digest` left empty): what
+    /// a dashboard reads. A day's digest is up to 16 KB, most of its row; SQLite leaves it
+    /// unread, the default reads the rows and drops it.
+    async fn daily_summaries(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
+        let mut rows = self.daily_metrics(query).await?;
+        for row in &mut rows {
+            row.latency_digest = Vec::new();
+        }
+        Ok(rows)
+    }
+
     /// Saves the checkpoint of one input partition. The offset never goes back: saving an
     /// offset lower than the stored one fails with [`Error::CheckpointRegression`] (a stale
     /// owner after a rebalance must not overwrite its successor's progress).

@@ -37,6 +37,11 @@ pub const SQLITE: &[Migration] = &[
         name: "anomaly_explanation",
         script: include_str!("../../schemas/sql/0004_anomaly_explanation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "daily_summaries",
+        script: include_str!("../../schemas/sql/0005_daily_summaries.sql"),
+    },
 ];
 
 /// ScyllaDB (CQL) migrations.
@@ -60,6 +65,11 @@ pub const CQL: &[Migration] = &[
         version: 4,
         name: "anomaly_explanation",
         script: include_str!("../../schemas/cql/0004_anomaly_explanation.cql"),
+    },
+    Migration {
+        version: 5,
+        name: "daily_summaries",
+        script: include_str!("../../schemas/cql/0005_daily_summaries.cql"),
     },
 ];
 

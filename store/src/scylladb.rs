@@ -1065,7 +1065,7 @@ mod tests {
                 let store = ScyllaStore::connect(ScyllaConfig::from_url(&url).unwrap())
                     .await
                     .unwrap();
-                assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+                assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
                 let with = anomaly("bot", Some(6.5), explanation());
                 let without = anomaly("crm", None, Vec::new());
                 store.upsert_anomalies(&[with.clone(), without.clone()]).await.unwrap();

@@ -1,8 +1,11 @@
-//! The embedded SQLite backend (`rusqlite`, bundled SQLite): one connection in WAL mode with
-//! `synchronous=FULL`, used from tokio's blocking pool.
+//! The embedded SQLite backend (`rusqlite`, bundled SQLite) in WAL mode with
+//! `synchronous=FULL`: one connection writes (from tokio's blocking pool, behind a lock); reads
+//! of a file database run on [`READERS`] read-only connections, each on its own thread, fed by
+//! one queue (WAL lets them read while the writer writes). A private `:memory:` database has
+//! only the one connection.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -14,10 +17,68 @@ use crate::model::{day_text, parse_day};
 use crate::{AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Result, Store, User};
 use uuid::Uuid;
 
+/// Page cache of a connection, KiB. SQLite's default (2 MiB) is less than a month of daily rows
+/// with their digests: a read of one week then copies its overflow pages from the OS on
+/// every query.
+const CACHE_KIB: i64 = 64 * 1024;
+
+/// Reader connections of a file database, each on its own thread, at most 4 and at least 2:
+/// reads take tens of microseconds, so more threads than cores only add switches. With one
+/// connection behind a lock in the blocking pool, each of many concurrent reads took a pool
+/// thread that then slept on the lock: the dashboard route spent most of its time waking
+/// threads (see README, Measured numbers).
+pub fn readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// See [`readers`].
+pub const READERS: &str = "2 to 4 (one per CPU)";
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Queue of the reader threads; `None` for `:memory:` (reads use `conn`). The threads stop
+    /// when the last clone of the store is dropped.
+    reads: Option<std::sync::mpsc::Sender<ReadJob>>,
+}
+
+/// Opens one connection to `path` with this backend's settings.
+fn connect(path: &str) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Starts `n` reader threads on `path`; returns their queue.
+fn start_readers(path: &str, n: usize) -> Result<std::sync::mpsc::Sender<ReadJob>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<ReadJob>();
+    let queue = Arc::new(Mutex::new(queue));
+    for i in 0..n {
+        let conn = connect(path)?;
+        conn.pragma_update(None, "query_only", true)?;
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("sqlite-read-{i}"))
+            .spawn(move || loop {
+                // The lock is held only while waiting for the next job.
+                let job = match queue.lock() {
+                    Ok(q) => q.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return }; // the store is gone
+                                                   // A job that panics drops its answer channel: its caller gets an error, the
+                                                   // thread goes on.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+            })
+            .map_err(|e| Error::Task(format!("starting a sqlite reader: {e}")))?;
+    }
+    Ok(jobs)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -31,7 +92,7 @@ impl SqliteStore {
     /// `:memory:` gives a private in-memory database.
     pub async fn open(path: &str) -> Result<SqliteStore> {
         let path = path.to_string();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+        let conn = tokio::task::spawn_blocking(move || -> Result<(Connection, Option<_>)> {
             if path != ":memory:" {
                 if let Some(dir) = Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| Error::BadUrl {
@@ -40,17 +101,40 @@ impl SqliteStore {
                     })?;
                 }
             }
-            let conn = Connection::open(&path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            Ok(conn)
+            let conn = connect(&path)?;
+            // After the writer, which made the file and set WAL.
+            let reads = if path == ":memory:" {
+                None
+            } else {
+                Some(start_readers(&path, readers())?)
+            };
+            Ok((conn, reads))
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Mutex::new(conn.0)),
+            reads: conn.1,
         })
+    }
+
+    /// Runs a read on a reader thread (on the writer connection for `:memory:`).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(reads) = &self.reads else {
+            return self.with_conn(move |conn| f(conn)).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        reads
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| Error::Task("the sqlite readers stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Task("a sqlite read failed (panicked)".into()))?
     }
 
     async fn with_conn<T, F>(&self, f: F) -> Result<T>
@@ -86,6 +170,36 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Daily rows of `query` by `sql` ([`daily_sql`]).
+    async fn daily_rows(&self, query: &DailyMetricsQuery, sql: &'static str) -> Result<Vec<DailyMetric>> {
+        let q = query.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt
+                .query_map(
+                    params![q.tenant_id, day_text(q.from), day_text(q.to), q.agent_id],
+                    daily_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(day, mut row)| {
+                    row.day = parse_day(&day)?;
+                    Ok(row)
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// The daily-rows query reading `columns` (all of them, or the digest as an empty blob) through
+/// `index` (empty: the table).
+fn daily_sql(columns: &str, index: &str) -> String {
+    format!(
+        "SELECT {columns} FROM daily_metrics {index} WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
+         AND (?4 IS NULL OR agent_id = ?4) ORDER BY day, agent_id"
+    )
 }
 
 fn applied(conn: &Connection) -> Result<Vec<u32>> {
@@ -147,6 +261,12 @@ fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMet
 const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
     tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
     latency_digest, is_final, updated_at";
+
+/// [`DAILY_COLUMNS`] with an empty blob in place of the digest: all of them are in the index
+/// `daily_metrics_summary` (migration 5), which holds no digest.
+const SUMMARY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
+    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
+    X'', is_final, updated_at";
 
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
@@ -221,27 +341,14 @@ impl Store for SqliteStore {
     }
 
     async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
-        let q = query.clone();
-        self.with_conn(move |conn| {
-            let sql = format!(
-                "SELECT {DAILY_COLUMNS} FROM daily_metrics WHERE tenant_id = ?1 AND day >= ?2 AND day <= ?3 \
-                 AND (?4 IS NULL OR agent_id = ?4) ORDER BY day, agent_id"
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(
-                    params![q.tenant_id, day_text(q.from), day_text(q.to), q.agent_id],
-                    daily_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter()
-                .map(|(day, mut row)| {
-                    row.day = parse_day(&day)?;
-                    Ok(row)
-                })
-                .collect()
-        })
-        .await
+        static SQL: LazyLock<String> = LazyLock::new(|| daily_sql(DAILY_COLUMNS, ""));
+        self.daily_rows(query, &SQL).await
+    }
+
+    async fn daily_summaries(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| daily_sql(SUMMARY_COLUMNS, "INDEXED BY daily_metrics_summary"));
+        self.daily_rows(query, &SQL).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
@@ -281,7 +388,7 @@ impl Store for SqliteStore {
         partition: i32,
     ) -> Result<Option<Checkpoint>> {
         let (group, topic) = (consumer_group.to_string(), topic.to_string());
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let row = conn
                 .query_row(
                     "SELECT next_offset, state, updated_at FROM checkpoints \
@@ -348,7 +455,7 @@ impl Store for SqliteStore {
 
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>> {
         let q = query.clone();
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let sql = format!(
                 "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE tenant_id = ?1 AND window_start >= ?2 \
                  AND window_start < ?3 AND ensemble_score >= ?4 AND (?5 = 0 OR is_anomaly = 1) \
@@ -415,7 +522,7 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, key_id: &str) -> Result<Option<ApiKey>> {
         let id = key_id.to_string();
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(&format!(
                     "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
@@ -427,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKey>> {
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY tenant_id, key_id"
             ))?;
@@ -497,7 +604,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_id(&self, id: Uuid) -> Result<Option<User>> {
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
                 .query_row(params![id.to_string()], user_from_row)
                 .optional()?
@@ -508,7 +615,7 @@ impl Store for SqliteStore {
 
     async fn user_by_login(&self, login: &str) -> Result<Option<User>> {
         let login = normalize_login(login);
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let column = if login.contains('@') { "email" } else { "username" };
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"))?
                 .query_row(params![login], user_from_row)
@@ -554,7 +661,7 @@ impl Store for SqliteStore {
     }
 
     async fn tenants_of_user(&self, user_id: Uuid) -> Result<Vec<String>> {
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT tenant_id FROM user_tenants WHERE user_id = ?1 ORDER BY tenant_id")?;
             let rows = stmt

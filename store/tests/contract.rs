@@ -1,6 +1,7 @@
 //! The store contract: one set of scenarios, run against every backend.
 //!
-//! - `sqlite`: always, on a private in-memory database (and a file for durability).
+//! - `sqlite`: always, on a private in-memory database (one connection); `sqlite_file`: on a
+//!   file, where reads run on the reader connections (and a file for durability).
 //! - `cql_test_double`: always, against `kassandra-tester`, an in-memory **test double** of the
 //!   CQL protocol (not a database). It cannot check: range reads (`day >= ?`, only equality is
 //!   parsed), lightweight transactions (`IF NOT EXISTS`, `IF col <= ?`: "Error parsing
@@ -102,13 +103,13 @@ mod scenarios {
     }
 
     pub(super) async fn migrations_apply_once(store: &dyn Store, _caps: Caps) {
-        assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
         assert_eq!(
             store.migrate().await.unwrap(),
             Vec::<u32>::new(),
             "second run applies nothing"
         );
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     }
 
     pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
@@ -121,6 +122,8 @@ mod scenarios {
         let mut second = daily("acme", "bot", date!(2026 - 11 - 20), 12);
         second.is_final = true;
         second.latency_p99_ms = Some(2000.0);
+        // A digest the size of a real day's (larger than a page).
+        second.latency_digest = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         store.upsert_daily_metrics(&[second.clone()]).await.unwrap();
         // Replaying the same write is harmless.
         store.upsert_daily_metrics(&[second.clone()]).await.unwrap();
@@ -131,8 +134,24 @@ mod scenarios {
                 from: date!(2026 - 11 - 20),
                 to: date!(2026 - 11 - 20),
             };
-            assert_eq!(store.daily_metrics(&q).await.unwrap(), vec![second]);
+            assert_eq!(read(store, &q).await, vec![second]);
         }
+    }
+
+    /// [`Store::daily_metrics`] of `q`, checked against [`Store::daily_summaries`]: the same
+    /// rows, in the same order, without their digests.
+    async fn read(store: &dyn Store, q: &DailyMetricsQuery) -> Vec<DailyMetric> {
+        let full = store.daily_metrics(q).await.unwrap();
+        let summaries = store.daily_summaries(q).await.unwrap();
+        let expected: Vec<DailyMetric> = full
+            .iter()
+            .map(|r| DailyMetric {
+                latency_digest: Vec::new(),
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(summaries, expected, "{q:?}");
+        full
     }
 
     pub(super) async fn daily_query_filters_tenant_agent_and_days(store: &dyn Store, caps: Caps) {
@@ -156,29 +175,25 @@ mod scenarios {
             to,
         };
         let totals = |rows: Vec<DailyMetric>| rows.iter().map(|r| r.tasks_total).collect::<Vec<_>>();
-        let all = store
-            .daily_metrics(&q(None, date!(2026 - 11 - 19), date!(2026 - 11 - 21)))
-            .await
-            .unwrap();
+        let all = read(store, &q(None, date!(2026 - 11 - 19), date!(2026 - 11 - 21))).await;
         assert_eq!(
             totals(all),
             vec![1, 3, 2, 5, 4],
             "ordered by day then agent ('*' sorts first)"
         );
-        let bot = store
-            .daily_metrics(&q(Some("bot"), date!(2026 - 11 - 20), date!(2026 - 11 - 21)))
-            .await
-            .unwrap();
+        let bot = read(
+            store,
+            &q(Some("bot"), date!(2026 - 11 - 20), date!(2026 - 11 - 21)),
+        )
+        .await;
         assert_eq!(totals(bot), vec![2, 4]);
-        let rollup = store
-            .daily_metrics(&q(Some(ALL_AGENTS), date!(2026 - 11 - 1), date!(2026 - 11 - 30)))
-            .await
-            .unwrap();
+        let rollup = read(
+            store,
+            &q(Some(ALL_AGENTS), date!(2026 - 11 - 1), date!(2026 - 11 - 30)),
+        )
+        .await;
         assert_eq!(totals(rollup), vec![3]);
-        let none = store
-            .daily_metrics(&q(None, date!(2026 - 12 - 1), date!(2026 - 12 - 31)))
-            .await
-            .unwrap();
+        let none = read(store, &q(None, date!(2026 - 12 - 1), date!(2026 - 12 - 31))).await;
         assert!(none.is_empty());
     }
 
@@ -477,6 +492,19 @@ macro_rules! contract_suite {
             )*
         }
 
+        /// A file database: reads on the reader connections, writes on the writer.
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("contract.db");
+                    let store = super::SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+                    super::scenarios::$scenario(&store, super::FULL).await;
+                }
+            )*
+        }
+
         mod cql_test_double {
             $(
                 #[tokio::test]
@@ -614,7 +642,7 @@ async fn sqlite_anomalies_written_before_migration_4_read_back_without_its_field
     )
     .unwrap();
     drop(old);
-    assert_eq!(store.migrate().await.unwrap(), vec![4]);
+    assert_eq!(store.migrate().await.unwrap(), vec![4, 5]);
     assert_eq!(store.anomalies(&all_of_acme()).await.unwrap(), vec![expected]);
 }
 
@@ -663,7 +691,7 @@ async fn scylla_real_anomalies_written_before_migration_4_read_back_without_its_
     )
     .await
     .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec![4]);
+    assert_eq!(store.migrate().await.unwrap(), vec![4, 5]);
     assert_eq!(store.anomalies(&all_of_acme()).await.unwrap(), vec![expected]);
 }
 
