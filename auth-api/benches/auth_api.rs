@@ -8,14 +8,19 @@
 //! 2. sequential logins: p50/p99 next to the raw bcrypt time;
 //! 3. profile route throughput with N connections (closed loop): req/s, p50, p99;
 //! 4. profile latency at a fixed request rate, idle and during a login flood (M connections
-//!    logging in as fast as they can), and what happened to the flood (200 / 503).
+//!    logging in as fast as they can), and what happened to the flood (200 / 503);
+//! 5. daily-metrics route throughput with N connections (closed loop): one tenant's week
+//!    (the roll-up and 4 agents, 35 rows, each with a t-digest of a realistic day as the
+//!    aggregator writes it) out of a month of 2 tenants.
 //!
 //! Knobs (environment): `BENCH_BCRYPT_COST` (default 12), `BENCH_SECS` (seconds per timed phase,
 //! default 10), `BENCH_CONNS` (profile connections, default 64), `BENCH_LOGINS` (sequential
 //! logins, default 30), `BENCH_FLOOD_CONNS` (default 24: more than the bcrypt slots and queue
 //! together, so some are refused; a refused one retries after 100 ms, sooner than told), `BENCH_PACED_RPS` (default 2000),
 //! `BENCH_CLIENT_THREADS` (default 2), `BENCH_USER_CACHE_TTL_MS` (default 1000, the service
-//! default; 0 reads the user from the store on every request).
+//! default; 0 reads the user from the store on every request), `BENCH_PHASES` (default
+//! `logins,profile,flood,daily`: which of phases 2 to 5 run), `BENCH_EVENTS_PER_DAY` (latencies in
+//! each agent's daily digest, default 2000).
 //!
 //! `cargo bench -p auth-api --bench auth_api`
 
@@ -190,6 +195,74 @@ async fn paced(addr: SocketAddr, conns: usize, rps: f64, request: Vec<u8>, secs:
     (stats(all), non_200.load(Ordering::Relaxed))
 }
 
+/// A month (October 2025) of daily rows for 2 tenants x (4 agents + the roll-up), each with the
+/// t-digest of `events_per_day` latencies per agent (heavy-tailed), as the aggregator stores
+/// them.
+async fn seed_daily(service: &AuthService, events_per_day: u64) {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut rows = Vec::new();
+    for tenant in 0..2 {
+        for day in 1..=31u8 {
+            let date = time::Date::from_calendar_date(2025, time::Month::October, day).expect("date");
+            let mut rollup = schemas::kpi::LatencyDigest::default();
+            let mut series = Vec::new();
+            for agent in 0..4 {
+                let mut digest = schemas::kpi::LatencyDigest::default();
+                for _ in 0..events_per_day {
+                    // Log-normal around 800 ms.
+                    let (u1, u2) = (next().max(1e-12), next());
+                    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                    digest.record((800.0 * (0.6 * z).exp()) as i64);
+                }
+                digest.flush();
+                rollup.merge(&digest);
+                series.push((format!("agent-{agent:02}"), digest));
+            }
+            rollup.flush();
+            series.push((store::ALL_AGENTS.to_string(), rollup));
+            for (agent, digest) in series {
+                let total = digest.count() as i64;
+                rows.push(store::DailyMetric {
+                    tenant_id: format!("tenant-{tenant:02}"),
+                    agent_id: agent,
+                    day: date,
+                    tasks_total: total,
+                    succeeded: total * 93 / 100,
+                    failed: total * 5 / 100,
+                    cancelled: total - total * 93 / 100 - total * 5 / 100,
+                    tasks_with_intervention: total / 13,
+                    interventions: total / 9,
+                    cost_micros: total * 12_345,
+                    latency_p50_ms: digest.quantile(0.50),
+                    latency_p95_ms: digest.quantile(0.95),
+                    latency_p99_ms: digest.quantile(0.99),
+                    latency_digest: digest.to_bytes(),
+                    is_final: true,
+                    updated_at_ms: 1_760_000_000_000,
+                });
+            }
+        }
+    }
+    let digest_bytes: usize = rows.iter().map(|r| r.latency_digest.len()).sum();
+    println!(
+        "seeded {} daily rows, digests {} KB in all ({} bytes per row on average)",
+        rows.len(),
+        digest_bytes / 1024,
+        digest_bytes / rows.len()
+    );
+    service
+        .store()
+        .upsert_daily_metrics(&rows)
+        .await
+        .expect("seed daily rows");
+}
+
 fn main() {
     let cost: u32 = env("BENCH_BCRYPT_COST", 12);
     let secs: f64 = env("BENCH_SECS", 10.0);
@@ -199,6 +272,9 @@ fn main() {
     let paced_rps: f64 = env("BENCH_PACED_RPS", 2000.0);
     let client_threads: usize = env("BENCH_CLIENT_THREADS", 2);
     let cache_ttl_ms: u64 = env("BENCH_USER_CACHE_TTL_MS", 1000);
+    let phases: String = env("BENCH_PHASES", "logins,profile,flood,daily".to_string());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    let events_per_day: u64 = env("BENCH_EVENTS_PER_DAY", 2000);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // --- the server, on its own runtime, as `auth-api serve` would run.
@@ -279,6 +355,7 @@ fn main() {
 
         // 2. Sequential logins.
         let mut lat = Vec::new();
+        let logins = if phase("logins") { logins } else { 1 };
         for _ in 0..logins {
             let t = Instant::now();
             assert_eq!(conn.send(&login_req).await, 200, "login");
@@ -287,7 +364,8 @@ fn main() {
         let token: serde_json::Value = serde_json::from_slice(&conn.body).expect("token json");
         let token = token["access_token"].as_str().expect("token").to_string();
         let login = stats(lat);
-        println!(
+        if phase("logins") {
+            println!(
             "sequential logins ({}): p50 {}, p99 {}, max {}; login p99 / raw p50 = {:.3} (target <= 1.2), login p99 / raw p99 = {:.3}",
             login.count,
             ms(login.p50_us),
@@ -295,7 +373,39 @@ fn main() {
             ms(login.max_us),
             login.p99_us as f64 / raw.p50_us as f64,
             login.p99_us as f64 / raw.p99_us as f64
-        );
+            );
+        }
+
+        // 5. Daily metrics (run before the flood so the bcrypt threads are idle).
+        if phase("daily") {
+            seed_daily(&service, events_per_day).await;
+            service.grant("bench@example.com", "tenant-00").await.expect("grant");
+            let daily_req = get(
+                "/api/v1/tenants/tenant-00/metrics/daily?from=2025-10-06&to=2025-10-12",
+                &token,
+            );
+            let mut probe = Conn::open(addr).await;
+            assert_eq!(probe.send(&daily_req).await, 200, "daily metrics");
+            let body: serde_json::Value = serde_json::from_slice(&probe.body).expect("json");
+            let rows = body["rows"].as_array().map_or(0, Vec::len);
+            let bytes = probe.body.len();
+            let _ = closed_loop(addr, conns, daily_req.clone(), 1.0).await; // warm-up
+            let (s, rps, bad) = closed_loop(addr, conns, daily_req.clone(), secs).await;
+            println!(
+                "daily metrics (one tenant's week: {rows} rows, {bytes} bytes), {conns} connections closed loop: {rps:.0} req/s (target >= 10000), p50 {}, p99 {}, non-200 {bad}",
+                ms(s.p50_us),
+                ms(s.p99_us)
+            );
+            let (s, rps, bad) = closed_loop(addr, 1, daily_req.clone(), secs.min(3.0)).await;
+            println!(
+                "daily metrics, 1 connection: {rps:.0} req/s, p50 {}, p99 {}, non-200 {bad}",
+                ms(s.p50_us),
+                ms(s.p99_us)
+            );
+        }
+        if !phase("profile") && !phase("flood") {
+            return;
+        }
 
         // 3. Profile throughput, next to `/healthz` (no token, no store: the HTTP ceiling).
         let profile_req = get("/api/v1/profile", &token);
@@ -312,6 +422,9 @@ fn main() {
             ms(s.p50_us),
             ms(s.p99_us)
         );
+        if !phase("flood") {
+            return;
+        }
 
         // 4. Profile latency at a fixed rate, idle then during a login flood.
         let paced_conns = 8;

@@ -11,7 +11,7 @@
 //! - [`tokens`]: issuing and verifying JWTs against a clock passed in (pure).
 //! - [`rate_limit`]: the failed-login limiter (pure, bounded memory).
 //! - [`dashboard`]: query parameters, the tenant-scope rule, rows (pure).
-//! - [`user_cache`]: the middleware's short-lived user cache (pure).
+//! - [`user_cache`]: the short-lived caches of users and of their grants (pure).
 //! - [`admin`]: users and grants over the store, shared with the CLI (no token key needed).
 //! - [`service`]: [`service::AuthService`], the use cases over the store.
 //! - [`routes`]: the warp filters, the route table, the auth middleware, error recovery.

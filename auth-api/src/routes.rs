@@ -216,6 +216,20 @@ fn parse_query<T: DeserializeOwned>(query: &str) -> crate::Result<T> {
     })
 }
 
+/// The body of the daily-metrics route (serialized straight from the rows, no JSON tree).
+#[derive(serde::Serialize)]
+struct DailyResponse {
+    tenant_id: String,
+    rows: Vec<crate::dashboard::DailyRow>,
+}
+
+/// The body of the anomalies route.
+#[derive(serde::Serialize)]
+struct AnomaliesResponse {
+    tenant_id: String,
+    anomalies: Vec<schemas::Anomaly>,
+}
+
 fn json_reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
@@ -347,7 +361,10 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
                     let tenant = decode_path_param("tenant", &tenant)?;
                     let params: DailyParams = parse_query(&query)?;
                     let rows = svc.daily_metrics(&user, &tenant, &params).await?;
-                    Ok(serde_json::json!({ "tenant_id": tenant, "rows": rows }))
+                    Ok(DailyResponse {
+                        tenant_id: tenant,
+                        rows,
+                    })
                 }
                 .await;
                 respond(StatusCode::OK, result)
@@ -364,8 +381,11 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
                 let result = async {
                     let tenant = decode_path_param("tenant", &tenant)?;
                     let params: AnomalyParams = parse_query(&query)?;
-                    let rows = svc.anomalies(&user, &tenant, &params).await?;
-                    Ok(serde_json::json!({ "tenant_id": tenant, "anomalies": rows }))
+                    let anomalies = svc.anomalies(&user, &tenant, &params).await?;
+                    Ok(AnomaliesResponse {
+                        tenant_id: tenant,
+                        anomalies,
+                    })
                 }
                 .await;
                 respond(StatusCode::OK, result)

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::passwords::{Hasher, MAX_PASSWORD_BYTES};
 use crate::rate_limit::{LoginLimiter, DEFAULT_CAPACITY};
 use crate::tokens::{now_secs, Tokens};
-use crate::user_cache::UserCache;
+use crate::user_cache::{GrantCache, UserCache};
 use crate::{Error, Result};
 
 /// The service state shared by every request.
@@ -24,6 +24,7 @@ pub struct AuthService {
     tokens: Tokens,
     limiter: Mutex<LoginLimiter>,
     users: Mutex<UserCache>,
+    grants: Mutex<GrantCache>,
     metrics: Metrics,
     config: Config,
 }
@@ -76,6 +77,10 @@ impl AuthService {
             tokens,
             limiter: Mutex::new(limiter),
             users: Mutex::new(UserCache::new(
+                config.user_cache_ttl.as_millis() as u64,
+                USER_CACHE_CAPACITY,
+            )),
+            grants: Mutex::new(GrantCache::new(
                 config.user_cache_ttl.as_millis() as u64,
                 USER_CACHE_CAPACITY,
             )),
@@ -225,7 +230,7 @@ impl AuthService {
             return Ok(user);
         }
         let user = self.store.user_by_id(user_id).await?.ok_or(Error::UnknownUser)?;
-        self.user_cache().put(user.clone(), now);
+        self.user_cache().put(user.id, user.clone(), now);
         Ok(user)
     }
 
@@ -234,13 +239,30 @@ impl AuthService {
         self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn grant_cache(&self) -> std::sync::MutexGuard<'_, GrantCache> {
+        // A plain map: nothing a panic could leave half-done.
+        self.grants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The tenants granted to `user`.
     pub async fn tenants(&self, user: &User) -> Result<Vec<String>> {
         Ok(self.store.tenants_of_user(user.id).await?)
     }
 
+    /// Checks the grant, from the grants read less than `user_cache_ttl_ms` ago.
     async fn authorize(&self, user: &User, tenant: &str) -> Result<()> {
-        let granted = self.store.tenants_of_user(user.id).await?;
+        let now = now_ms() as u64;
+        let cached = self.grant_cache().get(user.id, now);
+        let granted = match cached {
+            Some(granted) => granted,
+            None => {
+                let granted: std::sync::Arc<[String]> = self.store.tenants_of_user(user.id).await?.into();
+                self.grant_cache().put(user.id, granted.clone(), now);
+                granted
+            }
+        };
         dashboard::authorize(&granted, tenant)
     }
 
@@ -254,7 +276,7 @@ impl AuthService {
     ) -> Result<Vec<DailyRow>> {
         let query = params.query(tenant)?;
         self.authorize(user, tenant).await?;
-        let rows = self.store.daily_metrics(&query).await?;
+        let rows = self.store.daily_summaries(&query).await?;
         Ok(rows.iter().map(DailyRow::from).collect())
     }
 
@@ -272,12 +294,18 @@ impl AuthService {
 
     /// Grants `tenant` to the user with this email or username (see [`admin::grant`]).
     pub async fn grant(&self, login: &str, tenant: &str) -> Result<User> {
-        admin::grant(self.store.as_ref(), login, tenant).await
+        let user = admin::grant(self.store.as_ref(), login, tenant).await?;
+        self.grant_cache().remove(user.id);
+        Ok(user)
     }
 
     /// Revokes `tenant` from the user; false when it was not granted.
     pub async fn revoke(&self, login: &str, tenant: &str) -> Result<bool> {
-        admin::revoke(self.store.as_ref(), login, tenant).await
+        let revoked = admin::revoke(self.store.as_ref(), login, tenant).await?;
+        if let Ok(user) = admin::user(self.store.as_ref(), login).await {
+            self.grant_cache().remove(user.id);
+        }
+        Ok(revoked)
     }
 
     /// Deletes the user; its tokens stop working at once in this process (other processes:
@@ -285,6 +313,7 @@ impl AuthService {
     pub async fn delete_user(&self, login: &str) -> Result<User> {
         let user = admin::delete_user(self.store.as_ref(), login).await?;
         self.user_cache().remove(user.id);
+        self.grant_cache().remove(user.id);
         Ok(user)
     }
 }

@@ -1,27 +1,35 @@
-//! A short-lived cache of users for the bearer middleware (pure: time is passed in).
+//! Short-lived caches of users (for the bearer middleware) and of their tenant grants (for the
+//! dashboard routes), pure: time is passed in.
 //!
-//! Every authenticated request needs the token's user (deleted users must be refused). With
-//! `auth_api.user_cache_ttl_ms > 0` a user read from the store is reused for that long, so a
-//! dashboard's burst of requests costs one store read. Deletions through this process evict at
-//! once; a user deleted by another process (the CLI) is refused at most one TTL later.
-//! `0` reads the store on every request. At most `capacity` users are kept.
+//! Every authenticated request needs the token's user (deleted users must be refused), and
+//! every dashboard request the user's grants. With `auth_api.user_cache_ttl_ms > 0` what was
+//! read from the store is reused for that long, so a dashboard's burst of requests costs one
+//! store read of each. Deletions, grants and revocations through this process evict at once; a
+//! user deleted or a tenant revoked by another process (the CLI) is refused at most one TTL
+//! later. `0` reads the store on every request. At most `capacity` entries are kept.
 
 use std::collections::HashMap;
 
 use store::{User, Uuid};
 
-/// The cache.
+/// A cache of values per user id.
 #[derive(Debug)]
-pub struct UserCache {
+pub struct TtlCache<V> {
     ttl_ms: u64,
     capacity: usize,
-    entries: HashMap<Uuid, (User, u64)>,
+    entries: HashMap<Uuid, (V, u64)>,
 }
 
-impl UserCache {
+/// The users of the bearer middleware.
+pub type UserCache = TtlCache<User>;
+
+/// The tenants granted to each user.
+pub type GrantCache = TtlCache<std::sync::Arc<[String]>>;
+
+impl<V: Clone> TtlCache<V> {
     /// Entries live `ttl_ms`; at most `capacity` of them.
-    pub fn new(ttl_ms: u64, capacity: usize) -> UserCache {
-        UserCache {
+    pub fn new(ttl_ms: u64, capacity: usize) -> TtlCache<V> {
+        TtlCache {
             ttl_ms,
             capacity: capacity.max(1),
             entries: HashMap::new(),
@@ -33,35 +41,35 @@ impl UserCache {
         self.ttl_ms > 0
     }
 
-    /// The user, if read less than a TTL before `now_ms`.
-    pub fn get(&self, id: Uuid, now_ms: u64) -> Option<User> {
+    /// The value of user `id`, if read less than a TTL before `now_ms`.
+    pub fn get(&self, id: Uuid, now_ms: u64) -> Option<V> {
         self.entries
             .get(&id)
             .filter(|(_, at)| now_ms < at.saturating_add(self.ttl_ms))
-            .map(|(user, _)| user.clone())
+            .map(|(value, _)| value.clone())
     }
 
-    /// Remembers a user read from the store at `now_ms`.
-    pub fn put(&mut self, user: User, now_ms: u64) {
+    /// Remembers the value of user `id` read from the store at `now_ms`.
+    pub fn put(&mut self, id: Uuid, value: V, now_ms: u64) {
         if !self.enabled() {
             return;
         }
-        if !self.entries.contains_key(&user.id) && self.entries.len() >= self.capacity {
+        if !self.entries.contains_key(&id) && self.entries.len() >= self.capacity {
             let ttl = self.ttl_ms;
             self.entries.retain(|_, (_, at)| now_ms < at.saturating_add(ttl));
             if self.entries.len() >= self.capacity {
                 self.entries.clear();
             }
         }
-        self.entries.insert(user.id, (user, now_ms));
+        self.entries.insert(id, (value, now_ms));
     }
 
-    /// Forgets a user (deleted or changed).
+    /// Forgets a user's value (deleted or changed).
     pub fn remove(&mut self, id: Uuid) {
         self.entries.remove(&id);
     }
 
-    /// Users held now.
+    /// Entries held now.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -92,7 +100,7 @@ mod tests {
     #[test]
     fn entries_expire_after_exactly_the_ttl() {
         let mut c = UserCache::new(1000, 10);
-        c.put(user(1), 5_000);
+        c.put(Uuid::from_u128(1), user(1), 5_000);
         assert_eq!(c.get(Uuid::from_u128(1), 5_999), Some(user(1)));
         assert_eq!(c.get(Uuid::from_u128(1), 6_000), None);
         assert_eq!(c.get(Uuid::from_u128(2), 5_000), None);
@@ -101,7 +109,7 @@ mod tests {
     #[test]
     fn removed_users_are_gone_at_once() {
         let mut c = UserCache::new(60_000, 10);
-        c.put(user(1), 0);
+        c.put(Uuid::from_u128(1), user(1), 0);
         c.remove(Uuid::from_u128(1));
         assert_eq!(c.get(Uuid::from_u128(1), 1), None);
     }
@@ -109,7 +117,7 @@ mod tests {
     #[test]
     fn a_zero_ttl_caches_nothing() {
         let mut c = UserCache::new(0, 10);
-        c.put(user(1), 0);
+        c.put(Uuid::from_u128(1), user(1), 0);
         assert!(c.is_empty());
         assert_eq!(c.get(Uuid::from_u128(1), 0), None);
     }
@@ -119,7 +127,7 @@ mod tests {
         fn never_more_than_capacity(capacity in 1usize..20, ids in proptest::collection::vec(0u128..100, 1..300)) {
             let mut c = UserCache::new(1000, capacity);
             for (t, id) in ids.iter().enumerate() {
-                c.put(user(*id), t as u64 * 7);
+                c.put(Uuid::from_u128(*id), user(*id), t as u64 * 7);
                 prop_assert!(c.len() <= capacity);
                 prop_assert_eq!(c.get(Uuid::from_u128(*id), t as u64 * 7), Some(user(*id)));
             }

@@ -767,6 +767,29 @@ async fn without_the_user_cache_a_deletion_by_another_process_is_seen_at_once() 
     assert_eq!(app.get("/api/v1/profile", Some(&token)).await.status, 401);
 }
 
+#[tokio::test]
+async fn a_grant_revoked_by_another_process_stops_within_the_cache_ttl() {
+    for ttl_ms in [0, 60_000] {
+        let app = app_with(|c| c.user_cache_ttl = std::time::Duration::from_millis(ttl_ms)).await;
+        seed(&app).await;
+        let user = app.register("ada@example.com", None).await;
+        app.svc.grant("ada@example.com", "acme").await.unwrap();
+        let token = app.token("ada@example.com").await;
+        let path = "/api/v1/tenants/acme/metrics/daily?from=2025-10-01&to=2025-10-03";
+        assert_eq!(app.get(path, Some(&token)).await.status, 200);
+        // Straight through the store, as the CLI in another process does.
+        let id = Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
+        assert!(app.svc.store().revoke_tenant(id, "acme").await.unwrap());
+        let expected = if ttl_ms == 0 { 403 } else { 200 };
+        assert_eq!(app.get(path, Some(&token)).await.status, expected, "ttl {ttl_ms}");
+        // Through this process: at once, whatever the TTL.
+        app.svc.grant("ada@example.com", "acme").await.unwrap();
+        assert_eq!(app.get(path, Some(&token)).await.status, 200);
+        assert!(app.svc.revoke("ada@example.com", "acme").await.unwrap());
+        assert_eq!(app.get(path, Some(&token)).await.status, 403, "ttl {ttl_ms}");
+    }
+}
+
 // ---------------------------------------------------------------- dashboards
 
 fn daily(tenant: &str, agent: &str, day: time::Date, total: i64) -> DailyMetric {
