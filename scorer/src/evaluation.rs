@@ -396,7 +396,7 @@ mod tests {
     #[test]
     fn an_alarm_inside_an_incident_catches_it_once_with_its_delay() {
         // Windows 0..40, incident windows 10..20, alarm windows 12..15 and 16..17.
-        let mut f = vec!['.'; 40];
+        let mut f = ['.'; 40];
         for i in [12, 13, 14, 16] {
             f[i] = '#';
         }
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!((r.true_alarms, r.false_alarms, r.caught), (0, 1, 0));
         assert_eq!(r.f1(), 0.0);
         // Starting exactly `lead` (4 windows) before: credited, delay 0.
-        let mut f = vec!['.'; 40];
+        let mut f = ['.'; 40];
         for x in f.iter_mut().take(14).skip(6) {
             *x = '#';
         }

@@ -435,10 +435,10 @@ pub fn write_features(dir: &Path, series: &[Series], params: &DetectorParams) ->
     for s in series {
         for (w, e) in s.windows.iter().zip(detect(s, params)) {
             let row = crate::features::row(&e);
-            for f in 0..FEATURE_COUNT {
-                put(&mut x, row[f].unwrap_or(0.0));
-                put(&mut mask, if row[f].is_some() { 1.0 } else { 0.0 });
-                put(&mut cusum, e.cusum[f]);
+            for (value, evidence) in row.iter().zip(e.cusum) {
+                put(&mut x, value.unwrap_or(0.0));
+                put(&mut mask, if value.is_some() { 1.0 } else { 0.0 });
+                put(&mut cusum, evidence);
             }
             put(&mut tasks, w.tasks as f64);
             put(&mut warm, if e.warm { 1.0 } else { 0.0 });
