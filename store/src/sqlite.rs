@@ -1,6 +1,6 @@
 //! The embedded SQLite backend (`rusqlite`, bundled SQLite) in WAL mode with
 //! `synchronous=FULL`: one connection writes (from tokio's blocking pool, behind a lock); reads
-//! of a file database run on [`READERS`] read-only connections, each on its own thread, fed by
+//! of a file database run on [`readers`] read-only connections, each on its own thread, fed by
 //! one queue (WAL lets them read while the writer writes). A private `:memory:` database has
 //! only the one connection.
 
@@ -22,17 +22,14 @@ use uuid::Uuid;
 /// every query.
 const CACHE_KIB: i64 = 64 * 1024;
 
-/// Reader connections of a file database, each on its own thread, at most 4 and at least 2:
-/// reads take tens of microseconds, so more threads than cores only add switches. With one
-/// connection behind a lock in the blocking pool, each of many concurrent reads took a pool
-/// thread that then slept on the lock: the dashboard route spent most of its time waking
-/// threads (see README, Measured numbers).
+/// Reader connections of a file database, each on its own thread: one per CPU but one (at least
+/// 1, at most 4). A read takes tens of microseconds, so more threads than cores only add
+/// switches. With one connection behind a lock in the blocking pool, each of many concurrent
+/// reads took a pool thread that then slept on the lock: the dashboard route spent most of its
+/// time waking threads (see README, Measured numbers).
 pub fn readers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4))
 }
-
-/// See [`readers`].
-pub const READERS: &str = "2 to 4 (one per CPU)";
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
