@@ -220,8 +220,9 @@ pub struct AuthApi {
     pub login_max_failures_per_client: u32,
     /// Window over which the failure allowances above recover completely.
     pub login_failure_window_secs: u64,
-    /// How long the bearer middleware reuses a user read from the store (0: read it on every
-    /// request). A user deleted by another process is refused at most this much later.
+    /// How long the auth-api reuses a user, and the user's tenant grants, read from the store
+    /// (0: read them on every request). A user deleted or a tenant revoked by another process
+    /// is refused at most this much later.
     pub user_cache_ttl_ms: u64,
     /// Take the client address for rate limiting from the last `X-Forwarded-For` entry (set
     /// only behind a proxy that appends it); otherwise the TCP peer address.
