@@ -103,13 +103,18 @@ pub fn anomaly_of(
     }
 }
 
-/// The KPIs with accumulated evidence, most first, next to what is normal for the series.
+/// The KPIs with accumulated evidence, most first, next to what is normal for the series
+/// (entries with a value that is not finite are left out: they could not be stored as JSON).
 pub fn explanation(evidence: &Evidence) -> Vec<KpiExplanation> {
     evidence
         .ranked()
         .into_iter()
         .filter_map(|k| {
-            evidence.expected[k].map(|x| KpiExplanation {
+            let x = evidence.expected[k]?;
+            let finite = [x.observed, x.expected, x.low, x.high, evidence.cusum[k]]
+                .iter()
+                .all(|v| v.is_finite());
+            finite.then(|| KpiExplanation {
                 kpi: KPIS[k].to_string(),
                 observed: x.observed,
                 expected: x.expected,
@@ -563,5 +568,33 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             shared.maybe_reload(&consumer, &model_dir)?;
             last_reload_check = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::Expected;
+
+    #[test]
+    fn the_explanation_ranks_kpis_by_evidence_and_leaves_out_what_cannot_be_stored() {
+        let mut e = Evidence::none();
+        let x = |observed: f64| Expected {
+            observed,
+            expected: 0.9,
+            low: 0.8,
+            high: 1.0,
+        };
+        e.cusum = [5.0, 0.0, 9.0, 0.0, 2.0, 1.0];
+        e.expected = [
+            Some(x(0.5)),
+            None,
+            Some(x(f64::INFINITY)),
+            None,
+            Some(x(2.0)),
+            Some(x(3.0)),
+        ];
+        let kpis: Vec<String> = explanation(&e).into_iter().map(|k| k.kpi).collect();
+        assert_eq!(kpis, ["success_rate", "cost_per_task_micros", "tasks"]);
     }
 }
