@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::detector::DetectorParams;
-use crate::evaluation::{judge_at, pick_threshold, Protocol, Report};
+use crate::evaluation::{judge_at, pick_threshold, Protocol};
 use crate::manifest::Manifest;
 use crate::models::ModelSet;
 use crate::offline::{self, Label, Member, Scored, Series};
 use crate::scoring::{Calibration, Verdict};
-use crate::tuning::{self, Row, Spread, CANDIDATES};
+use crate::tuning::{self, Row, CANDIDATES};
 use crate::{Error, Result};
 
 /// File of a data set's windows.
@@ -399,9 +399,4 @@ pub fn evaluate(
         budget,
         set.manifest.version.clone(),
     ))
-}
-
-/// Spread of a metric over reports (for callers that judge on their own).
-pub fn spread(reports: &[Report], f: fn(&Report) -> f64) -> Spread {
-    Spread::of(&reports.iter().map(f).collect::<Vec<_>>())
 }

@@ -165,11 +165,6 @@ impl Report {
         self.flagged_inside as f64 / self.flagged_windows as f64
     }
 
-    /// The `q` quantile (nearest rank) of the delays, if any incident was caught.
-    pub fn delay_quantile_ms(&self, q: f64) -> Option<i64> {
-        quantile(&self.delays_ms, q)
-    }
-
     /// The `q` quantile of the delays of incidents not of kind `except`.
     pub fn delay_quantile_ms_except(&self, except: &str, q: f64) -> Option<i64> {
         let d: Vec<i64> = self
@@ -374,7 +369,6 @@ mod tests {
     use super::*;
 
     const W: i64 = 900_000;
-    const H: i64 = 3_600_000;
 
     fn series(flags: &str, control: bool, incidents: Vec<Incident>) -> SeriesFlags {
         SeriesFlags {
@@ -504,7 +498,6 @@ mod tests {
             "with budget for one false alarm the incident is caught: {t}"
         );
         assert_eq!(r.caught, 1);
-        let _ = H;
     }
 
     proptest! {

@@ -305,10 +305,8 @@ pub fn series_scores(scored: &[Scored], labels: &[Label], member: Member) -> Vec
                 .zip(&s.evidence[first..])
                 .map(|(v, e)| {
                     let v = v.as_ref()?;
-                    if member == Member::Everything {
-                        return Some(f64::INFINITY);
-                    }
-                    if !e.warm {
+                    // Flagging everything ignores warm-up; every other member respects it.
+                    if !e.warm && member != Member::Everything {
                         return None;
                     }
                     Some(match member {

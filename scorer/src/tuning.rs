@@ -134,18 +134,6 @@ pub fn row(
     }
 }
 
-/// Picks the threshold on `tuning` and judges the unseen sets.
-pub fn tuned_row(
-    name: &str,
-    tuning: &[SeriesScores],
-    unseen: &[Vec<SeriesScores>],
-    protocol: &Protocol,
-    budget: f64,
-) -> Row {
-    let (threshold, report) = pick_threshold(tuning, protocol, budget, CANDIDATES);
-    row(name, threshold, &report, unseen, protocol)
-}
-
 /// The best weights (on a grid of `steps` per member, summing to 1) and threshold on the
 /// tuning set under the budget: highest F1, then fewest false alarms. `scores(w)` gives the
 /// tuning set's scores for weights `w = (lstm, transformer, statistical)`; `allowed` masks
