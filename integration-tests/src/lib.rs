@@ -373,3 +373,31 @@ pub fn read_topic(
     }
     out
 }
+
+/// Asserts that the flags of a cost spike name cost as their top feature and explain it: cost
+/// per task observed above the series' normal range.
+pub fn assert_cost_spike_explained(inside: &[&schemas::Anomaly]) {
+    assert!(
+        inside.iter().any(|a| a
+            .top_features
+            .first()
+            .is_some_and(|f| f.feature == "cost_per_task_z")),
+        "cost is named as the driving feature of the incident's flags"
+    );
+    let explained = inside
+        .iter()
+        .filter_map(|a| a.explanation.first())
+        .find(|x| x.kpi == "cost_per_task_micros")
+        .unwrap_or_else(|| {
+            panic!(
+                "no flag of the cost spike explains cost: {:?}",
+                inside.first().map(|a| &a.explanation)
+            )
+        });
+    assert!(
+        explained.observed > explained.high
+            && explained.expected < explained.high
+            && explained.low <= explained.expected,
+        "observed above the normal range: {explained:?}"
+    );
+}

@@ -496,8 +496,9 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let flagged: Vec<&Anomaly> = verdicts.values().filter(|a| a.is_anomaly).collect();
-    let inside: Vec<&&Anomaly> = flagged
+    let inside: Vec<&Anomaly> = flagged
         .iter()
+        .copied()
         .filter(|a| {
             a.agent_id == incident.agent_id
                 && a.window_end > incident.start_ms
@@ -505,30 +506,7 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         })
         .collect();
     assert!(!inside.is_empty(), "the cost spike {incident:?} was not flagged");
-    assert!(
-        inside.iter().any(|a| a
-            .top_features
-            .first()
-            .is_some_and(|f| f.feature == "cost_per_task_z")),
-        "cost is named as the driving feature of the incident's flags"
-    );
-    // The verdict says what happened: cost per task far above the series' normal range.
-    let explained = inside
-        .iter()
-        .filter_map(|a| a.explanation.first())
-        .find(|x| x.kpi == "cost_per_task_micros")
-        .unwrap_or_else(|| {
-            panic!(
-                "no flag of the cost spike explains cost: {:?}",
-                inside.first().map(|a| &a.explanation)
-            )
-        });
-    assert!(
-        explained.observed > explained.high
-            && explained.expected < explained.high
-            && explained.low <= explained.expected,
-        "observed above the normal range: {explained:?}"
-    );
+    integration_tests::assert_cost_spike_explained(&inside);
     let series: BTreeSet<&str> = verdicts.values().map(|a| a.agent_id.as_str()).collect();
     assert_eq!(series.len(), 6, "every series is scored: {series:?}");
     let mut control_flags = 0;

@@ -228,30 +228,7 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
             .collect::<Vec<_>>()
     );
     let first = inside.iter().map(|a| a.window_end).min().unwrap();
-    assert!(
-        inside.iter().any(|a| a
-            .top_features
-            .first()
-            .is_some_and(|f| f.feature == "cost_per_task_z")),
-        "cost is named as the driving feature of the incident's flags"
-    );
-    // The verdict says what happened: cost per task far above the series' normal range.
-    let explained = inside
-        .iter()
-        .filter_map(|a| a.explanation.first())
-        .find(|x| x.kpi == "cost_per_task_micros")
-        .unwrap_or_else(|| {
-            panic!(
-                "no flag of the cost spike explains cost: {:?}",
-                inside.first().map(|a| &a.explanation)
-            )
-        });
-    assert!(
-        explained.observed > explained.high
-            && explained.expected < explained.high
-            && explained.low <= explained.expected,
-        "observed above the normal range: {explained:?}"
-    );
+    integration_tests::assert_cost_spike_explained(&inside);
     for other in &incidents {
         let caught = flagged(&other.agent_id)
             .iter()
