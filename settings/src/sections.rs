@@ -132,6 +132,37 @@ pub struct Ingest {
     pub max_body_bytes: u64,
     /// How long the gateway waits for the broker's acknowledgement before answering 503.
     pub delivery_timeout_ms: u64,
+    /// `[ingest.otlp]`: how OpenTelemetry agent spans (`POST /v1/traces`) become task events.
+    pub otlp: Otlp,
+}
+
+/// `[ingest.otlp]`: the span -> task event mapping of `POST /v1/traces`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otlp {
+    /// Span attribute holding the task's cost in USD (a double or int); when present it wins
+    /// over the price table (OpenTelemetry has no cost convention).
+    pub cost_attribute: String,
+    /// Span attribute holding the number of human interventions (an int; absent: 0).
+    pub interventions_attribute: String,
+    /// Span attribute (bool) that overrides the nesting rule: `true` makes an agent span a
+    /// task, `false` makes it part of its enclosing task.
+    pub task_attribute: String,
+    /// `error.type` values that mean the task was cancelled (not failed).
+    pub cancelled_error_types: Vec<String>,
+    /// Prices by model (`gen_ai.request.model`): the exact name, else the longest configured
+    /// name the model starts with (`gpt-4o` prices `gpt-4o-2024-08-06`).
+    pub prices: std::collections::BTreeMap<String, ModelPrice>,
+}
+
+/// Prices of one model, in USD per million tokens (equal to micro-USD per token).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// USD per million input (prompt) tokens.
+    pub input_usd_per_mtok: f64,
+    /// USD per million output (completion) tokens.
+    pub output_usd_per_mtok: f64,
 }
 
 /// `[aggregator]`
@@ -336,6 +367,27 @@ impl Settings {
         }
         if self.ingest.max_batch_events == 0 {
             return Err(invalid("ingest.max_batch_events", "must be at least 1"));
+        }
+        for (model, price) in &self.ingest.otlp.prices {
+            let ok = |p: f64| p.is_finite() && p >= 0.0;
+            if !ok(price.input_usd_per_mtok) || !ok(price.output_usd_per_mtok) {
+                return Err(invalid(
+                    "ingest.otlp.prices",
+                    format!("prices of `{model}` must be finite and non-negative"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("ingest.otlp.cost_attribute", &self.ingest.otlp.cost_attribute),
+            (
+                "ingest.otlp.interventions_attribute",
+                &self.ingest.otlp.interventions_attribute,
+            ),
+            ("ingest.otlp.task_attribute", &self.ingest.otlp.task_attribute),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
         }
         if !(4..=31).contains(&self.auth_api.bcrypt_cost) {
             return Err(invalid(

@@ -173,3 +173,25 @@ fn jwt_secret_is_required_by_its_user_and_masked() {
         "Debug must not print secrets"
     );
 }
+
+#[test]
+fn otlp_prices_load_from_a_file_and_bad_ones_name_the_key() {
+    let s = Settings::load(None, &HashMap::new()).unwrap();
+    assert_eq!(s.ingest.otlp.cost_attribute, "agentops.cost_usd");
+    assert_eq!(s.ingest.otlp.prices["gpt-4o"].output_usd_per_mtok, 10.0);
+    let file =
+        "[ingest.otlp.prices]\n\"my-model\" = { input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.0 }\n";
+    let s = Settings::load(Some(("f.toml", file)), &HashMap::new()).unwrap();
+    assert_eq!(s.ingest.otlp.prices["my-model"].input_usd_per_mtok, 1.0);
+    assert!(s.ingest.otlp.prices.contains_key("gpt-4o"), "defaults stay");
+    let negative = "[ingest.otlp.prices]\nm = { input_usd_per_mtok = -1.0, output_usd_per_mtok = 2.0 }\n";
+    assert!(err(Some(negative), &[]).contains("`ingest.otlp.prices`"));
+    let unknown = "[ingest.otlp.prices]\nm = { input = 1.0, output_usd_per_mtok = 2.0 }\n";
+    assert!(
+        err(Some(unknown), &[]).contains("ingest.otlp.prices.m"),
+        "{}",
+        err(Some(unknown), &[])
+    );
+    assert!(err(None, &[("AGENTOPS__INGEST__OTLP__COST_ATTRIBUTE", " ")])
+        .contains("`ingest.otlp.cost_attribute`"));
+}
