@@ -6,7 +6,10 @@
 #   - cargo-nextest (the test runner), if missing
 source "$(dirname "$0")/lib.sh"
 
-DEB_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-venv)
+# prometheus-alertmanager, prometheus (promtool): the alerter tests run a real Alertmanager and
+# check the pipeline's alert rules.
+DEB_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-venv
+  prometheus-alertmanager prometheus)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,12 +19,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod alerter;
 mod cli;
 mod secret;
 mod sections;
 
 use std::collections::HashMap;
 
+pub use alerter::{Alerter, PagerDuty, Webhook, MIN_WEBHOOK_SECRET_BYTES};
 pub use cli::ConfigArgs;
 pub use secret::Secret;
 pub use sections::*;

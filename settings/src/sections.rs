@@ -26,6 +26,8 @@ pub struct Settings {
     pub scorer: Scorer,
     /// Auth and dashboard API.
     pub auth_api: AuthApi,
+    /// Alerts from anomaly verdicts (Alertmanager, webhooks, PagerDuty).
+    pub alerter: crate::Alerter,
 }
 
 /// `[kafka]`
@@ -398,6 +400,7 @@ impl Settings {
         if self.auth_api.token_ttl_secs == 0 {
             return Err(invalid("auth_api.token_ttl_secs", "must be positive"));
         }
+        self.alerter.validate()?;
         Ok(())
     }
 }
