@@ -519,20 +519,11 @@ const IDLE_CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
 /// returns) or a fatal error occurs.
 pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     let settings = deps.settings;
-    let decoder = Arc::new(match settings.schema_registry.url() {
-        Some(url) => Decoder::with_registry(Arc::new(schemas::registry::Registry::new(url))),
-        None => Decoder::new(),
-    });
-    let window_encoder = match settings.schema_registry.url() {
-        Some(url) => {
-            let registry = schemas::registry::Registry::new(url);
-            Encoder::confluent(
-                deps.runtime
-                    .block_on(registry.register::<KpiWindow>(&settings.kafka.topics.kpi_windows))?,
-            )
-        }
-        None => Encoder::single_object(),
-    };
+    let codecs = kafka_io::codec::Codecs::from_settings(&settings.schema_registry);
+    let decoder = codecs.decoder::<TaskEvent>();
+    let window_encoder = deps
+        .runtime
+        .block_on(codecs.encoder::<KpiWindow>(&settings.kafka.topics.kpi_windows))?;
     let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "aggregator").create()?;
     let shared = Arc::new(Shared {
         store: deps.store,
@@ -550,8 +541,8 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         .set("partition.assignment.strategy", "range")
         .set("statistics.interval.ms", "1000");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
-    match shared.settings.aggregator.assignment.as_str() {
-        "group" => consumer.subscribe(&[shared.topic()])?,
+    match &shared.settings.aggregator.assignment {
+        settings::Assignment::Group => consumer.subscribe(&[shared.topic()])?,
         fixed => {
             let mut tpl = kafka_io::fixed_assignment(&consumer, shared.topic(), fixed)?;
             shared.restore(&mut tpl)?;

@@ -16,7 +16,6 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use schemas::codec::Decoder;
 use schemas::{TaskEvent, TaskEventView};
 use store::Store;
 use time::Date;
@@ -80,7 +79,7 @@ pub fn recompute(
         .map(|p| p.id())
         .collect();
     consumer.assign(&tpl)?;
-    let decoder = Decoder::<TaskEvent>::new();
+    let decoder = kafka_io::codec::Codecs::from_settings(&settings.schema_registry).decoder::<TaskEvent>();
     let max_future_skew_ms = settings.events.max_future_skew_ms();
     let (first, last) = (day_index(from), day_index(to));
     let mut seen = HashSet::new();

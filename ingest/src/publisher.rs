@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
-use schemas::registry::Registry;
 use schemas::TaskEvent;
 
 use crate::{Error, Result};
@@ -14,14 +13,9 @@ use crate::{Error, Result};
 /// registered under the task-events topic when a registry is configured, Avro single-object
 /// encoding otherwise. Every publishing path (publisher, gateway, generator) uses it.
 pub async fn task_event_encoder(settings: &settings::Settings) -> Result<Encoder<TaskEvent>> {
-    Ok(match settings.schema_registry.url() {
-        Some(url) => Encoder::confluent(
-            Registry::new(url)
-                .register::<TaskEvent>(&settings.kafka.topics.task_events)
-                .await?,
-        ),
-        None => Encoder::single_object(),
-    })
+    Ok(kafka_io::codec::Codecs::from_settings(&settings.schema_registry)
+        .encoder::<TaskEvent>(&settings.kafka.topics.task_events)
+        .await?)
 }
 
 /// Publishes valid `TaskEvent`s, Avro-encoded (Confluent framing when a registry is configured,

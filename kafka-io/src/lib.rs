@@ -4,13 +4,17 @@
 //! - [`consumer_config`]: consumer-group members that never auto-commit or auto-store offsets
 //!   (offsets are stored only after the write that covers them) and join groups fast.
 //! - [`ensure_topics`]: creates the pipeline's topics if missing.
-//! - [`fixed_assignment`]: the partitions an `assignment = all | 0,2` setting names.
+//! - [`fixed_assignment`]: the partitions a fixed [`settings::Assignment`] names.
+//! - [`codec::Codecs`]: the encoders and decoders of the configured wire format (schema
+//!   registry or not), for every producer and consumer.
 //! - [`send_blocking`]: enqueue a record, waiting while the producer's queue is full.
 //! - [`dead_letter_headers`]: the Kafka Connect (KIP-298) style headers of a dead-lettered record.
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
 //!   next batch).
 #![deny(missing_docs)]
+
+pub mod codec;
 
 use std::time::Duration;
 
@@ -36,6 +40,12 @@ pub enum Error {
         /// The broker's error code.
         code: RDKafkaErrorCode,
     },
+    /// Registering a schema with the schema registry failed.
+    #[error("schema registry: {0}")]
+    Registry(#[from] schemas::EncodeError),
+    /// [`fixed_assignment`] was called for consumer-group rebalancing.
+    #[error("assignment `group` names no fixed partitions")]
+    NotFixed,
 }
 
 /// Result of this crate.
@@ -103,25 +113,24 @@ pub async fn ensure_topics(kafka: &settings::Kafka, topics: &[&str]) -> Result<(
 }
 
 /// The partitions of `topic` that a fixed `assignment` names: `all` (from the topic's
-/// metadata) or a list such as `0,2` (validated by the settings); never called for `group`.
+/// metadata) or the listed ones, each of them; [`Error::NotFixed`] for `group`.
 pub fn fixed_assignment<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
     topic: &str,
-    assignment: &str,
+    assignment: &settings::Assignment,
 ) -> Result<rdkafka::TopicPartitionList> {
     use rdkafka::consumer::Consumer as _;
-    let partitions: Vec<i32> = if assignment == "all" {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-        metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect()
-    } else {
-        assignment
-            .split(',')
-            .filter_map(|p| p.trim().parse().ok())
-            .collect()
+    let partitions: Vec<i32> = match assignment {
+        settings::Assignment::Group => return Err(Error::NotFixed),
+        settings::Assignment::All => {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+            metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect()
+        }
+        settings::Assignment::Partitions(list) => list.clone(),
     };
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in partitions {
@@ -237,6 +246,26 @@ pub fn resume_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_list_is_assigned_entry_for_entry() {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "g")
+            .create()
+            .unwrap();
+        for text in ["0", "0,2", " 3 , 1", "0, 1,2,3,4,5,6,7"] {
+            let assignment: settings::Assignment = text.parse().unwrap();
+            let tpl = fixed_assignment(&consumer, "t", &assignment).unwrap();
+            let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let written: Vec<i32> = text.split(',').map(|p| p.trim().parse().unwrap()).collect();
+            assert_eq!(assigned, written, "{text}");
+        }
+        assert!(matches!(
+            fixed_assignment(&consumer, "t", &settings::Assignment::Group),
+            Err(Error::NotFixed)
+        ));
+    }
 
     #[test]
     fn a_fetch_that_reaches_the_checkpoint_is_covered() {

@@ -490,20 +490,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             ),
         });
     }
-    let decoder = match settings.schema_registry.url() {
-        Some(url) => Decoder::with_registry(Arc::new(schemas::registry::Registry::new(url))),
-        None => Decoder::new(),
-    };
-    let encoder = match settings.schema_registry.url() {
-        Some(url) => {
-            let registry = schemas::registry::Registry::new(url);
-            Encoder::confluent(
-                deps.runtime
-                    .block_on(registry.register::<Anomaly>(&settings.kafka.topics.anomalies))?,
-            )
-        }
-        None => Encoder::single_object(),
-    };
+    let codecs = kafka_io::codec::Codecs::from_settings(&settings.schema_registry);
+    let decoder = codecs.decoder::<KpiWindow>();
+    let encoder = deps
+        .runtime
+        .block_on(codecs.encoder::<Anomaly>(&settings.kafka.topics.anomalies))?;
     let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "scorer").create()?;
     deps.metrics.set_version(&deps.models.manifest.version);
     let model_dir = deps.models.dir.clone();
@@ -528,8 +519,8 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         .set("partition.assignment.strategy", "range")
         .set("statistics.interval.ms", "1000");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
-    match shared.settings.scorer.assignment.as_str() {
-        "group" => consumer.subscribe(&[shared.topic()])?,
+    match &shared.settings.scorer.assignment {
+        settings::Assignment::Group => consumer.subscribe(&[shared.topic()])?,
         fixed => {
             let mut tpl = kafka_io::fixed_assignment(&consumer, shared.topic(), fixed)?;
             shared.position(&consumer, &mut tpl)?;

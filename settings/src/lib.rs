@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod alerter;
+mod assignment;
 mod cli;
 mod secret;
 mod sections;
@@ -27,6 +28,7 @@ mod sections;
 use std::collections::HashMap;
 
 pub use alerter::{Alerter, PagerDuty, Webhook, MIN_WEBHOOK_SECRET_BYTES};
+pub use assignment::Assignment;
 pub use cli::ConfigArgs;
 pub use secret::Secret;
 pub use sections::*;

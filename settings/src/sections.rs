@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::{Error, Result, Secret};
+use crate::{Assignment, Error, Result, Secret};
 
 /// Every setting of every service.
 #[derive(Debug, Clone, Deserialize)]
@@ -173,8 +173,8 @@ pub struct ModelPrice {
 pub struct Aggregator {
     /// Kafka consumer group.
     pub consumer_group: String,
-    /// `group` (consumer-group rebalancing), `all`, or a comma-separated partition list.
-    pub assignment: String,
+    /// `group` (consumer-group rebalancing), `all`, or a list of distinct partitions (`0,2`).
+    pub assignment: Assignment,
     /// Length of the short tumbling window published to the scorer; divides a day.
     pub window_secs: u32,
     /// How late (behind the partition watermark) an event may arrive and still be counted.
@@ -205,7 +205,7 @@ pub struct Scorer {
     /// Address of the metrics and health endpoints.
     pub metrics_listen: SocketAddr,
     /// `group`, `all` or a partition list such as `0,2` (as `aggregator.assignment`).
-    pub assignment: String,
+    pub assignment: Assignment,
     /// On assignment, re-read this many records before the committed offset to refill the
     /// per-series window buffers (they are not published again).
     pub resume_rewind_records: i64,
@@ -282,23 +282,6 @@ impl AuthApi {
     }
 }
 
-/// `group`, `all` or a list of partition numbers such as `0,2`.
-fn check_assignment(key: &'static str, assignment: &str) -> Result<(), Error> {
-    let valid = assignment == "group"
-        || assignment == "all"
-        || assignment
-            .split(',')
-            .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0));
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid(
-            key,
-            format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
-        ))
-    }
-}
-
 fn invalid(key: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid {
         key,
@@ -359,8 +342,6 @@ impl Settings {
                 ),
             ));
         }
-        check_assignment("aggregator.assignment", &self.aggregator.assignment)?;
-        check_assignment("scorer.assignment", &self.scorer.assignment)?;
         if self.scorer.max_batch == 0 {
             return Err(invalid("scorer.max_batch", "must be at least 1"));
         }

@@ -195,3 +195,22 @@ fn otlp_prices_load_from_a_file_and_bad_ones_name_the_key() {
     assert!(err(None, &[("AGENTOPS__INGEST__OTLP__COST_ATTRIBUTE", " ")])
         .contains("`ingest.otlp.cost_attribute`"));
 }
+
+#[test]
+fn assignments_are_parsed_once_into_the_partitions_they_name() {
+    use settings::Assignment;
+    let s = Settings::load(
+        None,
+        &env(&[
+            ("AGENTOPS__AGGREGATOR__ASSIGNMENT", "0, 2"),
+            ("AGENTOPS__SCORER__ASSIGNMENT", "3"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.aggregator.assignment, Assignment::Partitions(vec![0, 2]));
+    assert_eq!(s.scorer.assignment, Assignment::Partitions(vec![3]));
+    let defaults = Settings::load(None, &HashMap::new()).unwrap();
+    assert_eq!(defaults.aggregator.assignment, Assignment::Group);
+    let e = err(None, &[("AGENTOPS__SCORER__ASSIGNMENT", "1,1")]);
+    assert!(e.starts_with("config key `scorer.assignment`:"), "{e}");
+}
