@@ -16,6 +16,9 @@
 //!   one producer's broken clock cannot move the watermark of the partition it shares with
 //!   other tenants.
 //!
+//! `POST /v1/traces` takes OpenTelemetry traces (OTLP/HTTP) through the same keys and publishing
+//! path ([`crate::otlp`]).
+//!
 //! Also: `GET /healthz` (liveness), `GET /readyz` (broker and store reachable), `GET /metrics`
 //! (Prometheus).
 
@@ -229,6 +232,7 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     limits: Limits,
     metrics: Metrics,
+    otlp: crate::otlp::Otlp,
 }
 
 /// One event's verdict in the response.
@@ -298,19 +302,78 @@ fn without_position(e: &serde_json::Error) -> String {
     text.strip_suffix(&suffix).map(str::to_string).unwrap_or(text)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Gateway {
-    /// The gateway over a sink and the store that holds the API keys.
+    /// The gateway over a sink and the store that holds the API keys, with the default
+    /// `[ingest.otlp]` mapping.
     pub fn new(sink: Arc<dyn EventSink>, store: Arc<dyn Store>, limits: Limits) -> Arc<Gateway> {
+        let defaults = settings::Settings::load(None, &Default::default()).expect("default settings load");
+        Gateway::with_otlp(sink, store, limits, &defaults.ingest.otlp)
+    }
+
+    /// The gateway with the given `[ingest.otlp]` mapping of `POST /v1/traces`.
+    pub fn with_otlp(
+        sink: Arc<dyn EventSink>,
+        store: Arc<dyn Store>,
+        limits: Limits,
+        otlp: &settings::Otlp,
+    ) -> Arc<Gateway> {
+        let metrics = Metrics::new();
+        let otlp = crate::otlp::Otlp {
+            mapper: crate::otlp::mapping::Mapper::new(otlp),
+            metrics: crate::otlp::Metrics::new(&metrics.registry),
+        };
         Arc::new(Gateway {
             sink,
             store,
             limits,
-            metrics: Metrics::new(),
+            metrics,
+            otlp,
         })
+    }
+
+    pub(crate) fn otlp(&self) -> &crate::otlp::Otlp {
+        &self.otlp
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Counts a request by status and observes its latency under `route`.
+    pub(crate) fn record_request(&self, route: &str, status: StatusCode, started: Instant) {
+        self.metrics.requests.with_label_values(&[status.as_str()]).inc();
+        self.metrics
+            .latency
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The tenant of a valid, unrevoked API key (`None`: no key sent); otherwise the status
+    /// (401, or 503 when the key store fails) and a message.
+    pub(crate) async fn tenant_of(&self, token: Option<&str>) -> Result<String, (StatusCode, String)> {
+        let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_string());
+        let Some(token) = token else {
+            return Err(unauthorized("missing API key"));
+        };
+        let Some((key_id, secret)) = api_key::parse(token) else {
+            return Err(unauthorized("malformed API key"));
+        };
+        let key = match self.store.api_key(key_id).await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::error!(%e, "api key lookup failed");
+                return Err((StatusCode::SERVICE_UNAVAILABLE, "key store unavailable".into()));
+            }
+        };
+        match key {
+            Some(key) if api_key::verify(&key, secret) => Ok(key.tenant_id),
+            Some(key) if key.revoked_at_ms.is_some() => Err(unauthorized("API key revoked")),
+            _ => Err(unauthorized("unknown API key")),
+        }
     }
 
     /// The tenant of a valid, unrevoked key; otherwise the 401 to send.
@@ -324,25 +387,31 @@ impl Gateway {
         let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(unauthorized("Authorization must use the Bearer scheme"));
         };
-        let Some((key_id, secret)) = api_key::parse(token) else {
-            return Err(unauthorized("malformed API key"));
-        };
-        let key = match self.store.api_key(key_id).await {
-            Ok(key) => key,
-            Err(e) => {
-                tracing::error!(%e, "api key lookup failed");
-                return Err(error_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "key store unavailable",
-                ));
+        self.tenant_of(Some(token)).await.map_err(|(status, message)| {
+            let error = if status == StatusCode::UNAUTHORIZED {
+                "unauthorized"
+            } else {
+                "unavailable"
+            };
+            error_reply(status, error, message)
+        })
+    }
+
+    /// Publishes events and counts them as accepted or failed (by cause).
+    pub(crate) async fn publish_counted(&self, events: &[TaskEvent]) -> Vec<Result<(), SinkError>> {
+        let outcomes = self.sink.publish(events).await;
+        for outcome in &outcomes {
+            match outcome {
+                Ok(()) => self.metrics.accepted.inc(),
+                Err(SinkError::QueueFull) => self.metrics.failed.with_label_values(&["queue_full"]).inc(),
+                Err(SinkError::Unavailable(_)) => self
+                    .metrics
+                    .failed
+                    .with_label_values(&["broker_unavailable"])
+                    .inc(),
             }
-        };
-        match key {
-            Some(key) if api_key::verify(&key, secret) => Ok(key.tenant_id),
-            Some(key) if key.revoked_at_ms.is_some() => Err(unauthorized("API key revoked")),
-            _ => Err(unauthorized("unknown API key")),
         }
+        outcomes
     }
 
     /// Handles `POST /v1/events`.
@@ -605,11 +674,38 @@ pub fn routes(
         .and(warp::get())
         .and(with.clone())
         .then(|g: Arc<Gateway>| async move { g.ready().await });
+    let traces = warp::path!("v1" / "traces")
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("x-api-key"))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("content-encoding"))
+        .and(warp::body::content_length_limit(gateway.limits.max_body_bytes))
+        .and(warp::body::bytes())
+        .then(
+            |g: Arc<Gateway>,
+             authorization: Option<String>,
+             api_key: Option<String>,
+             content_type: Option<String>,
+             content_encoding: Option<String>,
+             body: bytes::Bytes| async move {
+                let headers = crate::otlp::TraceHeaders {
+                    authorization,
+                    api_key,
+                    content_type,
+                    content_encoding,
+                };
+                crate::otlp::post_traces(&g, headers, body).await
+            },
+        );
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with)
         .map(|g: Arc<Gateway>| g.metrics_text());
     events
+        .or(traces)
+        .unify()
         .or(health)
         .unify()
         .or(ready)

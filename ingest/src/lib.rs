@@ -3,7 +3,8 @@
 //! - [`publisher::Publisher`]: the typed producer every publishing path uses (validation from
 //!   [`schemas::validation`], Avro in the configured wire format, keyed by series, idempotent
 //!   `acks=all`).
-//! - [`gateway`]: the HTTP gateway (warp) with per-tenant API keys ([`api_key`]).
+//! - [`gateway`]: the HTTP gateway (warp) with per-tenant API keys ([`api_key`]);
+//!   [`otlp`]: its OpenTelemetry traces route (GenAI agent spans -> task events).
 //! - [`generator`]: the deterministic workload generator with labelled incidents (pure).
 //! - [`truth`]: exact daily metrics of a set of events, the reference for every later stage.
 //! - [`dataset`]: a generated data set on disk (events as JSON lines, incident labels, ground
@@ -15,6 +16,7 @@ pub mod dataset;
 pub mod gateway;
 pub mod generator;
 pub mod http_sink;
+pub mod otlp;
 pub mod publisher;
 pub mod truth;
 

@@ -194,7 +194,7 @@ async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
         max_body_bytes: settings.ingest.max_body_bytes,
         max_future_skew_ms: settings.events.max_future_skew_ms(),
     };
-    let gateway = gateway::Gateway::new(sink, store, limits);
+    let gateway = gateway::Gateway::with_otlp(sink, store, limits, &settings.ingest.otlp);
     let listener = tokio::net::TcpListener::bind(settings.ingest.listen)
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", settings.ingest.listen))?;
