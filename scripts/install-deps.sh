@@ -3,6 +3,7 @@
 #   - Debian packages for rdkafka's bundled librdkafka build (cmake, curl, ssl, sasl, zlib, zstd)
 #   - the Tansu broker (scripts/install-tansu.sh, built once into $AGENTOPS_CACHE)
 #   - the ONNX Runtime shared library (scripts/install-onnxruntime.sh)
+#   - the OpenTelemetry Python SDK and OTLP/HTTP exporter in a venv (scripts/install-otel-python.sh)
 #   - cargo-nextest (the test runner), if missing
 source "$(dirname "$0")/lib.sh"
 
@@ -23,6 +24,7 @@ fi
 
 "$REPO_ROOT/scripts/install-tansu.sh"
 "$REPO_ROOT/scripts/install-onnxruntime.sh"
+"$REPO_ROOT/scripts/install-otel-python.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

@@ -10,6 +10,8 @@ TANSU_ROOT="$AGENTOPS_CACHE/tansu-$TANSU_VERSION-${TANSU_FEATURES//,/-}"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
 ORT_VERSION="1.32.0"
 ORT_DIR="$AGENTOPS_CACHE/onnxruntime-$ORT_VERSION"
+# The OpenTelemetry Python SDK + OTLP/HTTP exporter (scripts/install-otel-python.sh).
+OTEL_VENV="$AGENTOPS_CACHE/venv-otel"
 RUN_DIR="${AGENTOPS_RUN_DIR:-$REPO_ROOT/.run}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 export AGENTOPS_CACHE
