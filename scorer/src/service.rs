@@ -154,10 +154,17 @@ struct Shared {
     producer: FutureProducer,
     encoder: Encoder<Anomaly>,
     metrics: Metrics,
-    models: Mutex<ModelSet>,
-    partitions: Mutex<HashMap<i32, Partition>>,
-    pending: Mutex<Pending>,
+    /// Everything the consumer thread changes, behind one lock: there is no second lock to take
+    /// in another order (`fatal` is a leaf: nothing is locked while it is held).
+    state: Mutex<State>,
     fatal: Mutex<Option<Error>>,
+}
+
+/// The scorer's mutable state.
+struct State {
+    models: ModelSet,
+    partitions: HashMap<i32, Partition>,
+    pending: Pending,
 }
 
 struct Ctx(Arc<Shared>);
@@ -201,7 +208,7 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = shared.flush(consumer) {
                     shared.fail(e);
                 }
-                shared.partitions.lock().expect("lock").clear();
+                shared.state().partitions.clear();
                 let _ = consumer.unassign();
             }
             other => tracing::error!(?other, "rebalance error"),
@@ -224,6 +231,10 @@ impl Shared {
         self.settings.scorer.resume_rewind_records
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("state lock")
+    }
+
     fn fail(&self, error: Error) {
         tracing::error!(%error, "fatal");
         self.fatal.lock().expect("lock").get_or_insert(error);
@@ -232,7 +243,7 @@ impl Shared {
     /// Positions newly assigned partitions a little before their committed offsets.
     fn position(&self, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) -> Result<()> {
         let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))?;
-        let mut partitions = self.partitions.lock().expect("lock");
+        let partitions = &mut self.state().partitions;
         for element in committed.elements() {
             let next = match element.offset() {
                 Offset::Offset(o) if o >= 0 => o,
@@ -274,7 +285,12 @@ impl Shared {
     ) -> Result<()> {
         let partition_id = message.partition();
         let offset = message.offset();
-        let mut partitions = self.partitions.lock().expect("lock");
+        let mut state = self.state();
+        let State {
+            models,
+            partitions,
+            pending,
+        } = &mut *state;
         let Some(part) = partitions.get_mut(&partition_id) else {
             return Ok(());
         };
@@ -341,7 +357,6 @@ impl Shared {
                 return Ok(());
             }
         };
-        let models = self.models.lock().expect("lock");
         let (period, len) = (models.manifest.window_ms(), models.manifest.sequence_length);
         if window.window_end - window.window_start != period {
             self.metrics
@@ -361,7 +376,6 @@ impl Shared {
             &models.manifest.detector,
         ) {
             Push::Ready(evidence) if offset >= part.publish_from => {
-                let mut pending = self.pending.lock().expect("lock");
                 models.push(&mut pending.batch, buffer.rows(), StatInput::of(&evidence));
                 pending.windows.push(window);
                 pending.evidence.push(evidence);
@@ -375,17 +389,21 @@ impl Shared {
     }
 
     fn batch_due(&self) -> bool {
-        let pending = self.pending.lock().expect("lock");
+        let pending = &self.state().pending;
         pending.windows.len() >= self.settings.scorer.max_batch
             || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
     }
 
     /// Scores and publishes the pending windows, stores the flagged ones, then commits.
     fn flush(&self, consumer: &BaseConsumer<Ctx>) -> Result<()> {
-        let mut pending = self.pending.lock().expect("lock");
+        let mut state = self.state();
+        let State {
+            models,
+            partitions,
+            pending,
+        } = &mut *state;
         if !pending.windows.is_empty() {
             let started = Instant::now();
-            let mut models = self.models.lock().expect("lock");
             let verdicts = models.score(&pending.batch)?;
             self.metrics
                 .batch_seconds
@@ -407,7 +425,6 @@ impl Shared {
                     flagged.push(anomaly);
                 }
             }
-            drop(models);
             for result in self.runtime.block_on(futures::future::join_all(deliveries)) {
                 result
                     .map_err(|_| Error::Delivery("anomaly cancelled".into()))?
@@ -423,16 +440,14 @@ impl Shared {
             pending.batch.clear();
             pending.since = None;
         }
-        drop(pending);
         let mut commit = TopicPartitionList::new();
-        let mut partitions = self.partitions.lock().expect("lock");
         for (id, part) in partitions.iter_mut() {
             if part.next_offset > part.committed {
                 commit.add_partition_offset(self.topic(), *id, Offset::Offset(part.next_offset))?;
                 part.committed = part.next_offset;
             }
         }
-        drop(partitions);
+        drop(state);
         if commit.count() > 0 {
             consumer.commit(&commit, CommitMode::Sync)?;
         }
@@ -441,7 +456,7 @@ impl Shared {
 
     /// Replaces the model set if the directory holds a different one that loads.
     fn maybe_reload(&self, consumer: &BaseConsumer<Ctx>, dir: &Path) -> Result<()> {
-        let current = self.models.lock().expect("lock").manifest.fingerprint();
+        let current = self.state().models.manifest.fingerprint();
         let candidate = match Manifest::load(dir) {
             Ok(m) if m.fingerprint() == current => return Ok(()),
             Ok(m) => m,
@@ -453,7 +468,8 @@ impl Shared {
         self.flush(consumer)?;
         match ModelSet::load(dir, self.settings.scorer.intra_threads) {
             Ok(set) => {
-                let mut models = self.models.lock().expect("lock");
+                let mut state = self.state();
+                let models = &mut state.models;
                 let reshaped = set.manifest.sequence_length != models.manifest.sequence_length
                     || set.manifest.window_secs != models.manifest.window_secs;
                 tracing::info!(from = %models.manifest.version, to = %set.manifest.version, "model set reloaded");
@@ -462,7 +478,7 @@ impl Shared {
                 *models = set;
                 if reshaped {
                     tracing::warn!("sequence length or window changed: series buffers start over");
-                    for part in self.partitions.lock().expect("lock").values_mut() {
+                    for part in state.partitions.values_mut() {
                         part.buffers.clear();
                     }
                 }
@@ -504,9 +520,11 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         producer,
         encoder,
         metrics: deps.metrics,
-        models: Mutex::new(deps.models),
-        partitions: Mutex::new(HashMap::new()),
-        pending: Mutex::new(Pending::default()),
+        state: Mutex::new(State {
+            models: deps.models,
+            partitions: HashMap::new(),
+            pending: Pending::default(),
+        }),
         fatal: Mutex::new(None),
         settings,
     });
@@ -527,7 +545,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
             consumer.assign(&tpl)?;
         }
     }
-    tracing::info!(topic = shared.topic(), version = %shared.models.lock().expect("lock").manifest.version, "scorer running");
+    tracing::info!(topic = shared.topic(), version = %shared.state().models.manifest.version, "scorer running");
     let reload_every = Duration::from_millis(shared.settings.scorer.reload_interval_ms);
     let mut last_reload_check = Instant::now();
     let mut last_commit = Instant::now();
