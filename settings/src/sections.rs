@@ -113,6 +113,9 @@ impl Events {
     }
 }
 
+/// Most days of `store.window_retention_days`: ScyllaDB refuses a TTL above 20 years.
+pub const MAX_WINDOW_RETENTION_DAYS: u32 = 7_300;
+
 /// `[store]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +123,16 @@ pub struct Store {
     /// `sqlite://<path>` (embedded, the default) or
     /// `scylla://host:port[,host:port]/<keyspace>[?replication_factor=N]`.
     pub url: String,
+    /// Days a KPI window with its verdict is kept for the dashboards after it was written
+    /// (ScyllaDB: the rows' TTL; SQLite: deleted as newer rows are written). At least 1.
+    pub window_retention_days: u32,
+}
+
+impl Store {
+    /// [`Store::window_retention_days`] in seconds.
+    pub fn window_retention_secs(&self) -> u32 {
+        self.window_retention_days.saturating_mul(86_400)
+    }
 }
 
 /// `[ingest]`
@@ -324,6 +337,15 @@ impl Settings {
             return Err(invalid(
                 "store.url",
                 format!("`{}` must start with sqlite:// or scylla://", self.store.url),
+            ));
+        }
+        if !(1..=MAX_WINDOW_RETENTION_DAYS).contains(&self.store.window_retention_days) {
+            return Err(invalid(
+                "store.window_retention_days",
+                format!(
+                    "{} must be between 1 and {MAX_WINDOW_RETENTION_DAYS} (a ScyllaDB TTL is at most 20 years)",
+                    self.store.window_retention_days
+                ),
             ));
         }
         let window = self.aggregator.window_secs;

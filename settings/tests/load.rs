@@ -214,3 +214,27 @@ fn assignments_are_parsed_once_into_the_partitions_they_name() {
     let e = err(None, &[("AGENTOPS__SCORER__ASSIGNMENT", "1,1")]);
     assert!(e.starts_with("config key `scorer.assignment`:"), "{e}");
 }
+
+#[test]
+fn the_window_retention_is_one_day_to_twenty_years_and_names_its_key() {
+    let days = |value: &str| {
+        Settings::load(None, &env(&[("AGENTOPS__STORE__WINDOW_RETENTION_DAYS", value)]))
+            .map(|s| s.store.window_retention_secs())
+    };
+    assert_eq!(
+        Settings::load(None, &HashMap::new())
+            .unwrap()
+            .store
+            .window_retention_days,
+        90
+    );
+    assert_eq!(days("1").unwrap(), 86_400);
+    assert_eq!(days("7300").unwrap(), 7_300 * 86_400);
+    for bad in ["0", "7301"] {
+        let e = days(bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config key `store.window_retention_days`:") && e.contains("between 1 and 7300"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -9,7 +9,8 @@
 //! `schema_migrations` table) and pass one contract-test suite (`tests/contract.rs`).
 //!
 //! # Layout
-//! - [`model`]: the rows: [`DailyMetric`], [`Checkpoint`], [`ApiKey`], [`User`], query types.
+//! - [`model`]: the rows: [`DailyMetric`], [`KpiWindowRow`], [`Checkpoint`], [`ApiKey`],
+//!   [`User`], query types.
 //! - [`migrations`]: the embedded migration files.
 //! - [`sqlite`], [`scylladb`]: the backends.
 //!
@@ -33,7 +34,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use error::{Error, Result};
 pub use model::{
-    normalize_login, AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery, User, ALL_AGENTS,
+    normalize_login, remaining_ttl_secs, AnomalyQuery, ApiKey, Checkpoint, DailyMetric, DailyMetricsQuery,
+    KpiWindowQuery, KpiWindowRow, User, WindowVerdict, ALL_AGENTS,
 };
 use schemas::Anomaly;
 pub use uuid::Uuid;
@@ -84,6 +86,16 @@ pub trait Store: Send + Sync + 'static {
     /// Verdicts of a tenant with `window_start` in `[from_ms, to_ms)` and
     /// `ensemble_score >= min_score`, ordered by window start then agent.
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Anomaly>>;
+
+    /// Inserts or replaces KPI windows with their verdicts (key: tenant, window start, agent),
+    /// each kept for `retention_secs` after its `updated_at_ms`, which the writer stamps with the
+    /// time it writes (rows already past it are not written, [`remaining_ttl_secs`]). SQLite
+    /// deletes the expired rows as it writes; ScyllaDB writes each row `USING TTL` the retention.
+    async fn upsert_kpi_windows(&self, rows: &[KpiWindowRow], retention_secs: u32) -> Result<()>;
+
+    /// KPI windows of a tenant (optionally one agent) with `window_start` in
+    /// `[from_ms, to_ms)`, ordered by window start then agent.
+    async fn kpi_windows(&self, query: &KpiWindowQuery) -> Result<Vec<KpiWindowRow>>;
 
     /// Stores a new API key (its id must be new).
     async fn create_api_key(&self, key: &ApiKey) -> Result<()>;

@@ -42,6 +42,11 @@ pub const SQLITE: &[Migration] = &[
         name: "daily_summaries",
         script: include_str!("../../schemas/sql/0005_daily_summaries.sql"),
     },
+    Migration {
+        version: 6,
+        name: "kpi_windows",
+        script: include_str!("../../schemas/sql/0006_kpi_windows.sql"),
+    },
 ];
 
 /// ScyllaDB (CQL) migrations.
@@ -70,6 +75,11 @@ pub const CQL: &[Migration] = &[
         version: 5,
         name: "daily_summaries",
         script: include_str!("../../schemas/cql/0005_daily_summaries.cql"),
+    },
+    Migration {
+        version: 6,
+        name: "kpi_windows",
+        script: include_str!("../../schemas/cql/0006_kpi_windows.cql"),
     },
 ];
 

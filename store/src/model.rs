@@ -157,3 +157,105 @@ pub(crate) fn parse_day(text: &str) -> crate::Result<Date> {
         message: format!("{text}: {e}"),
     })
 }
+
+/// One KPI window of a series (the aggregator's `KpiWindow`) with the scorer's verdict on it:
+/// what a dashboard draws. Rates are derived from the counts by the readers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiWindowRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Inclusive window start (epoch ms).
+    pub window_start: i64,
+    /// Exclusive window end (epoch ms).
+    pub window_end: i64,
+    /// Revision of the window this row holds (grows when late events changed it).
+    pub revision: i32,
+    /// Tasks completed in the window (the volume).
+    pub tasks_total: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Of which failed.
+    pub failed: i64,
+    /// Of which cancelled.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of interventions.
+    pub interventions: i64,
+    /// Sum of cost, integer micro-USD.
+    pub cost_micros: i64,
+    /// Median latency (ms), `None` without tasks.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th-percentile latency (ms).
+    pub latency_p95_ms: Option<f64>,
+    /// 99th-percentile latency (ms).
+    pub latency_p99_ms: Option<f64>,
+    /// The scorer's verdict; `None` for a window it read but did not score (the first windows
+    /// of a series, before its model input is full).
+    pub verdict: Option<WindowVerdict>,
+    /// When the row was written (epoch ms); retention counts from here.
+    pub updated_at_ms: i64,
+}
+
+/// The scorer's verdict on one window, as a dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowVerdict {
+    /// The LSTM autoencoder's calibrated score (robust z-score).
+    pub lstm_score: f64,
+    /// The Transformer autoencoder's calibrated score.
+    pub transformer_score: f64,
+    /// The statistical member's score (largest CUSUM), if it scored.
+    pub statistical_score: Option<f64>,
+    /// The ensemble score.
+    pub ensemble_score: f64,
+    /// The threshold the ensemble was compared with.
+    pub threshold: f64,
+    /// Flagged.
+    pub is_anomaly: bool,
+    /// The model set that scored it.
+    pub model_version: String,
+    /// The KPIs against the series' normal range, most evidence first.
+    pub explanation: Vec<schemas::KpiExplanation>,
+}
+
+/// Which KPI windows to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiWindowQuery {
+    /// Tenant.
+    pub tenant_id: String,
+    /// One agent, or every agent of the tenant when `None`.
+    pub agent_id: Option<String>,
+    /// Window start, inclusive (epoch ms).
+    pub from_ms: i64,
+    /// Window start, exclusive (epoch ms).
+    pub to_ms: i64,
+}
+
+/// How long a row written at `updated_at_ms` has left at `now_ms` when rows are kept for
+/// `retention_secs` after their write, in whole seconds (rounded up); `None` once it expired.
+/// Rows it gives `None` are not written (SQLite also deletes them).
+pub fn remaining_ttl_secs(updated_at_ms: i64, retention_secs: u32, now_ms: i64) -> Option<i32> {
+    let left_ms = updated_at_ms
+        .saturating_add(i64::from(retention_secs).saturating_mul(1_000))
+        .saturating_sub(now_ms);
+    (left_ms > 0).then(|| i32::try_from(left_ms.saturating_add(999) / 1_000).unwrap_or(i32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remaining_ttl_secs;
+
+    #[test]
+    fn the_ttl_counts_from_the_write_and_ends_at_the_retention() {
+        let day = 86_400;
+        assert_eq!(remaining_ttl_secs(1_000, day, 1_000), Some(day as i32));
+        assert_eq!(remaining_ttl_secs(0, day, 1), Some(day as i32), "rounded up");
+        // The exact boundary: expired at updated_at + retention, alive 1 ms before.
+        assert_eq!(remaining_ttl_secs(0, day, i64::from(day) * 1_000), None);
+        assert_eq!(remaining_ttl_secs(0, day, i64::from(day) * 1_000 - 1), Some(1));
+        assert_eq!(remaining_ttl_secs(0, 10, 1_000_000), None);
+        assert_eq!(remaining_ttl_secs(i64::MAX, u32::MAX, 0), Some(i32::MAX));
+    }
+}

@@ -28,6 +28,7 @@ use scylla::{DeserializeRow, SerializeRow};
 use crate::migrations::{self, statements, Migration};
 use crate::model::normalize_login;
 use crate::model::{day_text, parse_day};
+use crate::model::{remaining_ttl_secs, KpiWindowQuery, KpiWindowRow, WindowVerdict};
 use crate::sqlite::{
     explanation_from_json, explanation_to_json, features_from_json, features_to_json, now_ms,
 };
@@ -290,6 +291,118 @@ impl AnomalyRow {
         })
     }
 }
+
+#[derive(DeserializeRow, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct WindowRow {
+    tenant_id: String,
+    day: i32,
+    window_start: i64,
+    agent_id: String,
+    window_end: i64,
+    revision: i32,
+    tasks_total: i64,
+    succeeded: i64,
+    failed: i64,
+    cancelled: i64,
+    tasks_with_intervention: i64,
+    interventions: i64,
+    cost_micros: i64,
+    latency_p50_ms: Option<f64>,
+    latency_p95_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    lstm_score: Option<f64>,
+    transformer_score: Option<f64>,
+    statistical_score: Option<f64>,
+    ensemble_score: Option<f64>,
+    threshold: Option<f64>,
+    is_anomaly: Option<bool>,
+    model_version: Option<String>,
+    explanation: Option<String>,
+    updated_at: i64,
+}
+
+/// The UTC day (days since 1970-01-01) of an epoch-ms instant: the partition bucket of a window.
+fn epoch_day(ms: i64) -> i32 {
+    ms.div_euclid(86_400_000) as i32
+}
+
+impl WindowRow {
+    fn new(r: &KpiWindowRow) -> WindowRow {
+        let v = r.verdict.as_ref();
+        WindowRow {
+            tenant_id: r.tenant_id.clone(),
+            day: epoch_day(r.window_start),
+            window_start: r.window_start,
+            agent_id: r.agent_id.clone(),
+            window_end: r.window_end,
+            revision: r.revision,
+            tasks_total: r.tasks_total,
+            succeeded: r.succeeded,
+            failed: r.failed,
+            cancelled: r.cancelled,
+            tasks_with_intervention: r.tasks_with_intervention,
+            interventions: r.interventions,
+            cost_micros: r.cost_micros,
+            latency_p50_ms: r.latency_p50_ms,
+            latency_p95_ms: r.latency_p95_ms,
+            latency_p99_ms: r.latency_p99_ms,
+            lstm_score: v.map(|v| v.lstm_score),
+            transformer_score: v.map(|v| v.transformer_score),
+            statistical_score: v.and_then(|v| v.statistical_score),
+            ensemble_score: v.map(|v| v.ensemble_score),
+            threshold: v.map(|v| v.threshold),
+            is_anomaly: v.map(|v| v.is_anomaly),
+            model_version: v.map(|v| v.model_version.clone()),
+            explanation: v.map(|v| explanation_to_json(&v.explanation)),
+            updated_at: r.updated_at_ms,
+        }
+    }
+
+    fn into_window(self) -> Result<KpiWindowRow> {
+        let verdict = match self.ensemble_score {
+            None => None,
+            Some(ensemble_score) => Some(WindowVerdict {
+                lstm_score: self.lstm_score.unwrap_or(f64::NAN),
+                transformer_score: self.transformer_score.unwrap_or(f64::NAN),
+                statistical_score: self.statistical_score,
+                ensemble_score,
+                threshold: self.threshold.unwrap_or(f64::NAN),
+                is_anomaly: self.is_anomaly.unwrap_or(false),
+                model_version: self.model_version.unwrap_or_default(),
+                explanation: match &self.explanation {
+                    Some(json) => explanation_from_json(json)?,
+                    None => Vec::new(),
+                },
+            }),
+        };
+        Ok(KpiWindowRow {
+            tenant_id: self.tenant_id,
+            agent_id: self.agent_id,
+            window_start: self.window_start,
+            window_end: self.window_end,
+            revision: self.revision,
+            tasks_total: self.tasks_total,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            cancelled: self.cancelled,
+            tasks_with_intervention: self.tasks_with_intervention,
+            interventions: self.interventions,
+            cost_micros: self.cost_micros,
+            latency_p50_ms: self.latency_p50_ms,
+            latency_p95_ms: self.latency_p95_ms,
+            latency_p99_ms: self.latency_p99_ms,
+            verdict,
+            updated_at_ms: self.updated_at,
+        })
+    }
+}
+
+const WINDOW_COLUMNS: &str = "tenant_id, day, window_start, agent_id, window_end, revision, tasks_total, \
+    succeeded, failed, cancelled, tasks_with_intervention, interventions, cost_micros, latency_p50_ms, \
+    latency_p95_ms, latency_p99_ms, lstm_score, transformer_score, statistical_score, ensemble_score, \
+    threshold, is_anomaly, model_version, explanation, updated_at";
+const TWENTY_FIVE_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
 
 const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
     tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
@@ -717,6 +830,67 @@ impl Store for ScyllaStore {
             .collect()
     }
 
+    async fn upsert_kpi_windows(&self, rows: &[KpiWindowRow], retention_secs: u32) -> Result<()> {
+        // The TTL is the retention, counted from the write: the writer stamps `updated_at` with
+        // the time it writes (a bind marker for the TTL would be exact for any `updated_at`,
+        // but the CQL test double does not parse one; one literal keeps one prepared statement).
+        let statement = format!(
+            "INSERT INTO kpi_windows ({WINDOW_COLUMNS}) VALUES ({TWENTY_FIVE_MARKERS}) USING TTL {}",
+            retention_secs.min(i32::MAX as u32)
+        );
+        let now = now_ms();
+        let writes = rows
+            .iter()
+            .filter(|r| remaining_ttl_secs(r.updated_at_ms, retention_secs, now).is_some())
+            .map(|r| {
+                let row = WindowRow::new(r);
+                let statement = statement.clone();
+                async move {
+                    self.session
+                        .execute_unpaged(statement, row)
+                        .await
+                        .map_err(Error::scylla)
+                }
+            });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn kpi_windows(&self, query: &KpiWindowQuery) -> Result<Vec<KpiWindowRow>> {
+        if query.to_ms <= query.from_ms {
+            return Ok(Vec::new());
+        }
+        let statement = format!("SELECT {WINDOW_COLUMNS} FROM kpi_windows WHERE tenant_id = ? AND day = ?");
+        let days = epoch_day(query.from_ms)..=epoch_day(query.to_ms - 1);
+        let reads = days.map(|day| {
+            let statement = statement.clone();
+            async move {
+                let pager = self
+                    .session
+                    .execute_iter(statement, (&query.tenant_id, day))
+                    .await
+                    .map_err(Error::scylla)?;
+                pager
+                    .rows_stream::<WindowRow>()
+                    .map_err(Error::scylla)?
+                    .try_collect::<Vec<WindowRow>>()
+                    .await
+                    .map_err(Error::scylla)
+            }
+        });
+        let mut out = Vec::new();
+        for rows in futures::future::try_join_all(reads).await? {
+            for r in rows {
+                let in_range = (query.from_ms..query.to_ms).contains(&r.window_start);
+                if in_range && query.agent_id.as_ref().is_none_or(|a| *a == r.agent_id) {
+                    out.push(r.into_window()?);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.window_start, &a.agent_id).cmp(&(b.window_start, &b.agent_id)));
+        Ok(out)
+    }
+
     async fn create_api_key(&self, key: &ApiKey) -> Result<()> {
         let row = ApiKeyRow {
             key_id: key.key_id.clone(),
@@ -1065,7 +1239,8 @@ mod tests {
                 let store = ScyllaStore::connect(ScyllaConfig::from_url(&url).unwrap())
                     .await
                     .unwrap();
-                assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
+                let all: Vec<u32> = migrations::CQL.iter().map(|m| m.version).collect();
+                assert_eq!(store.migrate().await.unwrap(), all);
                 let with = anomaly("bot", Some(6.5), explanation());
                 let without = anomaly("crm", None, Vec::new());
                 store.upsert_anomalies(&[with.clone(), without.clone()]).await.unwrap();

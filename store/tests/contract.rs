@@ -41,7 +41,8 @@ const CQL_TEST_DOUBLE: Caps = Caps {
 mod scenarios {
     use schemas::{Anomaly, FeatureContribution, KpiExplanation};
     use store::{
-        AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, Store, User, Uuid, ALL_AGENTS,
+        AnomalyQuery, Checkpoint, DailyMetric, DailyMetricsQuery, Error, KpiWindowQuery, KpiWindowRow, Store,
+        User, Uuid, WindowVerdict, ALL_AGENTS,
     };
     use time::macros::date;
     use time::Date;
@@ -103,13 +104,13 @@ mod scenarios {
     }
 
     pub(super) async fn migrations_apply_once(store: &dyn Store, _caps: Caps) {
-        assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(
             store.migrate().await.unwrap(),
             Vec::<u32>::new(),
             "second run applies nothing"
         );
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     }
 
     pub(super) async fn daily_upsert_replaces_complete_values(store: &dyn Store, caps: Caps) {
@@ -327,6 +328,130 @@ mod scenarios {
         assert_eq!(got, vec![explained, bare, zero, cleared]);
     }
 
+    /// 2026-11-20T00:00Z.
+    pub(crate) const DAY0: i64 = 1_795_132_800_000;
+    const WINDOW: i64 = 900_000;
+    const WEEK_SECS: u32 = 7 * 86_400;
+
+    pub(crate) fn window(tenant: &str, agent: &str, start: i64, total: i64, scored: bool) -> KpiWindowRow {
+        KpiWindowRow {
+            tenant_id: tenant.into(),
+            agent_id: agent.into(),
+            window_start: start,
+            window_end: start + WINDOW,
+            revision: 0,
+            tasks_total: total,
+            succeeded: total - 3,
+            failed: 2,
+            cancelled: 1,
+            tasks_with_intervention: 4,
+            interventions: 6,
+            cost_micros: total * 2_500,
+            latency_p50_ms: (total > 0).then_some(410.5),
+            latency_p95_ms: (total > 0).then_some(1_900.25),
+            latency_p99_ms: (total > 0).then_some(4_000.0),
+            verdict: scored.then(|| WindowVerdict {
+                lstm_score: 0.5,
+                transformer_score: -0.25,
+                statistical_score: Some(6.5),
+                ensemble_score: 3.75,
+                threshold: 3.0,
+                is_anomaly: true,
+                model_version: "m1".into(),
+                explanation: vec![KpiExplanation {
+                    kpi: "cost_per_task".into(),
+                    observed: 0.061,
+                    expected: 0.02,
+                    low: 0.015,
+                    high: 0.025,
+                    evidence: 6.5,
+                }],
+            }),
+            updated_at_ms: store_now_ms(),
+        }
+    }
+
+    fn store_now_ms() -> i64 {
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    pub(super) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let mut unscored = window("acme", "bot", DAY0, 40, false);
+        unscored.verdict = None;
+        let rows = vec![
+            unscored,
+            window("acme", "triage", DAY0, 0, true),
+            window("acme", "bot", DAY0 + WINDOW, 41, true),
+            // The last window of the day and the first of the next (another partition on ScyllaDB).
+            window("acme", "bot", DAY0 + 86_400_000 - WINDOW, 42, true),
+            window("acme", "bot", DAY0 + 86_400_000, 43, true),
+            window("globex", "bot", DAY0, 99, true),
+        ];
+        store.upsert_kpi_windows(&rows, WEEK_SECS).await.unwrap();
+        // A replay is harmless; a revision replaces the whole row (here: now scored, new counts).
+        store.upsert_kpi_windows(&rows, WEEK_SECS).await.unwrap();
+        let mut revised = window("acme", "bot", DAY0, 45, true);
+        revised.revision = 1;
+        revised.verdict.as_mut().unwrap().statistical_score = None;
+        revised.verdict.as_mut().unwrap().explanation.clear();
+        store
+            .upsert_kpi_windows(std::slice::from_ref(&revised), WEEK_SECS)
+            .await
+            .unwrap();
+        let read = |agent: Option<&str>, from_ms, to_ms| {
+            let q = KpiWindowQuery {
+                tenant_id: "acme".into(),
+                agent_id: agent.map(String::from),
+                from_ms,
+                to_ms,
+            };
+            async move { store.kpi_windows(&q).await.unwrap() }
+        };
+        let all = read(None, DAY0, DAY0 + 86_400_000 + WINDOW).await;
+        assert_eq!(
+            all,
+            vec![
+                revised.clone(),
+                rows[1].clone(),
+                rows[2].clone(),
+                rows[3].clone(),
+                rows[4].clone()
+            ],
+            "ordered by window start then agent; the other tenant's row left out"
+        );
+        assert_eq!(
+            read(Some("bot"), DAY0, DAY0 + 86_400_000).await,
+            vec![revised, rows[2].clone(), rows[3].clone()],
+            "one agent; the end is exclusive"
+        );
+        assert_eq!(
+            read(None, DAY0 + WINDOW, DAY0 + 2 * WINDOW).await,
+            vec![rows[2].clone()]
+        );
+        assert!(read(None, DAY0 + 1, DAY0 + WINDOW).await.is_empty());
+        assert!(read(None, DAY0, DAY0).await.is_empty(), "an empty range");
+        assert!(read(Some("nobody"), DAY0, DAY0 + 86_400_000).await.is_empty());
+    }
+
+    pub(super) async fn kpi_windows_past_their_retention_are_not_kept(store: &dyn Store, _caps: Caps) {
+        store.migrate().await.unwrap();
+        let fresh = window("acme", "bot", DAY0, 40, true);
+        let mut expired = window("acme", "crm", DAY0, 40, true);
+        expired.updated_at_ms = store_now_ms() - 3_601_000;
+        store
+            .upsert_kpi_windows(&[fresh.clone(), expired], 3_600)
+            .await
+            .unwrap();
+        let q = KpiWindowQuery {
+            tenant_id: "acme".into(),
+            agent_id: None,
+            from_ms: DAY0,
+            to_ms: DAY0 + WINDOW,
+        };
+        assert_eq!(store.kpi_windows(&q).await.unwrap(), vec![fresh]);
+    }
+
     pub(super) async fn api_keys_create_find_list_revoke(store: &dyn Store, _caps: Caps) {
         store.migrate().await.unwrap();
         let key = |id: &str, tenant: &str| store::ApiKey {
@@ -536,6 +661,8 @@ contract_suite!(
     checkpoints_round_trip_and_never_go_back,
     anomalies_upsert_and_filter,
     anomalies_keep_statistical_score_and_explanation,
+    kpi_windows_upsert_replace_and_read_by_range,
+    kpi_windows_past_their_retention_are_not_kept,
     api_keys_create_find_list_revoke,
     users_create_find_and_conflict_by_field,
     concurrent_registrations_of_one_email_make_one_user,
@@ -642,7 +769,7 @@ async fn sqlite_anomalies_written_before_migration_4_read_back_without_its_field
     )
     .unwrap();
     drop(old);
-    assert_eq!(store.migrate().await.unwrap(), vec![4, 5]);
+    assert_eq!(store.migrate().await.unwrap(), vec![4, 5, 6]);
     assert_eq!(store.anomalies(&all_of_acme()).await.unwrap(), vec![expected]);
 }
 
@@ -691,7 +818,7 @@ async fn scylla_real_anomalies_written_before_migration_4_read_back_without_its_
     )
     .await
     .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec![4, 5]);
+    assert_eq!(store.migrate().await.unwrap(), vec![4, 5, 6]);
     assert_eq!(store.anomalies(&all_of_acme()).await.unwrap(), vec![expected]);
 }
 
@@ -755,4 +882,25 @@ async fn sqlite_two_connections_racing_for_one_email_make_one_user() {
         .iter()
         .filter_map(|r| r.as_ref().err())
         .all(|e| matches!(e, store::Error::Taken { field: "email" })));
+}
+
+/// SQLite deletes the rows past the retention as it writes (ScyllaDB lets their TTL expire).
+#[tokio::test]
+async fn sqlite_deletes_kpi_windows_past_the_retention_when_it_writes() {
+    let store = SqliteStore::open(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let mut older = scenarios::window("acme", "crm", scenarios::DAY0, 40, true);
+    older.updated_at_ms -= 600_000;
+    store.upsert_kpi_windows(std::slice::from_ref(&older), 3_600).await.unwrap();
+    let q = store::KpiWindowQuery {
+        tenant_id: "acme".into(),
+        agent_id: None,
+        from_ms: scenarios::DAY0,
+        to_ms: scenarios::DAY0 + 900_000,
+    };
+    assert_eq!(store.kpi_windows(&q).await.unwrap(), vec![older]);
+    // A write with a retention of 5 minutes: the row written 10 minutes ago goes.
+    let newer = scenarios::window("acme", "bot", scenarios::DAY0, 41, false);
+    store.upsert_kpi_windows(std::slice::from_ref(&newer), 300).await.unwrap();
+    assert_eq!(store.kpi_windows(&q).await.unwrap(), vec![newer]);
 }
