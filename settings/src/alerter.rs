@@ -145,7 +145,10 @@ impl Alerter {
         }
         for (i, hook) in self.webhooks.iter().enumerate() {
             if hook.name.trim().is_empty() {
-                return Err(invalid("alerter.webhooks.name", format!("webhook {i} has no name")));
+                return Err(invalid(
+                    "alerter.webhooks.name",
+                    format!("webhook {i} has no name"),
+                ));
             }
             if self.webhooks[..i].iter().any(|h| h.name == hook.name) {
                 return Err(invalid(

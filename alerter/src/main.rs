@@ -1,0 +1,87 @@
+//! `alerter` binary: see the crate docs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: settings::ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume anomaly verdicts and send alerts until SIGTERM/SIGINT (then checkpoint and exit).
+    Run,
+    /// Validate the configuration and print it (secrets masked).
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    ops::init_tracing("info");
+    let cli = Cli::parse();
+    let settings = cli.config.load()?;
+    match cli.command {
+        Command::CheckConfig => println!("{:#?}", settings.alerter),
+        Command::Run => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let store = runtime
+                .block_on(store::open_migrated(&settings.store.url))
+                .context("opening the store")?;
+            runtime
+                .block_on(kafka_io::ensure_topics(
+                    &settings.kafka,
+                    &settings.kafka.topics.all(),
+                ))
+                .context("creating topics")?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let signal_stop = stop.clone();
+            runtime.spawn(async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("stopping");
+                signal_stop.store(true, Ordering::Relaxed);
+            });
+            let metrics = alerter::metrics::Metrics::new();
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(settings.alerter.metrics_listen))
+                .with_context(|| {
+                    format!(
+                        "alerter.metrics_listen: cannot bind {}",
+                        settings.alerter.metrics_listen
+                    )
+                })?;
+            runtime.spawn(ops::serve(
+                metrics.registry.clone(),
+                metrics.ready.clone(),
+                listener,
+            ));
+            let deps = alerter::service::Deps {
+                settings,
+                store,
+                runtime: runtime.handle().clone(),
+                metrics,
+            };
+            let handle = std::thread::Builder::new()
+                .name("alerter".into())
+                .spawn(move || alerter::service::run(deps, stop))?;
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("alerter thread panicked"))??;
+        }
+    }
+    Ok(())
+}

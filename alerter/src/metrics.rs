@@ -1,0 +1,120 @@
+//! Prometheus metrics of the alerter (served with `/healthz` and `/readyz` by `ops`).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// The alerter's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry holding them all.
+    pub registry: Registry,
+    /// Verdicts consumed (not counting the replay of records a restored state already holds).
+    pub verdicts_in: IntCounter,
+    /// Records sent to the dead-letter topic, by reason.
+    pub dead_lettered: IntCounterVec,
+    /// Alerts open now, over the owned partitions.
+    pub alerts_open: IntGauge,
+    /// Alerts opened.
+    pub alerts_opened: IntCounter,
+    /// Alerts resolved.
+    pub alerts_resolved: IntCounter,
+    /// Requests a receiver accepted, by receiver.
+    pub sent: IntCounterVec,
+    /// Attempts that failed and were retried (network error, timeout, 408, 429, 5xx), by receiver.
+    pub retried: IntCounterVec,
+    /// Notifications a receiver refused (other 4xx), dropped after logging, by receiver.
+    pub failed: IntCounterVec,
+    /// Wall time from a verdict's scoring to its alert's first delivery to a receiver.
+    pub delivery_delay_seconds: Histogram,
+    /// Seconds per checkpoint (deliveries, checkpoint rows, commit).
+    pub checkpoint_seconds: Histogram,
+    /// Unix time of the last checkpoint saved.
+    pub last_checkpoint_timestamp: IntGauge,
+    /// Records between the partition's high watermark and the next offset to consume.
+    pub lag: IntGaugeVec,
+    /// Partitions are assigned and restored.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics in their own registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
+        let by_receiver = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["receiver"]).expect("metric")
+        };
+        let m = Metrics {
+            verdicts_in: counter("alerter_verdicts_in_total", "Anomaly verdicts consumed"),
+            dead_lettered: IntCounterVec::new(
+                Opts::new("alerter_dead_lettered_total", "Records dead-lettered, by reason"),
+                &["reason"],
+            )
+            .expect("metric"),
+            alerts_open: IntGauge::new("alerter_alerts_open", "Alerts open now").expect("metric"),
+            alerts_opened: counter("alerter_alerts_opened_total", "Alerts opened"),
+            alerts_resolved: counter("alerter_alerts_resolved_total", "Alerts resolved"),
+            sent: by_receiver("alerter_notifications_sent_total", "Requests a receiver accepted"),
+            retried: by_receiver(
+                "alerter_notifications_retried_total",
+                "Failed attempts retried (network, timeout, 408, 429, 5xx)",
+            ),
+            failed: by_receiver(
+                "alerter_notifications_failed_total",
+                "Notifications refused by a receiver (4xx), not retried",
+            ),
+            delivery_delay_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "alerter_delivery_delay_seconds",
+                    "From a verdict's scoring to its alert's delivery",
+                )
+                .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("buckets")),
+            )
+            .expect("metric"),
+            checkpoint_seconds: Histogram::with_opts(
+                HistogramOpts::new("alerter_checkpoint_seconds", "Checkpoint duration")
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
+            )
+            .expect("metric"),
+            last_checkpoint_timestamp: IntGauge::new(
+                "alerter_last_checkpoint_timestamp_seconds",
+                "Unix time of the last checkpoint saved",
+            )
+            .expect("metric"),
+            lag: IntGaugeVec::new(
+                Opts::new("alerter_consumer_lag", "Records not consumed yet, per partition"),
+                &["partition"],
+            )
+            .expect("metric"),
+            ready: Arc::new(AtomicBool::new(false)),
+            registry,
+        };
+        for c in [
+            Box::new(m.verdicts_in.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.dead_lettered.clone()),
+            Box::new(m.alerts_open.clone()),
+            Box::new(m.alerts_opened.clone()),
+            Box::new(m.alerts_resolved.clone()),
+            Box::new(m.sent.clone()),
+            Box::new(m.retried.clone()),
+            Box::new(m.failed.clone()),
+            Box::new(m.delivery_delay_seconds.clone()),
+            Box::new(m.checkpoint_seconds.clone()),
+            Box::new(m.last_checkpoint_timestamp.clone()),
+            Box::new(m.lag.clone()),
+        ] {
+            m.registry.register(c).expect("register metric");
+        }
+        m
+    }
+}
