@@ -3,8 +3,10 @@
 //!
 //! Each micro-batch (up to `scorer.max_batch` windows, or what arrived within 100 ms) is scored
 //! with both models in one call each, its verdicts are delivered to the anomaly topic
-//! (`acks=all`), the flagged ones are upserted into the store, and only then are the input
-//! offsets committed. Verdict ids are deterministic (window id, revision, model version), so a
+//! (`acks=all`), the flagged ones are upserted into the store with every window of the batch
+//! and its verdict (`kpi_windows`, for the dashboards; a series' first windows, read before its
+//! model input is full, are stored without a verdict), and only then are the input offsets
+//! committed. Verdict ids are deterministic (window id, revision, model version), so a
 //! crash between delivery and commit replays to the same records.
 //!
 //! The per-series state (each series' detector with its baselines, and its last windows) is
@@ -103,6 +105,38 @@ pub fn anomaly_of(
     }
 }
 
+/// The dashboard row of `window` with its verdict (`None`: read, not scored), written at `now`.
+pub fn window_row(window: &KpiWindow, verdict: Option<&Anomaly>, now: i64) -> store::KpiWindowRow {
+    store::KpiWindowRow {
+        tenant_id: window.tenant_id.clone(),
+        agent_id: window.agent_id.clone(),
+        window_start: window.window_start,
+        window_end: window.window_end,
+        revision: window.revision,
+        tasks_total: window.tasks_total,
+        succeeded: window.succeeded,
+        failed: window.failed,
+        cancelled: window.cancelled,
+        tasks_with_intervention: window.tasks_with_intervention,
+        interventions: window.interventions,
+        cost_micros: window.cost_micros,
+        latency_p50_ms: window.latency_p50_ms,
+        latency_p95_ms: window.latency_p95_ms,
+        latency_p99_ms: window.latency_p99_ms,
+        verdict: verdict.map(|a| store::WindowVerdict {
+            lstm_score: a.lstm_normalized,
+            transformer_score: a.transformer_normalized,
+            statistical_score: a.statistical_score,
+            ensemble_score: a.ensemble_score,
+            threshold: a.threshold,
+            is_anomaly: a.is_anomaly,
+            model_version: a.model_version.clone(),
+            explanation: a.explanation.clone(),
+        }),
+        updated_at_ms: now,
+    }
+}
+
 /// The KPIs with accumulated evidence, most first, next to what is normal for the series
 /// (entries with a value that is not finite are left out: they could not be stored as JSON).
 pub fn explanation(evidence: &Evidence) -> Vec<KpiExplanation> {
@@ -142,6 +176,8 @@ struct Partition {
 #[derive(Default)]
 struct Pending {
     windows: Vec<KpiWindow>,
+    /// Windows read but not scored (no full model input yet): stored without a verdict.
+    unscored: Vec<KpiWindow>,
     evidence: Vec<Evidence>,
     batch: Batch,
     since: Option<Instant>,
@@ -382,6 +418,10 @@ impl Shared {
                 pending.since.get_or_insert_with(Instant::now);
             }
             Push::Ready(_) => self.metrics.windows_skipped.with_label_values(&["warm_up"]).inc(),
+            Push::Stored(_) if offset >= part.publish_from => {
+                pending.unscored.push(window);
+                pending.since.get_or_insert_with(Instant::now);
+            }
             Push::Stored(_) => {}
             Push::Ignored(reason) => self.metrics.windows_skipped.with_label_values(&[reason]).inc(),
         }
@@ -390,7 +430,7 @@ impl Shared {
 
     fn batch_due(&self) -> bool {
         let pending = &self.state().pending;
-        pending.windows.len() >= self.settings.scorer.max_batch
+        pending.windows.len() + pending.unscored.len() >= self.settings.scorer.max_batch
             || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
     }
 
@@ -402,9 +442,13 @@ impl Shared {
             partitions,
             pending,
         } = &mut *state;
-        if !pending.windows.is_empty() {
+        if !pending.windows.is_empty() || !pending.unscored.is_empty() {
             let started = Instant::now();
-            let verdicts = models.score(&pending.batch)?;
+            let verdicts = if pending.windows.is_empty() {
+                Vec::new()
+            } else {
+                models.score(&pending.batch)?
+            };
             self.metrics
                 .batch_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -412,6 +456,11 @@ impl Shared {
             let now = now_ms();
             let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
             let mut flagged = Vec::new();
+            let mut rows: Vec<store::KpiWindowRow> = pending
+                .unscored
+                .iter()
+                .map(|w| window_row(w, None, now))
+                .collect();
             for ((window, verdict), evidence) in pending.windows.iter().zip(&verdicts).zip(&pending.evidence)
             {
                 let anomaly = anomaly_of(window, verdict, evidence, &models.manifest, now);
@@ -421,6 +470,7 @@ impl Shared {
                     .key(key.as_bytes())
                     .payload(&payload);
                 deliveries.push(kafka_io::send_blocking(&self.producer, record)?);
+                rows.push(window_row(window, Some(&anomaly), now));
                 if anomaly.is_anomaly {
                     flagged.push(anomaly);
                 }
@@ -433,9 +483,13 @@ impl Shared {
             if !flagged.is_empty() {
                 self.runtime.block_on(self.store.upsert_anomalies(&flagged))?;
             }
+            let retention = self.settings.store.window_retention_secs();
+            self.runtime
+                .block_on(self.store.upsert_kpi_windows(&rows, retention))?;
             self.metrics.windows_scored.inc_by(verdicts.len() as u64);
             self.metrics.anomalies_flagged.inc_by(flagged.len() as u64);
             pending.windows.clear();
+            pending.unscored.clear();
             pending.evidence.clear();
             pending.batch.clear();
             pending.since = None;
@@ -584,6 +638,78 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::detector::Expected;
+
+    #[test]
+    fn a_window_row_keeps_the_counts_and_the_calibrated_scores_of_its_verdict() {
+        let window = KpiWindow {
+            window_id: KpiWindow::id_for("acme", "bot", 900_000),
+            tenant_id: "acme".into(),
+            agent_id: "bot".into(),
+            window_start: 900_000,
+            window_end: 1_800_000,
+            revision: 1,
+            tasks_total: 40,
+            succeeded: 30,
+            failed: 6,
+            cancelled: 4,
+            tasks_with_intervention: 3,
+            interventions: 5,
+            cost_micros: 123_456,
+            latency_p50_ms: Some(400.0),
+            latency_p95_ms: Some(2_000.0),
+            latency_p99_ms: None,
+        };
+        let unscored = window_row(&window, None, 7);
+        assert_eq!(
+            (
+                unscored.tasks_total,
+                unscored.succeeded,
+                unscored.cost_micros,
+                unscored.revision
+            ),
+            (40, 30, 123_456, 1)
+        );
+        assert_eq!(
+            (
+                unscored.latency_p95_ms,
+                unscored.latency_p99_ms,
+                unscored.updated_at_ms
+            ),
+            (Some(2_000.0), None, 7)
+        );
+        assert_eq!(unscored.verdict, None);
+        let anomaly = Anomaly {
+            anomaly_id: "a".into(),
+            window_id: window.window_id.clone(),
+            tenant_id: "acme".into(),
+            agent_id: "bot".into(),
+            window_start: 900_000,
+            window_end: 1_800_000,
+            lstm_score: 0.01,
+            transformer_score: 0.02,
+            lstm_normalized: 4.5,
+            transformer_normalized: 5.5,
+            ensemble_score: 6.0,
+            threshold: 3.0,
+            is_anomaly: true,
+            top_features: Vec::new(),
+            model_version: "m".into(),
+            scored_at: 7,
+            statistical_score: Some(8.0),
+            explanation: Vec::new(),
+        };
+        let v = window_row(&window, Some(&anomaly), 7).verdict.unwrap();
+        assert_eq!(
+            (
+                v.lstm_score,
+                v.transformer_score,
+                v.statistical_score,
+                v.ensemble_score
+            ),
+            (4.5, 5.5, Some(8.0), 6.0)
+        );
+        assert!(v.is_anomaly);
+    }
 
     #[test]
     fn the_explanation_ranks_kpis_by_evidence_and_leaves_out_what_cannot_be_stored() {
