@@ -4,13 +4,15 @@
 #   - the Tansu broker (scripts/install-tansu.sh, built once into $AGENTOPS_CACHE)
 #   - the ONNX Runtime shared library (scripts/install-onnxruntime.sh)
 #   - the OpenTelemetry Python SDK and OTLP/HTTP exporter in a venv (scripts/install-otel-python.sh)
+#   - Debian's chromium and playwright-core from npm for the dashboard's browser test
+#     (scripts/install-playwright.sh)
 #   - cargo-nextest (the test runner), if missing
 source "$(dirname "$0")/lib.sh"
 
 # prometheus-alertmanager, prometheus (promtool): the alerter tests run a real Alertmanager and
-# check the pipeline's alert rules.
+# check the pipeline's alert rules. chromium: the dashboard's browser test.
 DEB_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-venv
-  prometheus-alertmanager prometheus)
+  prometheus-alertmanager prometheus chromium)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +27,7 @@ fi
 "$REPO_ROOT/scripts/install-tansu.sh"
 "$REPO_ROOT/scripts/install-onnxruntime.sh"
 "$REPO_ROOT/scripts/install-otel-python.sh"
+"$REPO_ROOT/scripts/install-playwright.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

@@ -12,7 +12,12 @@ ORT_VERSION="1.32.0"
 ORT_DIR="$AGENTOPS_CACHE/onnxruntime-$ORT_VERSION"
 # The OpenTelemetry Python SDK + OTLP/HTTP exporter (scripts/install-otel-python.sh).
 OTEL_VENV="$AGENTOPS_CACHE/venv-otel"
+# playwright-core from npm for the dashboard's browser test (scripts/install-playwright.sh).
+PLAYWRIGHT_VERSION="1.57.0"
+PLAYWRIGHT_DIR="$AGENTOPS_CACHE/playwright-core-$PLAYWRIGHT_VERSION"
+CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 RUN_DIR="${AGENTOPS_RUN_DIR:-$REPO_ROOT/.run}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 export AGENTOPS_CACHE
+export PLAYWRIGHT_DIR CHROMIUM_BIN
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
