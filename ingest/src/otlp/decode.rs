@@ -202,3 +202,89 @@ pub fn normalize_json(value: &mut serde_json::Value) {
     }
     walk(value);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn media_types_and_their_parameters() {
+        assert_eq!(format(Some("application/x-protobuf")), Ok(Format::Protobuf));
+        assert_eq!(format(Some("Application/JSON; charset=utf-8")), Ok(Format::Json));
+        assert!(matches!(
+            format(None),
+            Err(DecodeError::UnsupportedContentType(_))
+        ));
+        assert_eq!(
+            format(Some("text/json")).unwrap_err().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    #[test]
+    fn gzip_is_bounded_at_the_exact_limit() {
+        let body = vec![b'a'; 100];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            decompress(Some("gzip"), &gz, 100).unwrap().as_ref(),
+            body.as_slice()
+        );
+        assert_eq!(
+            decompress(Some("gzip"), &gz, 99).unwrap_err(),
+            DecodeError::TooLarge { limit: 99 }
+        );
+        assert_eq!(decompress(None, &body, 100).unwrap().len(), 100);
+        assert_eq!(
+            decompress(Some("identity"), &body, 99).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert!(matches!(
+            decompress(Some("gzip"), &body, 1000),
+            Err(DecodeError::BadGzip(_))
+        ));
+        assert!(matches!(
+            decompress(Some("zstd"), &body, 1000),
+            Err(DecodeError::UnsupportedEncoding(_))
+        ));
+    }
+
+    #[test]
+    fn the_adapter_turns_numbers_into_strings_and_drops_empty_values() {
+        let mut v = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "startTimeUnixNano": 5, "endTimeUnixNano": "6",
+            "attributes": [{"key": "a", "value": {}}, {"key": "b", "value": {"intValue": 3}}],
+            "events": [{"timeUnixNano": 7}]
+        }]}]}]});
+        normalize_json(&mut v);
+        let span = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["startTimeUnixNano"], "5");
+        assert_eq!(span["endTimeUnixNano"], "6");
+        assert_eq!(span["events"][0]["timeUnixNano"], "7");
+        assert!(span["attributes"][0].get("value").is_none());
+        assert_eq!(
+            span["attributes"][1]["value"]["intValue"], 3,
+            "AnyValue ints are read as is"
+        );
+        let request = decode_json(serde_json::to_vec(&v).unwrap().as_slice()).unwrap();
+        assert_eq!(
+            request.resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano,
+            5
+        );
+        assert!(decode_json(b"{}").unwrap().resource_spans.is_empty());
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_format() {
+        let e = decode(Format::Protobuf, &[0xff]).unwrap_err();
+        assert_eq!((e.status(), e.reason()), (StatusCode::BAD_REQUEST, "malformed"));
+        assert!(e.to_string().starts_with("malformed protobuf"));
+        let e = decode(Format::Json, b"not json").unwrap_err();
+        assert!(e.to_string().starts_with("malformed OTLP/JSON"));
+        let e = decode(Format::Json, br#"{"resourceSpans": 3}"#).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+}
