@@ -139,6 +139,17 @@ max_batch_events = {{ int64 $v.ingest.maxBatchEvents }}
 max_body_bytes = {{ int64 $v.ingest.maxBodyBytes }}
 delivery_timeout_ms = {{ int64 $v.ingest.deliveryTimeoutMs }}
 
+[ingest.otlp]
+cost_attribute = {{ $v.ingest.otlp.costAttribute | toRawJson }}
+interventions_attribute = {{ $v.ingest.otlp.interventionsAttribute | toRawJson }}
+task_attribute = {{ $v.ingest.otlp.taskAttribute | toRawJson }}
+cancelled_error_types = {{ $v.ingest.otlp.cancelledErrorTypes | toRawJson }}
+
+[ingest.otlp.prices]
+{{- range $model, $p := $v.ingest.otlp.prices }}
+{{ $model | toRawJson }} = { input_usd_per_mtok = {{ include "agentops.tomlFloat" $p.inputUsdPerMtok }}, output_usd_per_mtok = {{ include "agentops.tomlFloat" $p.outputUsdPerMtok }} }
+{{- end }}
+
 [aggregator]
 consumer_group = {{ $v.aggregator.consumerGroup | toRawJson }}
 assignment = {{ $v.aggregator.assignment | toRawJson }}
@@ -580,3 +591,9 @@ spec:
       targetPort: {{ .portName }}
       protocol: TCP
 {{- end }}
+
+{{/* A number as a TOML float (`10` -> `10.0`), for settings of type f64. */}}
+{{- define "agentops.tomlFloat" -}}
+{{- $s := toString . -}}
+{{- if or (contains "." $s) (contains "e" $s) -}}{{ $s }}{{- else -}}{{ $s }}.0{{- end -}}
+{{- end -}}
