@@ -83,6 +83,7 @@ pub fn consumer_config(kafka: &settings::Kafka, role: &str, group: &str) -> Clie
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", kafka.heartbeat_interval_ms.to_string())
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("isolation.level", "read_committed");
     config

@@ -24,6 +24,7 @@ pub mod detector;
 mod error;
 pub mod evaluation;
 pub mod features;
+pub mod latency;
 pub mod manifest;
 pub mod metrics;
 pub mod models;

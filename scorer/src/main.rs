@@ -10,7 +10,9 @@ use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
 use scorer::metrics::Metrics;
 use scorer::models::{init_runtime, runtime_path, ModelSet};
-use scorer::{assess, evaluation, offline, service, tuning};
+use schemas::codec::Decoder;
+use schemas::{Anomaly, KpiWindow};
+use scorer::{assess, evaluation, latency, offline, service, tuning};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -121,6 +123,9 @@ enum Command {
         #[arg(long)]
         incidents: Option<PathBuf>,
     },
+    /// Window close -> verdict latency: reads the KPI-window and anomaly topics to their ends
+    /// and prints the quantiles of (verdict record time - window record time) per window.
+    Latency,
     /// Validate the configuration and print it (secrets masked).
     CheckConfig,
     /// Apply the store migrations and exit.
@@ -139,6 +144,43 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::CheckConfig => println!("{settings:#?}"),
+        Command::Latency => {
+            let topics = &settings.kafka.topics;
+            let registry = settings
+                .schema_registry
+                .url()
+                .map(|url| Arc::new(schemas::registry::Registry::new(url)));
+            let windows: Decoder<KpiWindow> = match &registry {
+                Some(r) => Decoder::with_registry(r.clone()),
+                None => Decoder::new(),
+            };
+            let verdicts: Decoder<Anomaly> = match &registry {
+                Some(r) => Decoder::with_registry(r.clone()),
+                None => Decoder::new(),
+            };
+            let closed = latency::read_first_seen(&settings.kafka, &topics.kpi_windows, |bytes| {
+                windows
+                    .decode_sync(bytes)
+                    .or_else(|_| runtime.block_on(windows.decode(bytes)))
+                    .ok()
+                    .map(|w| w.window_id)
+            })?;
+            let scored = latency::read_first_seen(&settings.kafka, &topics.anomalies, |bytes| {
+                verdicts
+                    .decode_sync(bytes)
+                    .or_else(|_| runtime.block_on(verdicts.decode(bytes)))
+                    .ok()
+                    .map(|a| a.window_id)
+            })?;
+            match latency::join(&closed, &scored) {
+                Some(r) => println!("{}", serde_json::to_string_pretty(&r)?),
+                None => anyhow::bail!(
+                    "no window of {} has a verdict on {}",
+                    topics.kpi_windows,
+                    topics.anomalies
+                ),
+            }
+        }
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
         }

@@ -42,6 +42,9 @@ pub struct Kafka {
     pub session_timeout_ms: u32,
     /// Consumer-group heartbeat interval.
     pub heartbeat_interval_ms: u32,
+    /// Longest a consumer's fetch waits at the broker for new records (`fetch.wait.max.ms`):
+    /// a record produced into an idle partition reaches its consumer after at most this.
+    pub fetch_wait_max_ms: u32,
     /// Partitions of topics the services create when missing.
     pub partitions: i32,
     /// Replication factor of topics the services create when missing.
@@ -315,6 +318,9 @@ impl Settings {
                 "kafka.heartbeat_interval_ms",
                 "must be below kafka.session_timeout_ms",
             ));
+        }
+        if !(1..=300_000).contains(&self.kafka.fetch_wait_max_ms) {
+            return Err(invalid("kafka.fetch_wait_max_ms", "must be 1 to 300000 (ms)"));
         }
         let topics = self.kafka.topics.all();
         for (i, topic) in topics.iter().enumerate() {
