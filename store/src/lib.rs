@@ -12,6 +12,7 @@
 //! - [`model`]: the rows: [`DailyMetric`], [`KpiWindowRow`], [`Checkpoint`], [`ApiKey`],
 //!   [`User`], query types.
 //! - [`migrations`]: the embedded migration files.
+//! - [`rollup`]: tenant roll-ups (agent `*`), kept true under concurrent writers.
 //! - [`sqlite`], [`scylladb`]: the backends.
 //!
 //! # Example
@@ -26,6 +27,7 @@
 mod error;
 pub mod migrations;
 pub mod model;
+pub mod rollup;
 pub mod scylladb;
 pub mod sqlite;
 
@@ -65,6 +67,16 @@ pub trait Store: Send + Sync + 'static {
             row.latency_digest = Vec::new();
         }
         Ok(rows)
+    }
+
+    /// Writes agent rows (roll-up rows given are ignored) and rebuilds the tenant roll-ups
+    /// ([`ALL_AGENTS`]) of the (tenant, day)s they touch from the stored agent rows, such that
+    /// the roll-ups reflect every agent row written before, whatever the interleaving of
+    /// concurrent writers (see [`rollup`]). The default reads each touched tenant's rows with
+    /// [`Store::daily_metrics`] after the write and again after the roll-ups, until stable;
+    /// SQLite does it in one write transaction.
+    async fn upsert_daily_metrics_with_rollups(&self, rows: &[DailyMetric]) -> Result<()> {
+        rollup::upsert_with_rollups(&rollup::StoreRows(self), rows).await
     }
 
     /// Saves the checkpoint of one input partition. The offset never goes back: saving an

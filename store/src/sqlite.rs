@@ -228,6 +228,35 @@ fn apply(conn: &mut Connection, m: &Migration) -> Result<()> {
     tx.commit().map_err(fail)
 }
 
+/// Inserts or replaces daily rows inside `tx`.
+fn insert_daily(tx: &rusqlite::Transaction<'_>, rows: &[DailyMetric]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO daily_metrics ({DAILY_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?;
+    for r in rows {
+        stmt.execute(params![
+            r.tenant_id,
+            day_text(r.day),
+            r.agent_id,
+            r.tasks_total,
+            r.succeeded,
+            r.failed,
+            r.cancelled,
+            r.tasks_with_intervention,
+            r.interventions,
+            r.cost_micros,
+            r.latency_p50_ms,
+            r.latency_p95_ms,
+            r.latency_p99_ms,
+            r.latency_digest,
+            r.is_final,
+            r.updated_at_ms,
+        ])?;
+    }
+    Ok(())
+}
+
 pub(crate) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -351,32 +380,47 @@ impl Store for SqliteStore {
         let rows = rows.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
+            insert_daily(&tx, &rows)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One write transaction, begun IMMEDIATE: it holds the database's write lock from the
+    /// start, so no other writer (another connection or process) commits between the agent
+    /// rows' write, the read of the touched tenant-days and the roll-ups' write. One read per
+    /// touched tenant.
+    async fn upsert_daily_metrics_with_rollups(&self, rows: &[DailyMetric]) -> Result<()> {
+        let rows: Vec<DailyMetric> = rows
+            .iter()
+            .filter(|r| r.agent_id != crate::ALL_AGENTS)
+            .cloned()
+            .collect();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_daily(&tx, &rows)?;
+            let mut rollups = Vec::new();
             {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO daily_metrics ({DAILY_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-                ))?;
-                for r in &rows {
-                    stmt.execute(params![
-                        r.tenant_id,
-                        day_text(r.day),
-                        r.agent_id,
-                        r.tasks_total,
-                        r.succeeded,
-                        r.failed,
-                        r.cancelled,
-                        r.tasks_with_intervention,
-                        r.interventions,
-                        r.cost_micros,
-                        r.latency_p50_ms,
-                        r.latency_p95_ms,
-                        r.latency_p99_ms,
-                        r.latency_digest,
-                        r.is_final,
-                        r.updated_at_ms,
-                    ])?;
+                static SQL: LazyLock<String> = LazyLock::new(|| daily_sql(DAILY_COLUMNS, ""));
+                let mut stmt = tx.prepare_cached(&SQL)?;
+                for (tenant, days) in crate::rollup::touched(&rows) {
+                    let (from, to) = (days.first().expect("non-empty"), days.last().expect("non-empty"));
+                    let stored = stmt
+                        .query_map(
+                            params![tenant, day_text(*from), day_text(*to), None::<String>],
+                            daily_from_row,
+                        )?
+                        .map(|row| {
+                            let (day, mut row) = row?;
+                            row.day = parse_day(&day)?;
+                            Ok(row)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    rollups.extend(crate::rollup::rollups_of(&tenant, &days, &stored)?);
                 }
             }
+            insert_daily(&tx, &rollups)?;
             tx.commit()?;
             Ok(())
         })
