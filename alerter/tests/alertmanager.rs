@@ -21,8 +21,11 @@ const AM_BIN: &str = "/usr/bin/prometheus-alertmanager";
 const W: i64 = 900_000;
 const SECRET: &str = "test-secret-0123456789";
 
+/// A request received: path, `X-Signature`, body.
+type Request = (String, Option<String>, Vec<u8>);
+
 #[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<(String, Option<String>, Vec<u8>)>>>);
+struct Recorded(Arc<Mutex<Vec<Request>>>);
 
 impl Recorded {
     fn on(&self, path: &str) -> Vec<(Option<String>, Vec<u8>)> {
