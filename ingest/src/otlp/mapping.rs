@@ -754,4 +754,61 @@ mod tests {
         let verdicts = mapper().map_request(&request(vec![outer, other_trace]), "acme", NOW_MS, 60_000);
         assert!(verdicts.iter().all(|v| matches!(v, Verdict::Task(_))));
     }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-z/* ]{0,8}".prop_map(Value::StringValue),
+            any::<i64>().prop_map(Value::IntValue),
+            any::<f64>().prop_map(Value::DoubleValue),
+            any::<bool>().prop_map(Value::BoolValue),
+            Just(Value::StringValue(attr::INVOKE_AGENT.into())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the attributes, ids and times: one verdict per span, no panic, and every
+        /// task event passes the gateway's validation and future check.
+        #[test]
+        fn every_span_gets_one_verdict_and_every_task_is_valid(
+            spans in proptest::collection::vec(
+                (
+                    0u8..4, 0u8..4, proptest::option::of(0u8..4), 0u64..2_000_000_000_000_000_000,
+                    0u64..2_000_000_000_000_000_000,
+                    proptest::collection::vec(
+                        (proptest::sample::select(vec![
+                            attr::OPERATION_NAME, attr::AGENT_NAME, attr::AGENT_ID, attr::INPUT_TOKENS,
+                            attr::OUTPUT_TOKENS, attr::REQUEST_MODEL, attr::ERROR_TYPE,
+                            "agentops.cost_usd", "agentops.human_interventions", "agentops.task",
+                        ]), any_value()),
+                        0..8,
+                    ),
+                ),
+                0..12,
+            )
+        ) {
+            let spans: Vec<Span> = spans
+                .into_iter()
+                .map(|(trace, id, parent, start, end, attributes)| Span {
+                    trace_id: vec![trace; if trace == 3 { 15 } else { 16 }],
+                    span_id: vec![id; 8],
+                    parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: end,
+                    attributes: attributes.into_iter().map(|(k, v)| kv(k, v)).collect(),
+                    ..Default::default()
+                })
+                .collect();
+            let n = spans.len();
+            let verdicts = mapper().map_request(&request(spans), "acme", NOW_MS, 60_000);
+            proptest::prop_assert_eq!(verdicts.len(), n);
+            for v in verdicts {
+                if let Verdict::Task(e) = v {
+                    proptest::prop_assert!(schemas::validation::validate(&e).is_ok());
+                    proptest::prop_assert!(e.completed_at <= NOW_MS + 60_000);
+                    proptest::prop_assert_eq!(e.tenant_id.as_str(), "acme");
+                }
+            }
+        }
+    }
 }
