@@ -10,7 +10,6 @@ use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
 use scorer::metrics::Metrics;
 use scorer::models::{init_runtime, runtime_path, ModelSet};
-use schemas::codec::Decoder;
 use schemas::{Anomaly, KpiWindow};
 use scorer::{assess, evaluation, latency, offline, service, tuning};
 
@@ -146,18 +145,9 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Latency => {
             let topics = &settings.kafka.topics;
-            let registry = settings
-                .schema_registry
-                .url()
-                .map(|url| Arc::new(schemas::registry::Registry::new(url)));
-            let windows: Decoder<KpiWindow> = match &registry {
-                Some(r) => Decoder::with_registry(r.clone()),
-                None => Decoder::new(),
-            };
-            let verdicts: Decoder<Anomaly> = match &registry {
-                Some(r) => Decoder::with_registry(r.clone()),
-                None => Decoder::new(),
-            };
+            let codecs = kafka_io::codec::Codecs::from_settings(&settings.schema_registry);
+            let windows = codecs.decoder::<KpiWindow>();
+            let verdicts = codecs.decoder::<Anomaly>();
             let closed = latency::read_first_seen(&settings.kafka, &topics.kpi_windows, |bytes| {
                 windows
                     .decode_sync(bytes)
