@@ -1,9 +1,7 @@
-//! Daily rows: from the engine's [`DayRow`]s to store rows, and tenant-wide roll-ups (all agents
-//! of a tenant) as merges of the per-agent rows: counts add, digests merge, percentiles are read
-//! from the merged digest, never averaged.
+//! Daily rows: from the engine's [`DayRow`]s to store rows. Tenant-wide roll-ups (all agents of a
+//! tenant) are the store's: [`store::rollup`].
 
-use schemas::kpi::{Counts, LatencyDigest};
-use store::{DailyMetric, ALL_AGENTS};
+use store::DailyMetric;
 use time::Date;
 
 use crate::engine::{Aggregate, DayRow};
@@ -54,40 +52,6 @@ pub fn to_metric(row: &DayRow, now_ms: i64) -> DailyMetric {
     )
 }
 
-/// The tenant-wide row of one day from its per-agent rows (rows of other tenants or days, and
-/// existing roll-up rows, are ignored). Final when every agent row is final.
-pub fn rollup(
-    tenant_id: &str,
-    day: Date,
-    rows: &[DailyMetric],
-    now_ms: i64,
-) -> Result<DailyMetric, schemas::kpi::DigestError> {
-    let mut aggregate = Aggregate {
-        counts: Counts::default(),
-        latency: LatencyDigest::default(),
-    };
-    let mut is_final = true;
-    for row in rows
-        .iter()
-        .filter(|r| r.tenant_id == tenant_id && r.day == day && r.agent_id != ALL_AGENTS)
-    {
-        aggregate.counts.merge(&Counts {
-            tasks_total: row.tasks_total,
-            succeeded: row.succeeded,
-            failed: row.failed,
-            cancelled: row.cancelled,
-            tasks_with_intervention: row.tasks_with_intervention,
-            interventions: row.interventions,
-            cost_micros: row.cost_micros,
-        });
-        aggregate
-            .latency
-            .merge(&LatencyDigest::from_bytes(&row.latency_digest)?);
-        is_final &= row.is_final;
-    }
-    Ok(metric(tenant_id, ALL_AGENTS, day, &aggregate, is_final, now_ms))
-}
-
 #[cfg(test)]
 mod tests {
     use schemas::{TaskEvent, TaskStatus};
@@ -119,22 +83,17 @@ mod tests {
     }
 
     #[test]
-    fn rollup_adds_counts_and_merges_digests() {
-        let a: Vec<i64> = (1..=900).collect();
-        let b: Vec<i64> = (10_000..10_100).collect();
-        let rows = [
-            to_metric(&day_row("a", &a, true), 0),
-            to_metric(&day_row("b", &b, false), 0),
-        ];
-        let r = rollup("acme", date_of(20_415), &rows, 7).unwrap();
-        assert_eq!(r.agent_id, ALL_AGENTS);
-        assert_eq!(r.tasks_total, 1000);
-        assert_eq!(r.succeeded, rows[0].succeeded + rows[1].succeeded);
-        assert!(!r.is_final, "one agent row is still open");
-        // The 95th percentile of the union lies in b's range; an average of P95s would not.
-        let p95 = r.latency_p95_ms.unwrap();
-        assert!((10_000.0..10_100.0).contains(&p95), "{p95}");
-        let avg = (rows[0].latency_p95_ms.unwrap() + rows[1].latency_p95_ms.unwrap()) / 2.0;
-        assert!(avg < 10_000.0);
+    fn a_store_row_carries_the_counts_quantiles_and_digest_of_its_day() {
+        let latencies: Vec<i64> = (1..=100).collect();
+        let row = day_row("bot", &latencies, true);
+        let m = to_metric(&row, 7);
+        assert_eq!((m.tenant_id.as_str(), m.agent_id.as_str()), ("acme", "bot"));
+        assert_eq!(m.day, time::macros::date!(2025 - 11 - 23));
+        assert_eq!(m.tasks_total, 100);
+        assert_eq!(m.succeeded + m.failed + m.cancelled, 100);
+        assert_eq!(m.latency_p95_ms, row.aggregate.latency.quantile(0.95));
+        assert_eq!(m.latency_digest, row.aggregate.latency.to_bytes());
+        assert!(m.is_final);
+        assert_eq!(m.updated_at_ms, 7);
     }
 }

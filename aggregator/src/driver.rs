@@ -6,8 +6,8 @@
 //!    one row), or from the beginning; the consumer is positioned there on assignment;
 //! 2. every `checkpoint_interval_ms`, and before partitions are revoked or the service stops:
 //!    outputs are delivered (KpiWindows, dead letters and late events, awaited with
-//!    `acks=all`), dirty daily rows are upserted with complete values, tenant roll-ups are
-//!    recomputed, then the checkpoint (state + next offset) is saved, then offsets are
+//!    `acks=all`), dirty daily rows are upserted with complete values together with their
+//!    tenant roll-ups (the store keeps those true under concurrent instances), then the checkpoint (state + next offset) is saved, then offsets are
 //!    committed to Kafka;
 //! 3. any failure stops the process; on restart the replay from the checkpoint recomputes the
 //!    same outputs (deterministic engine) and rewrites the same complete rows.
@@ -32,10 +32,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use schemas::codec::{Decoder, Encoder};
 use schemas::{KpiWindow, TaskEvent, TaskEventView};
-use store::{Checkpoint, DailyMetricsQuery, Store};
+use store::{Checkpoint, Store};
 use tokio::runtime::Handle;
 
-use crate::daily::{rollup, to_metric};
+use crate::daily::to_metric;
 use crate::engine::{EngineConfig, Outcome, PartitionState};
 use crate::{Error, Result};
 use kafka_io::{resume_verdict, ResumeVerdict};
@@ -430,23 +430,14 @@ impl Shared {
                     Err(_) => return Err(Error::Kafka(rdkafka::error::KafkaError::Canceled)),
                 }
             }
-            self.store.upsert_daily_metrics(&rows).await?;
-            self.metrics.rows_written.inc_by(rows.len() as u64);
-            let touched: BTreeSet<(String, time::Date)> =
-                rows.iter().map(|r| (r.tenant_id.clone(), r.day)).collect();
-            self.metrics.rows_written.inc_by(touched.len() as u64);
-            for (tenant, day) in touched {
-                let query = DailyMetricsQuery {
-                    tenant_id: tenant.clone(),
-                    agent_id: None,
-                    from: day,
-                    to: day,
-                };
-                let agent_rows = self.store.daily_metrics(&query).await?;
-                self.store
-                    .upsert_daily_metrics(&[rollup(&tenant, day, &agent_rows, now)?])
-                    .await?;
-            }
+            // Agent rows and their tenants' roll-ups, which the store keeps true against the
+            // other instances writing agent rows of the same tenants.
+            self.store.upsert_daily_metrics_with_rollups(&rows).await?;
+            let rollups: BTreeSet<(&str, time::Date)> =
+                rows.iter().map(|r| (r.tenant_id.as_str(), r.day)).collect();
+            self.metrics
+                .rows_written
+                .inc_by((rows.len() + rollups.len()) as u64);
             Ok::<(), Error>(())
         })?;
         let mut commit = TopicPartitionList::new();

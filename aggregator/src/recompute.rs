@@ -10,7 +10,7 @@
 //! exactly; latency quantiles agree within the digest's error (a digest depends on the order in
 //! which it saw values).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,7 +20,7 @@ use schemas::{TaskEvent, TaskEventView};
 use store::Store;
 use time::Date;
 
-use crate::daily::{date_of, rollup, to_metric};
+use crate::daily::to_metric;
 use crate::engine::{Aggregate, DayRow, Series, DAY_MS};
 use crate::Result;
 
@@ -148,22 +148,8 @@ pub fn recompute(
             )
         })
         .collect();
-    let mut by_tenant_day: BTreeMap<(String, i64), Vec<store::DailyMetric>> = BTreeMap::new();
-    for r in &rows {
-        by_tenant_day
-            .entry((r.tenant_id.clone(), day_index(r.day)))
-            .or_default()
-            .push(r.clone());
-    }
-    runtime.block_on(async {
-        store.upsert_daily_metrics(&rows).await?;
-        for ((tenant, day), agent_rows) in &by_tenant_day {
-            store
-                .upsert_daily_metrics(&[rollup(tenant, date_of(*day), agent_rows, now)?])
-                .await?;
-        }
-        Ok::<(), crate::Error>(())
-    })?;
-    report.rows_written = (rows.len() + by_tenant_day.len()) as u64;
+    let rollups: BTreeSet<(&str, Date)> = rows.iter().map(|r| (r.tenant_id.as_str(), r.day)).collect();
+    report.rows_written = (rows.len() + rollups.len()) as u64;
+    runtime.block_on(store.upsert_daily_metrics_with_rollups(&rows))?;
     Ok(report)
 }
