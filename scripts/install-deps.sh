@@ -4,6 +4,7 @@
 #   - the Tansu broker (scripts/install-tansu.sh, built once into $AGENTOPS_CACHE)
 #   - the ONNX Runtime shared library (scripts/install-onnxruntime.sh)
 #   - the OpenTelemetry Python SDK and OTLP/HTTP exporter in a venv (scripts/install-otel-python.sh)
+#   - numpy, pytest, onnxruntime in a venv for the training package's tests (scripts/install-training-python.sh)
 #   - Debian's chromium and playwright-core from npm for the dashboard's browser test
 #     (scripts/install-playwright.sh)
 #   - cargo-nextest (the test runner), if missing
@@ -27,6 +28,7 @@ fi
 "$REPO_ROOT/scripts/install-tansu.sh"
 "$REPO_ROOT/scripts/install-onnxruntime.sh"
 "$REPO_ROOT/scripts/install-otel-python.sh"
+"$REPO_ROOT/scripts/install-training-python.sh"
 "$REPO_ROOT/scripts/install-playwright.sh"
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -12,6 +12,8 @@ ORT_VERSION="1.32.0"
 ORT_DIR="$AGENTOPS_CACHE/onnxruntime-$ORT_VERSION"
 # The OpenTelemetry Python SDK + OTLP/HTTP exporter (scripts/install-otel-python.sh).
 OTEL_VENV="$AGENTOPS_CACHE/venv-otel"
+# numpy, pytest, onnxruntime for the training package's tests (scripts/install-training-python.sh).
+TRAIN_TEST_VENV="$AGENTOPS_CACHE/venv-train-tests"
 # playwright-core from npm for the dashboard's browser test (scripts/install-playwright.sh).
 PLAYWRIGHT_VERSION="1.57.0"
 PLAYWRIGHT_DIR="$AGENTOPS_CACHE/playwright-core-$PLAYWRIGHT_VERSION"

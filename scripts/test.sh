@@ -5,11 +5,17 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/install-deps.sh"
 export TANSU_BIN ORT_DYLIB_PATH="$ORT_DIR/libonnxruntime.so"
+log "formatting (cargo fmt --check)"
+cargo fmt --all --check
 log "building"
 cargo build --workspace --all-targets --locked
+log "lints (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 log "doc tests"
 cargo test --workspace --doc --locked --quiet
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast --failure-output final
 log "helm chart (offline validation)"
 "$REPO_ROOT/scripts/validate-helm.sh"
+log "training package (pure-Python tests; the PyTorch ones are marked torch and need the train extra)"
+"$TRAIN_TEST_VENV/bin/python" -m pytest scorer/training -q -m "not torch" -p no:cacheprovider

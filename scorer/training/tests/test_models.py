@@ -1,5 +1,8 @@
 import pytest
-import torch
+
+# PyTorch-only: deselected by `-m 'not torch'` (the test command), skipped where it is missing.
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
 
 from agentops_train import config
 from agentops_train.models import LeanTransformer, LstmAutoencoder, TransformerAutoencoder, to_patches
