@@ -11,7 +11,7 @@
 //! ([`crate::routes::decode_path_param`]) before this rule and the grant check see it.
 
 use serde::{Deserialize, Serialize};
-use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery};
+use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery, KpiWindowQuery, KpiWindowRow};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
@@ -21,6 +21,9 @@ use crate::{Error, Result};
 pub const MAX_DAYS: i64 = 366;
 /// Longest time range of one anomaly query.
 pub const MAX_ANOMALY_RANGE_MS: i64 = 31 * 86_400_000;
+
+/// Longest time range of one KPI-window query (a month of 15-minute windows: 2,976 per series).
+pub const MAX_WINDOW_RANGE_MS: i64 = 31 * 86_400_000;
 
 /// Checks a tenant or agent id against the identifier rule (see the module docs); the error
 /// names `field`.
@@ -79,6 +82,141 @@ pub struct AnomalyParams {
     /// Only windows flagged as anomalous (default false).
     #[serde(default)]
     pub only_flagged: Option<bool>,
+}
+
+/// Query string of `GET /api/v1/tenants/{tenant}/windows`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowParams {
+    /// Window start from, RFC 3339, inclusive.
+    pub from: String,
+    /// Window start to, RFC 3339, exclusive.
+    pub to: String,
+    /// One agent; every agent of the tenant when absent.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+impl WindowParams {
+    /// The store query for `tenant`.
+    pub fn query(&self, tenant: &str) -> Result<KpiWindowQuery> {
+        check_id("tenant", tenant)?;
+        let from_ms = parse_instant_ms("from", &self.from)?;
+        let to_ms = parse_instant_ms("to", &self.to)?;
+        if to_ms <= from_ms {
+            return Err(invalid("to", "must be after `from`"));
+        }
+        if to_ms - from_ms > MAX_WINDOW_RANGE_MS {
+            return Err(invalid("to", "at most 31 days per query"));
+        }
+        if let Some(agent) = &self.agent {
+            check_id("agent", agent)?;
+        }
+        Ok(KpiWindowQuery {
+            tenant_id: tenant.to_string(),
+            agent_id: self.agent.clone(),
+            from_ms,
+            to_ms,
+        })
+    }
+}
+
+/// One KPI window as the dashboard reads it: counts, derived rates, latency quantiles and the
+/// scorer's verdict (null for a window not scored).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowRow {
+    /// Agent.
+    pub agent_id: String,
+    /// Window start (epoch ms, inclusive).
+    pub window_start: i64,
+    /// Window end (epoch ms, exclusive).
+    pub window_end: i64,
+    /// Revision of the window (grows when late events changed it).
+    pub revision: i32,
+    /// Tasks completed (the volume).
+    pub tasks_total: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of interventions.
+    pub interventions: i64,
+    /// Total cost, micro-USD.
+    pub cost_micros: i64,
+    /// Task success rate, null without tasks.
+    pub success_rate: Option<f64>,
+    /// Human intervention rate.
+    pub intervention_rate: Option<f64>,
+    /// Cost per task, micro-USD.
+    pub cost_per_task_micros: Option<f64>,
+    /// Latency median (ms).
+    pub latency_p50_ms: Option<f64>,
+    /// Latency P95 (ms).
+    pub latency_p95_ms: Option<f64>,
+    /// Latency P99 (ms).
+    pub latency_p99_ms: Option<f64>,
+    /// The scorer's verdict.
+    pub verdict: Option<VerdictView>,
+}
+
+/// The verdict on one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictView {
+    /// LSTM autoencoder, calibrated score.
+    pub lstm_score: f64,
+    /// Transformer autoencoder, calibrated score.
+    pub transformer_score: f64,
+    /// Statistical member (largest CUSUM), if it scored.
+    pub statistical_score: Option<f64>,
+    /// Ensemble score.
+    pub ensemble_score: f64,
+    /// Threshold of the ensemble.
+    pub threshold: f64,
+    /// Flagged as an anomaly.
+    pub is_anomaly: bool,
+    /// Model set.
+    pub model_version: String,
+    /// The KPIs against the series' normal range, most evidence first.
+    pub explanation: Vec<schemas::KpiExplanation>,
+}
+
+impl From<&KpiWindowRow> for WindowRow {
+    fn from(w: &KpiWindowRow) -> WindowRow {
+        let per_task = |x: i64| (w.tasks_total > 0).then(|| x as f64 / w.tasks_total as f64);
+        WindowRow {
+            agent_id: w.agent_id.clone(),
+            window_start: w.window_start,
+            window_end: w.window_end,
+            revision: w.revision,
+            tasks_total: w.tasks_total,
+            succeeded: w.succeeded,
+            failed: w.failed,
+            cancelled: w.cancelled,
+            tasks_with_intervention: w.tasks_with_intervention,
+            interventions: w.interventions,
+            cost_micros: w.cost_micros,
+            success_rate: per_task(w.succeeded),
+            intervention_rate: per_task(w.tasks_with_intervention),
+            cost_per_task_micros: per_task(w.cost_micros),
+            latency_p50_ms: w.latency_p50_ms,
+            latency_p95_ms: w.latency_p95_ms,
+            latency_p99_ms: w.latency_p99_ms,
+            verdict: w.verdict.as_ref().map(|v| VerdictView {
+                lstm_score: v.lstm_score,
+                transformer_score: v.transformer_score,
+                statistical_score: v.statistical_score,
+                ensemble_score: v.ensemble_score,
+                threshold: v.threshold,
+                is_anomaly: v.is_anomaly,
+                model_version: v.model_version.clone(),
+                explanation: v.explanation.clone(),
+            }),
+        }
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {
@@ -341,6 +479,93 @@ mod tests {
             field(p("2025-10-01T00:00:00Z", "2025-10-02T00:00:00Z", Some(f64::NAN)).query("a")),
             "min_score"
         );
+    }
+
+    #[test]
+    fn window_params() {
+        let p = |from: &str, to: &str, agent: Option<&str>| WindowParams {
+            from: from.into(),
+            to: to.into(),
+            agent: agent.map(String::from),
+        };
+        let q = p("2025-10-01T00:00:00Z", "2025-10-08T00:00:00Z", Some("bot"))
+            .query("acme")
+            .unwrap();
+        assert_eq!(
+            q,
+            KpiWindowQuery {
+                tenant_id: "acme".into(),
+                agent_id: Some("bot".into()),
+                from_ms: 1_759_276_800_000,
+                to_ms: 1_759_881_600_000,
+            }
+        );
+        // The limit, at the exact boundary: 31 days pass, 31 days and 1 ms do not.
+        assert!(p("2025-10-01T00:00:00Z", "2025-11-01T00:00:00Z", None)
+            .query("a")
+            .is_ok());
+        let over = p("2025-10-01T00:00:00Z", "2025-11-01T00:00:00.001Z", None).query("a");
+        assert!(
+            matches!(&over, Err(Error::Invalid { field: "to", message }) if message.contains("31 days")),
+            "{over:?}"
+        );
+        assert_eq!(
+            field(p("yesterday", "2025-10-02T00:00:00Z", None).query("a")),
+            "from"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-10-02", None).query("a")),
+            "to"
+        );
+        assert_eq!(
+            field(p("2025-10-02T00:00:00Z", "2025-10-01T00:00:00Z", None).query("a")),
+            "to"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-10-01T00:00:00Z", None).query("a")),
+            "to"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-10-02T00:00:00Z", Some("a/b")).query("a")),
+            "agent"
+        );
+        assert_eq!(
+            field(p("2025-10-01T00:00:00Z", "2025-10-02T00:00:00Z", None).query("")),
+            "tenant"
+        );
+    }
+
+    #[test]
+    fn window_rows_derive_rates_and_keep_the_verdict() {
+        let w = KpiWindowRow {
+            tenant_id: "acme".into(),
+            agent_id: "bot".into(),
+            window_start: 0,
+            window_end: 900_000,
+            revision: 0,
+            tasks_total: 8,
+            succeeded: 6,
+            failed: 2,
+            cancelled: 0,
+            tasks_with_intervention: 2,
+            interventions: 3,
+            cost_micros: 4_000,
+            latency_p50_ms: Some(10.0),
+            latency_p95_ms: Some(20.0),
+            latency_p99_ms: Some(30.0),
+            verdict: None,
+            updated_at_ms: 0,
+        };
+        let r = WindowRow::from(&w);
+        assert_eq!(
+            (r.success_rate, r.intervention_rate, r.cost_per_task_micros),
+            (Some(0.75), Some(0.25), Some(500.0))
+        );
+        assert_eq!(r.verdict, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["verdict"].is_null(), "{json}");
+        let empty = WindowRow::from(&KpiWindowRow { tasks_total: 0, ..w });
+        assert_eq!(empty.success_rate, None);
     }
 
     #[test]

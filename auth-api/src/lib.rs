@@ -1,5 +1,6 @@
 //! The auth and dashboard API: user registration and login (bcrypt, HS256 JWT), the bearer
-//! middleware, the profile, and dashboard queries scoped to the tenants granted to a user.
+//! middleware, the profile, dashboard queries scoped to the tenants granted to a user, and the
+//! dashboard page that shows them.
 //!
 //! It owns the users' HTTP surface and its security rules; users and grants are stored
 //! through [`store::Store`] (migration 3), metrics and anomalies are read from it.
@@ -15,6 +16,7 @@
 //! - [`admin`]: users and grants over the store, shared with the CLI (no token key needed).
 //! - [`service`]: [`service::AuthService`], the use cases over the store.
 //! - [`routes`]: the warp filters, the route table, the auth middleware, error recovery.
+//! - [`ui`]: the dashboard page (static files embedded in the binary, strict CSP).
 //! - [`openapi`], [`metrics`], [`error`].
 //!
 //! # Example
@@ -41,6 +43,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod service;
 pub mod tokens;
+pub mod ui;
 pub mod user_cache;
 
 use std::future::Future;

@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::{LoginRequest, RegisterRequest, UserView};
-use crate::dashboard::{AnomalyParams, DailyParams};
+use crate::dashboard::{AnomalyParams, DailyParams, WindowParams};
 use crate::error::Rejected;
 use crate::service::AuthService;
 use crate::Error;
@@ -51,6 +51,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/tenants", true),
     route("GET", "/api/v1/tenants/{tenant}/metrics/daily", true),
     route("GET", "/api/v1/tenants/{tenant}/anomalies", true),
+    route("GET", "/api/v1/tenants/{tenant}/windows", true),
     route("GET", "/api/openapi.json", false),
     route("GET", "/healthz", false),
     route("GET", "/readyz", false),
@@ -223,6 +224,13 @@ struct DailyResponse {
     rows: Vec<crate::dashboard::DailyRow>,
 }
 
+/// The body of the KPI-windows route.
+#[derive(serde::Serialize)]
+struct WindowsResponse {
+    tenant_id: String,
+    windows: Vec<crate::dashboard::WindowRow>,
+}
+
 /// The body of the anomalies route.
 #[derive(serde::Serialize)]
 struct AnomaliesResponse {
@@ -392,6 +400,27 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
             },
         );
 
+    let windows = warp::path!("api" / "v1" / "tenants" / String / "windows")
+        .and(warp::get())
+        .and(with_service(&svc))
+        .and(authenticated(&svc))
+        .and(raw_query())
+        .then(
+            |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
+                let result = async {
+                    let tenant = decode_path_param("tenant", &tenant)?;
+                    let params: WindowParams = parse_query(&query)?;
+                    let windows = svc.windows(&user, &tenant, &params).await?;
+                    Ok(WindowsResponse {
+                        tenant_id: tenant,
+                        windows,
+                    })
+                }
+                .await;
+                respond(StatusCode::OK, result)
+            },
+        );
+
     let openapi = warp::path!("api" / "openapi.json").and(warp::get()).map(|| {
         warp::reply::with_header(crate::openapi::DOCUMENT, "content-type", "application/json").into_response()
     });
@@ -437,6 +466,10 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .or(daily)
         .unify()
         .or(anomalies)
+        .unify()
+        .or(windows)
+        .unify()
+        .or(crate::ui::routes())
         .unify()
         .or(openapi)
         .unify()

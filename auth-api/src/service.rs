@@ -9,7 +9,7 @@ use store::{Store, User};
 use crate::accounts::{LoginRequest, RegisterRequest, TokenResponse, UserView};
 use crate::admin;
 use crate::config::Config;
-use crate::dashboard::{self, AnomalyParams, DailyParams, DailyRow};
+use crate::dashboard::{self, AnomalyParams, DailyParams, DailyRow, WindowParams, WindowRow};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, MAX_PASSWORD_BYTES};
 use crate::rate_limit::{LoginLimiter, DEFAULT_CAPACITY};
@@ -285,6 +285,14 @@ impl AuthService {
         let query = params.query(tenant)?;
         self.authorize(user, tenant).await?;
         Ok(self.store.anomalies(&query).await?)
+    }
+
+    /// KPI windows with their verdicts of a tenant granted to `user`.
+    pub async fn windows(&self, user: &User, tenant: &str, params: &WindowParams) -> Result<Vec<WindowRow>> {
+        let query = params.query(tenant)?;
+        self.authorize(user, tenant).await?;
+        let rows = self.store.kpi_windows(&query).await?;
+        Ok(rows.iter().map(WindowRow::from).collect())
     }
 
     /// Whether the store answers.

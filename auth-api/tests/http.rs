@@ -1351,7 +1351,7 @@ async fn every_error_a_route_answers_is_in_its_openapi_entry() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 4 * 4 + 5 + 2 * 4);
+    assert_eq!(checked, 4 * 4 + 6 + 3 * 4);
 }
 
 #[tokio::test]
@@ -1406,4 +1406,184 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
     assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+// ---------------------------------------------------------------- KPI windows and the page
+
+fn kpi_window(tenant: &str, agent: &str, start: i64, flagged: Option<bool>) -> store::KpiWindowRow {
+    store::KpiWindowRow {
+        tenant_id: tenant.into(),
+        agent_id: agent.into(),
+        window_start: start,
+        window_end: start + 900_000,
+        revision: 0,
+        tasks_total: 20,
+        succeeded: 15,
+        failed: 5,
+        cancelled: 0,
+        tasks_with_intervention: 4,
+        interventions: 6,
+        cost_micros: 50_000,
+        latency_p50_ms: Some(300.0),
+        latency_p95_ms: Some(1_500.0),
+        latency_p99_ms: Some(2_500.0),
+        verdict: flagged.map(|is_anomaly| store::WindowVerdict {
+            lstm_score: 1.0,
+            transformer_score: 2.0,
+            statistical_score: Some(9.0),
+            ensemble_score: if is_anomaly { 6.5 } else { 0.5 },
+            threshold: 3.0,
+            is_anomaly,
+            model_version: "m1".into(),
+            explanation: vec![schemas::KpiExplanation {
+                kpi: "success_rate".into(),
+                observed: 0.75,
+                expected: 0.9,
+                low: 0.85,
+                high: 0.95,
+                evidence: 9.0,
+            }],
+        }),
+        updated_at_ms: time::OffsetDateTime::now_utc().unix_timestamp() * 1_000,
+    }
+}
+
+#[tokio::test]
+async fn kpi_windows_are_scoped_validated_and_ordered() {
+    let app = app().await;
+    let rows = vec![
+        kpi_window("acme", "crm", OCT_1_MS, None),
+        kpi_window("acme", "bot", OCT_1_MS + 900_000, Some(true)),
+        kpi_window("acme", "bot", OCT_1_MS, Some(false)),
+        kpi_window("globex", "bot", OCT_1_MS, Some(true)),
+    ];
+    app.svc.store().upsert_kpi_windows(&rows, 86_400).await.unwrap();
+    app.register("ada@example.com", None).await;
+    app.svc.grant("ada@example.com", "acme").await.unwrap();
+    let token = app.token("ada@example.com").await;
+    let path = "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z";
+    let r = app.get(path, Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["tenant_id"], "acme");
+    let windows = r.body["windows"].as_array().unwrap();
+    let keys: Vec<(i64, &str)> = windows
+        .iter()
+        .map(|w| {
+            (
+                w["window_start"].as_i64().unwrap(),
+                w["agent_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [(OCT_1_MS, "bot"), (OCT_1_MS, "crm"), (OCT_1_MS + 900_000, "bot")]
+    );
+    assert_eq!(windows[0]["success_rate"], 0.75);
+    assert_eq!(windows[0]["cost_per_task_micros"], 2_500.0);
+    assert_eq!(windows[0]["verdict"]["is_anomaly"], false);
+    assert!(windows[1]["verdict"].is_null(), "not scored: {}", windows[1]);
+    assert_eq!(windows[2]["verdict"]["ensemble_score"], 6.5);
+    assert_eq!(windows[2]["verdict"]["explanation"][0]["kpi"], "success_rate");
+    let r = app.get(&format!("{path}&agent=crm"), Some(&token)).await;
+    assert_eq!(r.body["windows"].as_array().unwrap().len(), 1);
+
+    // The same 403 as the other routes, for another tenant and for one that does not exist.
+    for tenant in ["globex", "nobody"] {
+        let r = app
+            .get(
+                &format!(
+                    "/api/v1/tenants/{tenant}/windows?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z"
+                ),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{tenant}: {}", r.body);
+    }
+    let cases = [
+        (
+            "/api/v1/tenants/acme/windows?from=2025-10-01&to=2025-10-02T00:00:00Z",
+            422,
+            err(
+                "invalid_field",
+                "from: must be an RFC 3339 time like 2025-10-01T00:00:00Z",
+                Some("from"),
+            ),
+        ),
+        (
+            "/api/v1/tenants/acme/windows?from=2025-10-02T00:00:00Z&to=2025-10-01T00:00:00Z",
+            422,
+            err("invalid_field", "to: must be after `from`", Some("to")),
+        ),
+        (
+            "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-11-01T00:00:00.001Z",
+            422,
+            err("invalid_field", "to: at most 31 days per query", Some("to")),
+        ),
+        (
+            "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z&agent=a%2Fb",
+            422,
+            err("invalid_field", "agent: must not contain '/'", Some("agent")),
+        ),
+        (
+            "/api/v1/tenants/acme/windows?to=2025-10-02T00:00:00Z",
+            400,
+            err("bad_request", "query string: missing field `from`", Some("from")),
+        ),
+    ];
+    for (path, status, body) in cases {
+        let r = app.get(path, Some(&token)).await;
+        assert_eq!((r.status, &r.body), (status, &body), "{path}");
+    }
+    // Exactly 31 days is allowed.
+    let r = app
+        .get(
+            "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-11-01T00:00:00Z",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.get(path, None).await.status, 401);
+}
+
+#[tokio::test]
+async fn the_page_is_served_from_the_binary_with_a_strict_csp() {
+    let app = app().await;
+    for path in ["/", "/ui"] {
+        let r = app.send(warp::test::request().method("GET").path(path)).await;
+        assert_eq!(r.status, 303, "{path}");
+        assert_eq!(r.headers["location"], "/ui/");
+    }
+    for (path, content_type) in [
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        (
+            "/ui/vendor/uplot/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+    ] {
+        let res = warp::test::request()
+            .method("GET")
+            .path(path)
+            .reply(&routes::routes(app.svc.clone()))
+            .await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["content-type"], content_type, "{path}");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.starts_with("default-src 'self'; script-src 'self'; style-src 'self';"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        assert!(!res.body().is_empty());
+    }
+    let r = app
+        .send(warp::test::request().method("GET").path("/ui/secret.txt"))
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .send(warp::test::request().method("GET").path("/ui/../Cargo.toml"))
+        .await;
+    assert_eq!(r.status, 404);
 }
