@@ -58,6 +58,9 @@ fn the_rules_name_metrics_the_services_export() {
         "alerter_notifications_sent_total",
         "alerter_notifications_failed_total",
     ] {
-        assert!(sources.contains(&format!("\"{name}\"")), "no service exports {name}");
+        assert!(
+            sources.contains(&format!("\"{name}\"")),
+            "no service exports {name}"
+        );
     }
 }

@@ -45,7 +45,8 @@ pub fn join(closed: &HashMap<String, i64>, verdicts: &HashMap<String, i64>) -> O
         return None;
     }
     latencies.sort_unstable();
-    let rank = |q: f64| latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let rank =
+        |q: f64| latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
     Some(LatencyReport {
         windows: latencies.len(),
         without_verdict: closed.len() - latencies.len(),
@@ -93,7 +94,9 @@ pub fn read_first_seen(
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             idle += 1;
             if idle > 60 {
-                return Err(Error::Delivery(format!("{topic}: no records for 30 s before its end")));
+                return Err(Error::Delivery(format!(
+                    "{topic}: no records for 30 s before its end"
+                )));
             }
             continue;
         };
@@ -102,7 +105,10 @@ pub fn read_first_seen(
         if message.offset() + 1 >= ends.get(&message.partition()).copied().unwrap_or(0) {
             ends.remove(&message.partition());
         }
-        let (Some(at), Some(id)) = (message.timestamp().to_millis(), message.payload().and_then(&id_of)) else {
+        let (Some(at), Some(id)) = (
+            message.timestamp().to_millis(),
+            message.payload().and_then(&id_of),
+        ) else {
             continue;
         };
         first

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use schemas::{Anomaly, KpiWindow};
 use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
 use scorer::metrics::Metrics;
 use scorer::models::{init_runtime, runtime_path, ModelSet};
-use schemas::{Anomaly, KpiWindow};
 use scorer::{assess, evaluation, latency, offline, service, tuning};
 
 #[global_allocator]

@@ -106,8 +106,16 @@ fn semantic_checks_name_the_key() {
         ),
         ("AGENTOPS__AUTH_API__BCRYPT_COST", "3", "auth_api.bcrypt_cost"),
         ("AGENTOPS__KAFKA__BROKERS", "\"\"", "kafka.brokers"),
-        ("AGENTOPS__KAFKA__FETCH_WAIT_MAX_MS", "0", "kafka.fetch_wait_max_ms"),
-        ("AGENTOPS__KAFKA__FETCH_WAIT_MAX_MS", "300001", "kafka.fetch_wait_max_ms"),
+        (
+            "AGENTOPS__KAFKA__FETCH_WAIT_MAX_MS",
+            "0",
+            "kafka.fetch_wait_max_ms",
+        ),
+        (
+            "AGENTOPS__KAFKA__FETCH_WAIT_MAX_MS",
+            "300001",
+            "kafka.fetch_wait_max_ms",
+        ),
         (
             "AGENTOPS__AGGREGATOR__ASSIGNMENT",
             "first",
