@@ -11,7 +11,9 @@
 //!    alerts with the same identities, so Alertmanager merges the re-posts, PagerDuty merges
 //!    by `dedup_key`, and webhook receivers see the same `id`; a crash after it re-sends nothing.
 //!
-//! Every `alerter.resend_interval_secs` the open alerts are posted to Alertmanager again.
+//! Every `alerter.resend_interval_secs` the open alerts are posted to Alertmanager again, and at
+//! once after a delivery to Alertmanager needed retries (it keeps alerts in memory only, so one
+//! that restarted has lost them).
 //! Resuming starts a little before the checkpoint and checks the first record fetched
 //! ([`kafka_io::resume_verdict`]).
 
@@ -316,6 +318,7 @@ impl Shared {
                 deliveries.append(&mut part.deliveries);
             }
         }
+        let retried_before = self.alertmanager_retries();
         self.runtime.block_on(async {
             for delivery in deliveries {
                 match delivery.await {
@@ -326,6 +329,11 @@ impl Shared {
             }
             self.receivers.deliver(&outbox, &self.stop).await
         })?;
+        if self.alertmanager_retries() > retried_before {
+            // Alertmanager was unreachable: it may have restarted and lost the alerts it held
+            // (it keeps them in memory), so the open ones are posted again right away.
+            self.resend_due.store(true, Ordering::Relaxed);
+        }
         let now = now_ms();
         let mut commit = TopicPartitionList::new();
         let mut dropped = Vec::new();
@@ -378,6 +386,11 @@ impl Shared {
             .checkpoint_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Failed attempts to reach Alertmanager so far.
+    fn alertmanager_retries(&self) -> u64 {
+        self.metrics.retried.with_label_values(&["alertmanager"]).get()
     }
 
     /// Posts every open alert to Alertmanager again.
