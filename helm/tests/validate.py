@@ -18,6 +18,8 @@ What it checks, per helm binary given:
         rendered Deployment and Job with its rendered config and environment: the services'
         own settings loader accepts what the chart renders;
   - the chart's kubeVersion constraint (rendering for Kubernetes 1.24 must fail);
+  - the alert rules: a ConfigMap, or a PrometheusRule when monitoring.coreos.com/v1 is served,
+    each holding ops/rules/agentops.rules.yml unchanged;
   - every helm/tests/invalid/*.yaml must be refused by `helm template` with the message its
     `# expect-...` line names; `expect-schema` files also by `helm lint --strict` and by the
     Python jsonschema validator; `expect-template` ones must pass the schema (the chart's
@@ -47,10 +49,12 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-BINARIES = ("ingest", "aggregator", "scorer", "auth-api")
-CONSUMERS = {"aggregator": "aggregator", "scorer": "scorer"}
+BINARIES = ("ingest", "aggregator", "scorer", "auth-api", "alerter")
+CONSUMERS = {"aggregator": "aggregator", "scorer": "scorer", "alerter": "alerter"}
 # Settings the chart does not put into config.toml on purpose.
-NOT_IN_CONFIG = {"auth_api.jwt_secret"}  # from the Secret, as AGENTOPS__AUTH_API__JWT_SECRET
+# From Secrets, as AGENTOPS__AUTH_API__JWT_SECRET, AGENTOPS__ALERTER__WEBHOOKS and
+# AGENTOPS__ALERTER__PAGERDUTY__ROUTING_KEY.
+NOT_IN_CONFIG = {"auth_api.jwt_secret", "alerter.webhooks", "alerter.pagerduty.routing_key"}
 # Schema definitions of Kubernetes objects the chart passes through (their fields stay open).
 KUBERNETES_PASSTHROUGH = {"envVar"}
 RELEASE = "agentops"
@@ -336,7 +340,7 @@ def check_config(chart, objs):
     for key in chart.settings:
         if key not in rendered and key not in NOT_IN_CONFIG:
             problems.append(f"{key}: setting not rendered by the chart")
-    for key in ("ingest.listen", "auth_api.listen", "aggregator.metrics_listen", "scorer.metrics_listen"):
+    for key in ("ingest.listen", "auth_api.listen", "aggregator.metrics_listen", "scorer.metrics_listen", "alerter.metrics_listen"):
         if str(rendered.get(key, "")).startswith(("127.", "localhost", "[::1]")):
             problems.append(f"{key} = {rendered[key]}: loopback is unreachable for probes and Services")
     if not str(rendered.get("store.url", "")).startswith("scylla://"):
@@ -357,10 +361,11 @@ def check_workloads(chart, values, objs):
     config = flatten_toml(tomllib.loads(text))
     checksum = hashlib.sha256(text.rstrip("\n").encode()).hexdigest()
     listen_of = {"ingest": "ingest.listen", "auth-api": "auth_api.listen",
-                 "aggregator": "aggregator.metrics_listen", "scorer": "scorer.metrics_listen"}
+                 "aggregator": "aggregator.metrics_listen", "scorer": "scorer.metrics_listen",
+                 "alerter": "alerter.metrics_listen"}
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in objs.get("HorizontalPodAutoscaler", {}).values()}
     secrets = objs.get("Secret", {})
-    existing = values["authApi"]["jwt"]["existingSecret"]
+    existing = {values["authApi"]["jwt"]["existingSecret"], values["alerter"]["existingSecret"]} - {""}
     seen = set()
     for name, dep in objs.get("Deployment", {}).items():
         pod = dep["spec"]["template"]
@@ -432,10 +437,10 @@ def check_workloads(chart, values, objs):
                     if s is not None:
                         if ref["key"] not in s.get("data", {}):
                             p(f"{binary}: Secret {ref['name']} has no key {ref['key']}")
-                        elif len(base64.b64decode(s["data"][ref["key"]])) < 32:
+                        elif var == "AGENTOPS__AUTH_API__JWT_SECRET" and len(base64.b64decode(s["data"][ref["key"]])) < 32:
                             p(f"{binary}: the JWT secret is shorter than 32 bytes")
-                    elif ref["name"] != existing:
-                        p(f"{binary}: secretKeyRef {ref['name']} is neither rendered nor authApi.jwt.existingSecret")
+                    elif ref["name"] not in existing:
+                        p(f"{binary}: secretKeyRef {ref['name']} is neither rendered nor an existingSecret of the values")
             if binary == "auth-api" and "AGENTOPS__AUTH_API__JWT_SECRET" not in env:
                 p("auth-api: no AGENTOPS__AUTH_API__JWT_SECRET")
             if binary in CONSUMERS:
@@ -456,7 +461,8 @@ def check_workloads(chart, values, objs):
                     p(f"scorer: model_dir {model_dir} is not mounted")
         if name in hpa_targets and "replicas" in dep["spec"]:
             p("autoscaled but spec.replicas is set (an upgrade would reset the HPA's count)")
-    enabled = {b for b, k in (("ingest", "ingest"), ("aggregator", "aggregator"), ("scorer", "scorer"), ("auth-api", "authApi"))
+    enabled = {b for b, k in (("ingest", "ingest"), ("aggregator", "aggregator"), ("scorer", "scorer"), ("auth-api", "authApi"),
+                              ("alerter", "alerter"))
                if values[k]["enabled"]}
     if seen != enabled:
         problems.append(f"Deployments for {sorted(seen)}, enabled: {sorted(enabled)}")
@@ -568,6 +574,8 @@ def check_with_binaries(bin_dir, values, objs):
                     elif "secretKeyRef" in e.get("valueFrom", {}):
                         ref = e["valueFrom"]["secretKeyRef"]
                         s = secrets.get(ref["name"])
+                        if s is None and ref.get("optional"):
+                            continue  # a key of a Secret the user manages, maybe absent
                         env[var] = base64.b64decode(s["data"][ref["key"]]).decode() if s else "x" * 32
                 if kind == "Job":
                     binary = re.search(r"exec (\S+)", c["command"][-1]).group(1)
@@ -729,6 +737,25 @@ def check_package(helm, chart):
     return f"{os.path.basename(tgz)}, {len(names)} files"
 
 
+def check_rules(helm, chart):
+    """The pipeline's alert rules: a ConfigMap without the Prometheus Operator's CRDs, a
+    PrometheusRule with them, both carrying ops/rules/agentops.rules.yml unchanged."""
+    with open(os.path.join(chart.repo_root, "ops/rules/agentops.rules.yml")) as f:
+        text = f.read()
+    kinds = []
+    for extra in ((), ("--api-versions", "monitoring.coreos.com/v1/PrometheusRule")):
+        r = helm_template(helm, chart, None, ("-s", "templates/rules.yaml", *extra))
+        assert r.returncode == 0, r.stderr
+        (doc,) = [d for d in yaml.safe_load_all(r.stdout) if d]
+        kinds.append(doc["kind"])
+        if doc["kind"] == "ConfigMap":
+            assert doc["data"]["agentops.rules.yml"].rstrip("\n") == text.rstrip("\n"), "ConfigMap rules differ"
+        else:
+            assert doc["spec"] == yaml.safe_load(text), "PrometheusRule spec differs from the rules file"
+    assert kinds == ["ConfigMap", "PrometheusRule"], kinds
+    return " then ".join(kinds)
+
+
 def check_kube_version_floor(helm, chart):
     r = helm_template(helm, chart, None, ("--kube-version", "1.24.0"))
     assert r.returncode != 0, "rendered for Kubernetes 1.24 despite kubeVersion"
@@ -764,6 +791,7 @@ def main():
         tag = f"helm {version.split('+')[0]}"
         rep.check(f"{tag} | kubeVersion floor", lambda h=helm: check_kube_version_floor(h, chart))
         rep.check(f"{tag} | package", lambda h=helm: check_package(h, chart))
+        rep.check(f"{tag} | alert rules: ConfigMap, or PrometheusRule with the CRD", lambda h=helm: check_rules(h, chart))
         for label, path, values in chart.value_sets():
             def lint(h=helm, p=path):
                 r = helm_lint(h, chart, p)

@@ -64,3 +64,17 @@ fn the_rules_name_metrics_the_services_export() {
         );
     }
 }
+
+/// The Helm chart ships its own copy of the rules (a chart cannot read files outside its
+/// folder): it must be the same file, byte for byte.
+#[test]
+fn the_chart_ships_the_same_rules() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let here = std::fs::read(root.join("ops/rules/agentops.rules.yml")).unwrap();
+    let chart = std::fs::read(root.join("helm/agentops/files/agentops.rules.yml")).unwrap();
+    assert!(
+        here == chart,
+        "helm/agentops/files/agentops.rules.yml differs from ops/rules/agentops.rules.yml: \
+         cp ops/rules/agentops.rules.yml helm/agentops/files/"
+    );
+}

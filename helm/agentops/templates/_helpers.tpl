@@ -114,6 +114,7 @@ brokers = {{ $v.kafka.brokers | toRawJson }}
 client_id = {{ $v.kafka.clientId | toRawJson }}
 session_timeout_ms = {{ int64 $v.kafka.sessionTimeoutMs }}
 heartbeat_interval_ms = {{ int64 $v.kafka.heartbeatIntervalMs }}
+fetch_wait_max_ms = {{ int64 $v.kafka.fetchWaitMaxMs }}
 partitions = {{ int64 $v.kafka.partitions }}
 replication_factor = {{ int64 $v.kafka.replicationFactor }}
 
@@ -132,6 +133,7 @@ max_future_skew_secs = {{ int64 $v.events.maxFutureSkewSecs }}
 
 [store]
 url = {{ include "agentops.storeUrl" . | toRawJson }}
+window_retention_days = {{ int64 $v.scylla.windowRetentionDays }}
 
 [ingest]
 listen = {{ printf "%s:%d" $host (int64 $v.ingest.port) | toRawJson }}
@@ -186,6 +188,38 @@ login_max_failures_per_client = {{ int64 $v.authApi.login.maxFailuresPerClient }
 login_failure_window_secs = {{ int64 $v.authApi.login.failureWindowSecs }}
 user_cache_ttl_ms = {{ int64 $v.authApi.userCacheTtlMs }}
 trust_forwarded_for = {{ $v.authApi.trustForwardedFor }}
+
+[alerter]
+consumer_group = {{ $v.alerter.consumerGroup | toRawJson }}
+assignment = {{ $v.alerter.assignment | toRawJson }}
+metrics_listen = {{ printf "%s:%d" $host (int64 $v.alerter.metricsPort) | toRawJson }}
+quiet_secs = {{ int64 $v.alerter.quietSecs }}
+resend_interval_secs = {{ int64 $v.alerter.resendIntervalSecs }}
+checkpoint_interval_ms = {{ int64 $v.alerter.checkpointIntervalMs }}
+resume_rewind_records = {{ int64 $v.alerter.resumeRewindRecords }}
+link_base_url = {{ $v.alerter.linkBaseUrl | toRawJson }}
+critical_ratio = {{ include "agentops.tomlFloat" $v.alerter.criticalRatio }}
+request_timeout_ms = {{ int64 $v.alerter.requestTimeoutMs }}
+retry_initial_ms = {{ int64 $v.alerter.retryInitialMs }}
+retry_max_ms = {{ int64 $v.alerter.retryMaxMs }}
+alertmanager_urls = {{ $v.alerter.alertmanagerUrls | toRawJson }}
+
+[alerter.pagerduty]
+url = {{ $v.alerter.pagerduty.url | toRawJson }}
+{{- end }}
+
+{{/* The Secret with the alerter's receiver secrets (keys `webhooks`, `pagerduty-routing-key`). */}}
+{{- define "agentops.alerterSecretName" -}}
+{{- if .Values.alerter.existingSecret }}
+{{- .Values.alerter.existingSecret }}
+{{- else }}
+{{- printf "%s-alerter" (include "agentops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* alerter.webhooks as a TOML array (the value of AGENTOPS__ALERTER__WEBHOOKS). */}}
+{{- define "agentops.alerterWebhooksToml" -}}
+[{{- range $i, $h := .Values.alerter.webhooks }}{{ if $i }}, {{ end }}{ name = {{ $h.name | toRawJson }}, url = {{ $h.url | toRawJson }}, secret = {{ $h.secret | toRawJson }} }{{- end }}]
 {{- end }}
 
 {{/*
@@ -195,7 +229,7 @@ ConfigMap, so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- define "agentops.validate" -}}
 {{- $v := .Values -}}
 {{- $partitions := int64 $v.kafka.partitions -}}
-{{- range $key := list "aggregator" "scorer" }}
+{{- range $key := list "aggregator" "scorer" "alerter" }}
 {{- $c := index $v $key }}
 {{- if $c.enabled }}
 {{- if eq $c.assignment "group" }}
@@ -222,6 +256,9 @@ ConfigMap, so `helm template`, `helm lint` and `helm install` all stop on them.
 {{- end }}
 {{- if and $v.authApi.jwt.secret $v.authApi.jwt.existingSecret }}
 {{- fail "authApi.jwt: set secret or existingSecret, not both" }}
+{{- end }}
+{{- if and $v.alerter.existingSecret (or $v.alerter.webhooks $v.alerter.pagerduty.routingKey) }}
+{{- fail "alerter: set webhooks / pagerduty.routingKey or existingSecret, not both" }}
 {{- end }}
 {{- if and (eq $v.scorer.models.source "configMap") (not $v.scorer.models.configMapName) }}
 {{- fail "scorer.models.source is configMap: set scorer.models.configMapName" }}
@@ -299,6 +336,9 @@ spec:
         checksum/jwt-secret: {{ $root.Values.authApi.jwt.secret | sha256sum }}
         {{- end }}
         {{- end }}
+        {{- if and (eq .component "alerter") (not $root.Values.alerter.existingSecret) (or $root.Values.alerter.webhooks $root.Values.alerter.pagerduty.routingKey) }}
+        checksum/alerter-secret: {{ printf "%s|%s" (include "agentops.alerterWebhooksToml" $root) $root.Values.alerter.pagerduty.routingKey | sha256sum }}
+        {{- end }}
         {{- if $root.Values.metrics.podAnnotations }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ .port | toString | quote }}
@@ -340,6 +380,29 @@ spec:
                 secretKeyRef:
                   name: {{ include "agentops.jwtSecretName" $root }}
                   key: {{ include "agentops.jwtSecretKey" $root }}
+            {{- end }}
+            {{- if eq .component "alerter" }}
+            {{- $a := $root.Values.alerter }}
+            {{- if or $a.existingSecret $a.webhooks }}
+            - name: AGENTOPS__ALERTER__WEBHOOKS
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "agentops.alerterSecretName" $root }}
+                  key: webhooks
+                  {{- if $a.existingSecret }}
+                  optional: true
+                  {{- end }}
+            {{- end }}
+            {{- if or $a.existingSecret $a.pagerduty.routingKey }}
+            - name: AGENTOPS__ALERTER__PAGERDUTY__ROUTING_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "agentops.alerterSecretName" $root }}
+                  key: pagerduty-routing-key
+                  {{- if $a.existingSecret }}
+                  optional: true
+                  {{- end }}
+            {{- end }}
             {{- end }}
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
