@@ -225,7 +225,10 @@ function render() {
   }
   renderAlarms(flagged);
   renderDailyTable(daily);
-  renderWindowTable(windows);
+  // The window table (thousands of rows) is built when it is first opened.
+  $("windows-table").tBodies[0].replaceChildren();
+  state.windowTableFor = null;
+  if ($("table-view").open) renderWindowTable(windows);
   performance.mark("dashboard-rendered");
   document.body.dataset.rendered = String(Date.now());
 }
@@ -369,6 +372,8 @@ function renderDailyTable(daily) {
 }
 
 function renderWindowTable(windows) {
+  if (state.windowTableFor === windows) return;
+  state.windowTableFor = windows;
   const body = $("windows-table").tBodies[0];
   const rows = document.createDocumentFragment();
   for (const w of windows) {
@@ -392,6 +397,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signup-toggle").addEventListener("click", toggleSignup);
   $("signout").addEventListener("click", () => signOut(""));
   $("controls").addEventListener("submit", load);
+  $("table-view").addEventListener("toggle", () => {
+    if ($("table-view").open) renderWindowTable(state.windows);
+  });
   $("tenant").addEventListener("change", () => {
     $("agent").replaceChildren(new Option("All agents (roll-up)", ""));
     load();
