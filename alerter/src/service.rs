@@ -32,6 +32,7 @@ use schemas::Anomaly;
 use store::{Checkpoint, Store};
 use tokio::runtime::Handle;
 
+use crate::alertmanager::rfc3339;
 use crate::grouping::{AlertBook, Change, GroupingConfig};
 use crate::metrics::Metrics;
 use crate::receivers::{now_ms, Outbox, Receivers};
@@ -268,11 +269,11 @@ impl Shared {
                     match &change {
                         Change::Opened(a) => {
                             self.metrics.alerts_opened.inc();
-                            tracing::info!(tenant = %a.tenant, agent = %a.agent, kpi = %a.kpi, incident = %a.fingerprint(), "alert opened");
+                            tracing::info!(tenant = %a.tenant, agent = %a.agent, kpi = %a.kpi, severity = a.severity.as_str(), starts_at = %rfc3339(a.starts_at_ms), incident = %a.fingerprint(), "alert opened");
                         }
                         Change::Resolved(a) => {
                             self.metrics.alerts_resolved.inc();
-                            tracing::info!(tenant = %a.tenant, agent = %a.agent, kpi = %a.kpi, incident = %a.fingerprint(), "alert resolved");
+                            tracing::info!(tenant = %a.tenant, agent = %a.agent, kpi = %a.kpi, severity = a.severity.as_str(), starts_at = %rfc3339(a.starts_at_ms), ends_at = %rfc3339(a.ends_at_ms.unwrap_or(a.last_flagged_end_ms)), flagged_windows = a.flagged_windows, incident = %a.fingerprint(), "alert resolved");
                         }
                         Change::Updated(_) => {}
                     }
