@@ -405,33 +405,6 @@ impl Shared {
     }
 }
 
-/// The partitions a fixed `alerter.assignment` names: `all` (from the topic's metadata) or a
-/// list such as `0,2` (validated by the settings).
-fn fixed_partitions(
-    consumer: &BaseConsumer<Ctx>,
-    topic: &str,
-    assignment: &str,
-) -> Result<TopicPartitionList> {
-    let partitions: Vec<i32> = if assignment == "all" {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-        metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect()
-    } else {
-        assignment
-            .split(',')
-            .filter_map(|p| p.trim().parse().ok())
-            .collect()
-    };
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition(topic, p);
-    }
-    Ok(tpl)
-}
-
 /// Least time between two checkpoints taken because the input ran dry.
 const IDLE_CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
 
@@ -439,10 +412,7 @@ const IDLE_CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
 /// or a fatal error occurs.
 pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
     let settings = deps.settings;
-    let decoder = match settings.schema_registry.url() {
-        Some(url) => Decoder::with_registry(Arc::new(schemas::registry::Registry::new(url))),
-        None => Decoder::new(),
-    };
+    let decoder = kafka_io::codec::Codecs::from_settings(&settings.schema_registry).decoder::<Anomaly>();
     let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "alerter").create()?;
     let receivers = Receivers::new(&settings.alerter, deps.metrics.clone())?;
     let shared = Arc::new(Shared {
@@ -463,10 +433,10 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         .set("partition.assignment.strategy", "range")
         .set("statistics.interval.ms", "1000");
     let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
-    match shared.settings.alerter.assignment.as_str() {
-        "group" => consumer.subscribe(&[shared.topic()])?,
+    match &shared.settings.alerter.assignment {
+        settings::Assignment::Group => consumer.subscribe(&[shared.topic()])?,
         fixed => {
-            let mut tpl = fixed_partitions(&consumer, shared.topic(), fixed)?;
+            let mut tpl = kafka_io::fixed_assignment(&consumer, shared.topic(), fixed)?;
             shared.restore(&mut tpl)?;
             consumer.assign(&tpl)?;
         }

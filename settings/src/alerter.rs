@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::{Error, Result, Secret};
+use crate::{Assignment, Error, Result, Secret};
 
 /// Shortest accepted webhook signing secret (128 bits).
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
@@ -15,8 +15,8 @@ pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 pub struct Alerter {
     /// Kafka consumer group.
     pub consumer_group: String,
-    /// `group` (consumer-group rebalancing), `all`, or a comma-separated partition list.
-    pub assignment: String,
+    /// `group`, `all` or a partition list such as `0,2` (as `aggregator.assignment`).
+    pub assignment: Assignment,
     /// Address of the metrics and health endpoints.
     pub metrics_listen: SocketAddr,
     /// Event time (window ends) without a flagged window after which an open alert resolves;
@@ -97,16 +97,6 @@ impl Alerter {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.consumer_group.is_empty() {
             return Err(invalid("alerter.consumer_group", "must not be empty"));
-        }
-        let assignment = self.assignment.as_str();
-        let partitions_ok = assignment
-            .split(',')
-            .all(|p| p.trim().parse::<i32>().is_ok_and(|p| p >= 0));
-        if !(assignment == "group" || assignment == "all" || partitions_ok) {
-            return Err(invalid(
-                "alerter.assignment",
-                format!("`{assignment}` must be `group`, `all` or a list of partitions like `0,2`"),
-            ));
         }
         if self.quiet_secs == 0 {
             return Err(invalid("alerter.quiet_secs", "must be positive"));
@@ -193,7 +183,7 @@ impl Alerter {
 #[cfg(test)]
 mod tests {
     use super::is_http_url;
-    use crate::{Error, Settings};
+    use crate::{Assignment, Error, Settings};
 
     fn load(file: &str) -> Result<Settings, Error> {
         Settings::load(Some(("test.toml", file)), &Default::default())
@@ -224,6 +214,10 @@ mod tests {
         assert!(err.to_string().contains("alerter.alertmanager_urls"), "{err}");
         let err = load("[alerter]\nassignment = \"some\"\n").unwrap_err();
         assert!(err.to_string().contains("alerter.assignment"), "{err}");
+        let err = load("[alerter]\nassignment = \"0,1,0\"\n").unwrap_err();
+        assert!(err.to_string().contains("alerter.assignment"), "{err}");
+        let s = load("[alerter]\nassignment = \"0, 2\"\n").unwrap();
+        assert_eq!(s.alerter.assignment, Assignment::Partitions(vec![0, 2]));
     }
 
     #[test]
