@@ -10,8 +10,9 @@
 #   - cargo-nextest (the test runner), if missing
 source "$(dirname "$0")/lib.sh"
 
-# prometheus-alertmanager, prometheus (promtool): the alerter tests run a real Alertmanager and
-# check the pipeline's alert rules. chromium: the dashboard's browser test.
+# prometheus-alertmanager, prometheus (promtool and the server): the alerter tests run a real
+# Alertmanager, the rules test checks the pipeline's alert rules, prometheus_scrape runs a real
+# Prometheus against every service. chromium: the dashboard's browser test.
 DEB_PACKAGES=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-venv
   prometheus-alertmanager prometheus chromium)
 missing=()
