@@ -891,7 +891,10 @@ async fn sqlite_deletes_kpi_windows_past_the_retention_when_it_writes() {
     store.migrate().await.unwrap();
     let mut older = scenarios::window("acme", "crm", scenarios::DAY0, 40, true);
     older.updated_at_ms -= 600_000;
-    store.upsert_kpi_windows(std::slice::from_ref(&older), 3_600).await.unwrap();
+    store
+        .upsert_kpi_windows(std::slice::from_ref(&older), 3_600)
+        .await
+        .unwrap();
     let q = store::KpiWindowQuery {
         tenant_id: "acme".into(),
         agent_id: None,
@@ -901,6 +904,9 @@ async fn sqlite_deletes_kpi_windows_past_the_retention_when_it_writes() {
     assert_eq!(store.kpi_windows(&q).await.unwrap(), vec![older]);
     // A write with a retention of 5 minutes: the row written 10 minutes ago goes.
     let newer = scenarios::window("acme", "bot", scenarios::DAY0, 41, false);
-    store.upsert_kpi_windows(std::slice::from_ref(&newer), 300).await.unwrap();
+    store
+        .upsert_kpi_windows(std::slice::from_ref(&newer), 300)
+        .await
+        .unwrap();
     assert_eq!(store.kpi_windows(&q).await.unwrap(), vec![newer]);
 }
