@@ -1,4 +1,6 @@
 //! `auth-api` binary: see the crate docs.
+// warp types the route tree as one nested type; optimized builds need a deeper limit.
+#![recursion_limit = "512"]
 
 use std::io::BufRead as _;
 

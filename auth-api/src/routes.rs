@@ -467,9 +467,11 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .unify()
         .or(anomalies)
         .unify()
-        .or(windows)
+        // Boxed: one more filter in this chain's type overflows the trait solver's recursion
+        // limit in optimized builds.
+        .or(windows.boxed())
         .unify()
-        .or(crate::ui::routes())
+        .or(crate::ui::routes().boxed())
         .unify()
         .or(openapi)
         .unify()
