@@ -177,6 +177,7 @@ API on http://127.0.0.1:8090 (OpenAPI: /api/openapi.json):
   curl -s -H "authorization: Bearer $TOKEN" 'http://127.0.0.1:8090/api/v1/tenants/acme/metrics/daily?from=2025-10-01&to=2025-10-07'
   curl -s -H "authorization: Bearer $TOKEN" 'http://127.0.0.1:8090/api/v1/tenants/acme/anomalies?from=2025-10-01T00:00:00Z&to=2025-10-08T00:00:00Z&only_flagged=true'
 EOF
+log "dashboard page: http://127.0.0.1:8090/ui/ (sign in as demo@example.com / demo-password; tenant acme or globex, 2025-10-01 to 2025-10-07)"
 log "Alertmanager on http://127.0.0.1:$ALERTMANAGER_PORT (its page; alerts still open: curl http://127.0.0.1:$ALERTMANAGER_PORT/api/v2/alerts)"
 log "alerter metrics on http://$AGENTOPS__ALERTER__METRICS_LISTEN/metrics; alerts opened and resolved: $RUN_DIR/alerter.log"
 log "stop everything with: scripts/run.sh stop"
