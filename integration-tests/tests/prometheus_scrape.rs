@@ -280,7 +280,7 @@ async fn prometheus_scrapes_every_service_and_loads_the_rules() {
         ("scorer", "scorer_windows_in_total"),
         // Prometheus's own scrapes are counted requests of the auth-api.
         ("auth-api", "auth_api_requests_total"),
-        ("alerter", "alerter_alerts_openX"),
+        ("alerter", "alerter_alerts_open"),
     ];
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
