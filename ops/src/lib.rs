@@ -1,109 +1,40 @@
-//! What every service shares for operations:
-//! - [`init_tracing`]: logs on stderr, filtered by `RUST_LOG` (default `info`), as text or, with
+//! What every service shares for operations, so that each one serves the same endpoints and
+//! stops the same way:
+//! - [`init_tracing`]: logs on stderr, filtered by `RUST_LOG` (default given), as text or, with
 //!   `AGENTOPS_LOG_FORMAT=json`, as one JSON object per line;
-//! - [`routes`] / [`serve`]: `GET /metrics` (Prometheus text format of a registry),
-//!   `GET /healthz` (the process runs) and `GET /readyz` (the service says it is ready).
+//! - [`endpoints`] / [`routes`] / [`serve`]: `GET /metrics` (Prometheus text format of a
+//!   registry), `GET /healthz` (the process runs: `{"status": "ok"}`) and `GET /readyz` (every
+//!   [`Readiness`] probe passed: `200`, else `503`; the body names each probe with its result);
+//! - [`Readiness`]: the named, async readiness probes of a service ("broker", "store", or a
+//!   flag the service sets once it is ready), each awaited with a timeout;
+//! - [`shutdown_signal`] / [`stop_flag`]: SIGTERM or Ctrl-C, as a future or as a flag.
+//!
+//! Layout: `logging.rs` (tracing set-up), `readiness.rs` (probes), `endpoints.rs` (the routes),
+//! `shutdown.rs` (signals).
+//!
+//! ```no_run
+//! # async fn example(listener: tokio::net::TcpListener) {
+//! use std::sync::atomic::AtomicBool;
+//! use std::sync::Arc;
+//!
+//! ops::init_tracing("info");
+//! let registry = prometheus::Registry::new();
+//! let assigned = Arc::new(AtomicBool::new(false));
+//! let readiness = ops::Readiness::new()
+//!     .flag("ready", assigned.clone())
+//!     .probe("store", || async { true });
+//! tokio::spawn(ops::serve(registry, readiness, listener));
+//! ops::shutdown_signal().await;
+//! # }
+//! ```
 #![deny(missing_docs)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod endpoints;
+mod logging;
+mod readiness;
+mod shutdown;
 
-use prometheus::{Encoder as _, Registry};
-use warp::http::StatusCode;
-use warp::reply::Reply;
-use warp::Filter;
-
-/// Installs the global tracing subscriber; `default_filter` applies when `RUST_LOG` is unset.
-pub fn init_tracing(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if std::env::var("AGENTOPS_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// The text exposition of every metric in `registry`.
-pub fn metrics_text(registry: &Registry) -> Vec<u8> {
-    let mut buf = Vec::new();
-    prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut buf)
-        .expect("metrics encode");
-    buf
-}
-
-/// The operations routes over `registry`, ready while `ready` is set.
-pub fn routes(
-    registry: Registry,
-    ready: Arc<AtomicBool>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    let text = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(
-            metrics_text(&registry),
-            "content-type",
-            "text/plain; version=0.0.4",
-        )
-        .into_response()
-    });
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let readiness = warp::path!("readyz").and(warp::get()).map(move || {
-        let ok = ready.load(Ordering::Relaxed);
-        let status = if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        warp::reply::with_status(warp::reply::json(&serde_json::json!({"ready": ok})), status).into_response()
-    });
-    text.or(health)
-        .unify()
-        .or(readiness)
-        .unify()
-        .or(warp::any().map(|| StatusCode::NOT_FOUND.into_response()))
-        .unify()
-}
-
-/// Serves [`routes`] on `listener` until the task is dropped.
-pub async fn serve(registry: Registry, ready: Arc<AtomicBool>, listener: tokio::net::TcpListener) {
-    warp::serve(routes(registry, ready))
-        .incoming(listener)
-        .run()
-        .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn metrics_health_and_readiness() {
-        let registry = Registry::new();
-        let c = prometheus::IntCounter::new("things_total", "Things").unwrap();
-        registry.register(Box::new(c.clone())).unwrap();
-        c.inc_by(3);
-        let ready = Arc::new(AtomicBool::new(false));
-        let r = routes(registry, ready.clone());
-        assert_eq!(
-            warp::test::request().path("/readyz").reply(&r).await.status(),
-            503
-        );
-        ready.store(true, Ordering::Relaxed);
-        assert_eq!(
-            warp::test::request().path("/readyz").reply(&r).await.status(),
-            200
-        );
-        assert_eq!(
-            warp::test::request().path("/healthz").reply(&r).await.status(),
-            200
-        );
-        let res = warp::test::request().path("/metrics").reply(&r).await;
-        assert!(String::from_utf8_lossy(res.body()).contains("things_total 3"));
-        assert_eq!(warp::test::request().path("/other").reply(&r).await.status(), 404);
-    }
-}
+pub use endpoints::{endpoints, metrics_text, routes, serve};
+pub use logging::init_tracing;
+pub use readiness::{Readiness, Report, DEFAULT_PROBE_TIMEOUT};
+pub use shutdown::{shutdown_signal, stop_flag};

@@ -1,0 +1,60 @@
+//! Stopping on SIGTERM or Ctrl-C, the same way in every binary.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+/// A future that resolves on the first SIGTERM or Ctrl-C (SIGINT) and logs which one arrived;
+/// for servers that take a shutdown future (warp's `graceful`, `auth_api::run`).
+///
+/// The handlers are installed when this is called (inside a Tokio runtime), not when the
+/// future is first polled: a signal that arrives in between is not lost.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "shutdown requested");
+    }
+}
+
+/// A flag that turns true once [`shutdown_signal`] resolves, for services whose loop runs on a
+/// thread of its own and polls it; the watching task runs on `runtime`.
+pub fn stop_flag(runtime: &tokio::runtime::Handle) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = {
+        let _entered = runtime.enter();
+        shutdown_signal()
+    };
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        signalled.await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sigterm_sets_the_stop_flag() {
+        let stop = stop_flag(&tokio::runtime::Handle::current());
+        tokio::task::yield_now().await;
+        assert!(!stop.load(Ordering::Relaxed), "set before any signal");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        while !stop.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+        }
+    }
+}
