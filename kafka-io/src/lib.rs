@@ -7,14 +7,21 @@
 //! - [`fixed_assignment`]: the partitions a fixed [`settings::Assignment`] names.
 //! - [`codec::Codecs`]: the encoders and decoders of the configured wire format (schema
 //!   registry or not), for every producer and consumer.
-//! - [`send_blocking`]: enqueue a record, waiting while the producer's queue is full.
-//! - [`dead_letter_headers`]: the Kafka Connect (KIP-298) style headers of a dead-lettered record.
+//! - [`send_blocking`]: enqueue a record, waiting while the producer's queue is full;
+//!   [`delivered`]: wait until enqueued records are acknowledged.
+//! - [`dead_letter_headers`]: the Kafka Connect (KIP-298) style headers of a dead-lettered record;
+//!   [`send_diverted`]: a consumed record re-sent unchanged to a dead-letter or late topic.
+//! - [`worker`]: the one checkpointing consumer loop the aggregator, the scorer and the alerter
+//!   plug their handlers into; [`checkpoint`]: its checkpoint protocol (deliver outputs, write
+//!   the store, save state with offsets, commit) as a plain function over small traits.
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
 //!   next batch).
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod codec;
+pub mod worker;
 
 use std::time::Duration;
 
@@ -22,7 +29,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -156,6 +163,46 @@ pub fn send_blocking<'a>(
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// Waits until every one of `deliveries` is acknowledged; the first failure is returned (a
+/// cancelled delivery as [`KafkaError::Canceled`]).
+pub async fn delivered(
+    deliveries: impl IntoIterator<Item = DeliveryFuture>,
+) -> std::result::Result<(), KafkaError> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
+}
+
+/// Enqueues the consumed `message` unchanged (key and value) on `topic` (dead letters, late
+/// events) with the [`dead_letter_headers`] naming where it came from and `reason`/`text`.
+pub fn send_diverted(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &BorrowedMessage<'_>,
+    reason: &str,
+    text: &str,
+) -> std::result::Result<DeliveryFuture, KafkaError> {
+    let headers = dead_letter_headers(&DeadLetter {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        reason,
+        message: text,
+    });
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+        .payload(message.payload().unwrap_or_default())
+        .headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    send_blocking(producer, record)
 }
 
 /// Where a dead-lettered record came from and why it was rejected.

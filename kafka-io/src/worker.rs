@@ -1,0 +1,502 @@
+//! [`run`]: the one consumer loop of the services that checkpoint (the aggregator, the scorer,
+//! the alerter). The worker owns the consumer: the subscription or fixed assignment, the
+//! positioning of assigned partitions at their resume points, the check of the first record
+//! fetched after it ([`resume_verdict`]), the rebalance callbacks, the fatal-error slot, the poll
+//! loop, the checkpoint cadence and the graceful stop. A service plugs in a [`Handler`] that owns
+//! all of its state: the worker calls it with one record at a time and runs the
+//! [`checkpoint`](crate::checkpoint::checkpoint) protocol over it.
+//!
+//! The handler lives behind one mutex, taken by the poll loop between polls and by the
+//! rebalance callbacks (which librdkafka runs inside a poll, on the same thread); the client's
+//! statistics go to a second map that is never locked while the handler is, so there is no
+//! lock order to get wrong.
+//!
+//! Where the checkpoints are kept ([`Checkpoints`]):
+//! - [`Checkpoints::InStore`]: the handler saves each partition's state with its next offset and
+//!   restores it on assignment; Kafka commits only show the lag. Records before the resume point
+//!   (read again because fetching starts `resume_rewind` records earlier) are skipped.
+//! - [`Checkpoints::InKafka`]: the committed offsets are the checkpoint (committed synchronously,
+//!   a failure is fatal); the handler's state is rebuilt from the `resume_rewind` records before
+//!   them, which it is given as `replayed`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+use crate::checkpoint::{self, OffsetCommitter, OutputSink, Position, StateStore};
+use crate::{resume_verdict, Error, ResumeVerdict};
+
+/// Where a worker's checkpoints are kept (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// In the handler's store, with its state; Kafka commits are informational.
+    InStore,
+    /// In Kafka's committed offsets; the state is rebuilt by replay.
+    InKafka,
+}
+
+/// What a worker consumes, and when it checkpoints.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The client's role (client id suffix, log lines).
+    pub role: String,
+    /// The input topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Group membership or a fixed set of partitions.
+    pub assignment: settings::Assignment,
+    /// Where the checkpoints are kept.
+    pub checkpoints: Checkpoints,
+    /// How many records before its resume point a partition is fetched from.
+    pub resume_rewind: i64,
+    /// Longest wait of one poll.
+    pub poll_timeout: Duration,
+    /// Longest time between two checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Least time between two checkpoints taken because the input ran dry with records handled
+    /// since the last one.
+    pub idle_checkpoint_spacing: Duration,
+}
+
+/// A service's side of the worker: its state and what it does with each record. The
+/// checkpoint steps are its [`OutputSink`] and [`StateStore`] implementations.
+pub trait Handler: Send + 'static {
+    /// The service's error; the worker's own failures convert into it.
+    type Error: From<Error> + std::fmt::Display + Send + 'static;
+
+    /// A partition was assigned: restore its state and answer its resume point (every record
+    /// before it is reflected in the state). `committed` is Kafka's committed offset (0 when
+    /// none) with [`Checkpoints::InKafka`], `None` with [`Checkpoints::InStore`].
+    fn assign(&mut self, partition: i32, committed: Option<i64>) -> Result<i64, Self::Error>;
+
+    /// A partition was revoked (after its last checkpoint) or another owner is ahead on it:
+    /// forget its state.
+    fn revoke(&mut self, partition: i32);
+
+    /// One record of an assigned partition; `replayed`: it lies before the resume point and its
+    /// outputs were delivered before (only with [`Checkpoints::InKafka`]).
+    fn handle(&mut self, message: &BorrowedMessage<'_>, replayed: bool) -> Result<(), Self::Error>;
+
+    /// Whether a checkpoint should be taken now (e.g. a full batch).
+    fn due(&self) -> bool {
+        false
+    }
+
+    /// Housekeeping before each poll.
+    fn tick(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Called after each checkpoint with the partitions kept (gauges, deferred work).
+    fn checkpointed(&mut self, positions: &[Position]) -> Result<(), Self::Error> {
+        let _ = positions;
+        Ok(())
+    }
+}
+
+/// What the client's statistics say about a partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartitionStats {
+    high_watermark: Option<i64>,
+    consumer_lag: Option<i64>,
+}
+
+/// The worker's bookkeeping of one assigned partition.
+#[derive(Debug)]
+struct Tracked {
+    /// Every record before it is reflected in the handler's state (fixed at assignment).
+    resume_at: i64,
+    /// The next offset to consume.
+    next_offset: i64,
+    /// Last offset committed to Kafka.
+    committed: Option<i64>,
+    /// Where the current fetch started, until its first record was checked.
+    unverified_fetch_from: Option<i64>,
+}
+
+/// Everything the poll loop and the rebalance callbacks change, behind one lock.
+struct Core<H: Handler> {
+    handler: H,
+    partitions: BTreeMap<i32, Tracked>,
+    /// A fatal error raised inside a rebalance callback, returned by the loop.
+    fatal: Option<H::Error>,
+    topic: String,
+    checkpoints: Checkpoints,
+    rewind: i64,
+}
+
+struct Ctx<H: Handler> {
+    core: Mutex<Core<H>>,
+    /// Per-partition statistics; a leaf: never locked while `core` is.
+    stats: Mutex<HashMap<i32, PartitionStats>>,
+    topic: String,
+}
+
+impl<H: Handler> Ctx<H> {
+    fn core(&self) -> MutexGuard<'_, Core<H>> {
+        self.core.lock().expect("worker lock")
+    }
+
+    fn stats(&self) -> HashMap<i32, PartitionStats> {
+        self.stats.lock().expect("stats lock").clone()
+    }
+}
+
+impl<H: Handler> ClientContext for Ctx<H> {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        let mut map = self.stats.lock().expect("stats lock");
+        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+            let entry = map.entry(p.partition).or_default();
+            if p.hi_offset >= 0 {
+                entry.high_watermark = Some(p.hi_offset);
+            }
+            if p.consumer_lag >= 0 {
+                entry.consumer_lag = Some(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl<H> ConsumerContext for Ctx<H>
+where
+    H: Handler + OutputSink<H::Error> + StateStore<H::Error>,
+{
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut core = self.core();
+                if let Err(e) = core.assign(consumer, tpl) {
+                    core.fail(e);
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    core.fail(Error::from(e).into());
+                }
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let stats = self.stats();
+                let mut core = self.core();
+                if let Err(e) = core.checkpoint(consumer, &stats) {
+                    core.fail(e);
+                }
+                let revoked = core.clear();
+                tracing::info!(?revoked, "partitions revoked");
+                let _ = consumer.unassign();
+            }
+            other => tracing::error!(?other, "rebalance error"),
+        }
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+/// Commits offsets to Kafka: synchronously (failures fatal) when they are the checkpoint,
+/// else asynchronously (failures logged: the store is the checkpoint).
+struct KafkaCommitter<'a, C: ConsumerContext> {
+    consumer: &'a BaseConsumer<C>,
+    topic: &'a str,
+    checkpoints: Checkpoints,
+}
+
+impl<C: ConsumerContext, E: From<Error>> OffsetCommitter<E> for KafkaCommitter<'_, C> {
+    fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<(), E> {
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, offset) in offsets {
+            tpl.add_partition_offset(self.topic, partition, Offset::Offset(offset))
+                .map_err(Error::from)?;
+        }
+        match self.checkpoints {
+            Checkpoints::InKafka => self
+                .consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(Error::from)?,
+            Checkpoints::InStore => {
+                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(%e, "offset commit failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<H> Core<H>
+where
+    H: Handler + OutputSink<H::Error> + StateStore<H::Error>,
+{
+    fn fail(&mut self, error: H::Error) {
+        tracing::error!(%error, "fatal");
+        self.fatal.get_or_insert(error);
+    }
+
+    /// Restores newly assigned partitions and positions `tpl` a little before their resume
+    /// points.
+    fn assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), H::Error> {
+        let committed: HashMap<i32, i64> = match self.checkpoints {
+            Checkpoints::InStore => HashMap::new(),
+            Checkpoints::InKafka => consumer
+                .committed_offsets(tpl.clone(), Duration::from_secs(30))
+                .map_err(Error::from)?
+                .elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => (e.partition(), o),
+                    _ => (e.partition(), 0),
+                })
+                .collect(),
+        };
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, partition) in assigned {
+            let from_kafka = match self.checkpoints {
+                Checkpoints::InStore => None,
+                Checkpoints::InKafka => Some(committed.get(&partition).copied().unwrap_or(0)),
+            };
+            let resume_at = self.handler.assign(partition, from_kafka)?;
+            let fetch_from = (resume_at - self.rewind).max(0);
+            let offset = if fetch_from > 0 {
+                Offset::Offset(fetch_from)
+            } else {
+                Offset::Beginning
+            };
+            tpl.set_partition_offset(&topic, partition, offset)
+                .map_err(Error::from)?;
+            tracing::info!(
+                partition,
+                next_offset = resume_at,
+                fetch_from,
+                "partition assigned"
+            );
+            self.partitions.insert(
+                partition,
+                Tracked {
+                    resume_at,
+                    next_offset: resume_at,
+                    committed: from_kafka,
+                    unverified_fetch_from: (resume_at > 0).then_some(fetch_from),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the first record fetched after positioning, then hands the record to the handler.
+    fn handle<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), H::Error> {
+        let partition = message.partition();
+        let offset = message.offset();
+        let Some(tracked) = self.partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        if let Some(fetch_from) = tracked.unverified_fetch_from.take() {
+            match resume_verdict(fetch_from, tracked.resume_at, offset, self.rewind) {
+                ResumeVerdict::Covered => {}
+                ResumeVerdict::SeekBack(to) => {
+                    tracing::warn!(
+                        partition,
+                        fetch_from,
+                        first_fetched = offset,
+                        next_offset = tracked.resume_at,
+                        seek_to = to,
+                        "broker skipped records on resume: seeking further back"
+                    );
+                    tracked.unverified_fetch_from = Some(to);
+                    consumer
+                        .seek(
+                            &self.topic,
+                            partition,
+                            Offset::Offset(to),
+                            Duration::from_secs(10),
+                        )
+                        .map_err(Error::from)?;
+                    return Ok(());
+                }
+                ResumeVerdict::Lost => tracing::error!(
+                    partition,
+                    first_fetched = offset,
+                    next_offset = tracked.resume_at,
+                    "records before the resume point are no longer in the log"
+                ),
+            }
+        }
+        let replayed = match self.checkpoints {
+            // Already reflected in the restored state.
+            Checkpoints::InStore if offset < tracked.next_offset => return Ok(()),
+            Checkpoints::InStore => false,
+            Checkpoints::InKafka => offset < tracked.resume_at,
+        };
+        self.handler.handle(message, replayed)?;
+        tracked.next_offset = tracked.next_offset.max(offset + 1);
+        Ok(())
+    }
+
+    /// Runs the checkpoint protocol over every assigned partition; drops the partitions another
+    /// owner is ahead on.
+    fn checkpoint<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        stats: &HashMap<i32, PartitionStats>,
+    ) -> Result<(), H::Error> {
+        let positions: Vec<Position> = self
+            .partitions
+            .iter()
+            .map(|(&partition, t)| {
+                let s = stats.get(&partition).copied().unwrap_or_default();
+                Position {
+                    partition,
+                    next_offset: t.next_offset,
+                    committed: t.committed,
+                    high_watermark: s.high_watermark,
+                    consumer_lag: s.consumer_lag,
+                }
+            })
+            .collect();
+        let mut committer = KafkaCommitter {
+            consumer,
+            topic: &self.topic,
+            checkpoints: self.checkpoints,
+        };
+        let done = checkpoint::checkpoint(&mut self.handler, &mut committer, &positions)?;
+        for (partition, offset) in &done.committed {
+            if let Some(t) = self.partitions.get_mut(partition) {
+                t.committed = Some(*offset);
+            }
+        }
+        for partition in &done.superseded {
+            tracing::warn!(partition, "another owner is ahead: dropping partition");
+            self.partitions.remove(partition);
+            self.handler.revoke(*partition);
+        }
+        let kept: Vec<Position> = positions
+            .into_iter()
+            .filter(|p| !done.superseded.contains(&p.partition))
+            .collect();
+        self.handler.checkpointed(&kept)
+    }
+
+    /// Forgets every partition; answers their ids.
+    fn clear(&mut self) -> Vec<i32> {
+        let ids: Vec<i32> = self.partitions.keys().copied().collect();
+        for &id in &ids {
+            self.handler.revoke(id);
+        }
+        self.partitions.clear();
+        ids
+    }
+}
+
+/// Consumes `config.topic` with `handler` on the calling thread until `stop` is set (then
+/// checkpoints and returns) or a fatal error occurs.
+pub fn run<H>(
+    kafka: &settings::Kafka,
+    config: &WorkerConfig,
+    handler: H,
+    stop: &AtomicBool,
+) -> Result<(), H::Error>
+where
+    H: Handler + OutputSink<H::Error> + StateStore<H::Error>,
+{
+    let mut client = crate::consumer_config(kafka, &config.role, &config.group);
+    client
+        .set("partition.assignment.strategy", "range")
+        .set("statistics.interval.ms", "1000");
+    let ctx = Ctx {
+        core: Mutex::new(Core {
+            handler,
+            partitions: BTreeMap::new(),
+            fatal: None,
+            topic: config.topic.clone(),
+            checkpoints: config.checkpoints,
+            rewind: config.resume_rewind,
+        }),
+        stats: Mutex::new(HashMap::new()),
+        topic: config.topic.clone(),
+    };
+    let consumer: BaseConsumer<Ctx<H>> = client.create_with_context(ctx).map_err(Error::from)?;
+    let ctx = consumer.context().clone();
+    match &config.assignment {
+        settings::Assignment::Group => consumer
+            .subscribe(&[config.topic.as_str()])
+            .map_err(Error::from)?,
+        fixed => {
+            let mut tpl = crate::fixed_assignment(&consumer, &config.topic, fixed)?;
+            ctx.core().assign(&consumer, &mut tpl)?;
+            consumer.assign(&tpl).map_err(Error::from)?;
+        }
+    }
+    tracing::info!(
+        role = %config.role,
+        topic = %config.topic,
+        group = %config.group,
+        "consumer running"
+    );
+    let mut last_checkpoint = Instant::now();
+    // Records handled since the last checkpoint: when the input runs dry they are checkpointed
+    // soon instead of at the next interval.
+    let mut unsaved = 0u64;
+    loop {
+        let mut core = ctx.core();
+        if let Some(error) = core.fatal.take() {
+            return Err(error);
+        }
+        if stop.load(Ordering::Relaxed) {
+            drop(core);
+            let stats = ctx.stats();
+            ctx.core().checkpoint(&consumer, &stats)?;
+            tracing::info!("checkpointed on shutdown");
+            return Ok(());
+        }
+        core.handler.tick()?;
+        drop(core);
+        let polled = consumer.poll(config.poll_timeout);
+        let mut core = ctx.core();
+        let ran_dry = match polled {
+            Some(Ok(message)) => {
+                core.handle(&consumer, &message)?;
+                unsaved += 1;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%e, "consumer error");
+                false
+            }
+            None => true,
+        };
+        let since = last_checkpoint.elapsed();
+        let due = since >= config.checkpoint_interval
+            || core.handler.due()
+            || (ran_dry && unsaved > 0 && since >= config.idle_checkpoint_spacing);
+        drop(core);
+        if due {
+            let stats = ctx.stats();
+            ctx.core().checkpoint(&consumer, &stats)?;
+            last_checkpoint = Instant::now();
+            unsaved = 0;
+        }
+    }
+}
