@@ -5,8 +5,11 @@
 //! reference test holds both to 1e-4.
 //!
 //! - Per feature `f`, over the last `score_positions` positions `p` of the sequence:
-//!   `e_f = Σ mask·(x − x̂)² / max(1, Σ mask)`.
-//! - Raw score = mean of `e_f` over all features (an undefined feature adds 0).
+//!   `e_f = Σ mask·(x − x̂)² / Σ mask`; undefined when `Σ mask = 0` (no scored window had tasks:
+//!   rates, latency and cost do not exist then).
+//! - Raw score = mean of `e_f` over the defined features (0 when none is), so a window whose
+//!   rates are undefined (an outage, a quiet night) is judged on what it shows, not diluted
+//!   towards "normal" by what it cannot show.
 //! - Calibration: `n = (ln(raw + eps) − loc) / scale`, with `loc` the median and `scale`
 //!   1.4826·MAD of `ln(raw + eps)` on normal validation windows: a robust z-score, the common
 //!   scale of both models (0 = a typical normal window, 3 = three robust deviations above it).
@@ -68,14 +71,14 @@ impl Ensemble {
 }
 
 /// Per-feature errors of one sequence: `x`, `reconstruction` and `mask` are `[len][features]`
-/// row-major; the last `positions` rows are scored.
+/// row-major; the last `positions` rows are scored. `None` for a feature no scored row defines.
 pub fn feature_errors(
     x: &[f32],
     reconstruction: &[f32],
     mask: &[f32],
     features: usize,
     positions: usize,
-) -> Vec<f64> {
+) -> Vec<Option<f64>> {
     let len = x.len() / features;
     let first = len.saturating_sub(positions) * features;
     let mut sum = vec![0f64; features];
@@ -86,12 +89,23 @@ pub fn feature_errors(
         sum[f] += f64::from(mask[i]) * d * d;
         weight[f] += f64::from(mask[i]);
     }
-    sum.iter().zip(&weight).map(|(s, w)| s / w.max(1.0)).collect()
+    sum.iter()
+        .zip(&weight)
+        .map(|(s, w)| (*w > 0.0).then(|| s / w))
+        .collect()
 }
 
-/// The raw score of per-feature errors: their mean.
-pub fn raw_score(errors: &[f64]) -> f64 {
-    errors.iter().sum::<f64>() / errors.len() as f64
+/// The raw score of per-feature errors: their mean over the defined features (0 when none is).
+pub fn raw_score(errors: &[Option<f64>]) -> f64 {
+    let (sum, defined) = errors
+        .iter()
+        .flatten()
+        .fold((0.0, 0usize), |(s, n), e| (s + e, n + 1));
+    if defined == 0 {
+        0.0
+    } else {
+        sum / defined as f64
+    }
 }
 
 /// Both models' scores of one window and the ensemble's decision.
@@ -130,8 +144,8 @@ pub struct Statistical<'a> {
 /// The verdict on one window from both autoencoders' per-feature errors and the statistical
 /// member.
 pub fn verdict(
-    lstm_errors: &[f64],
-    transformer_errors: &[f64],
+    lstm_errors: &[Option<f64>],
+    transformer_errors: &[Option<f64>],
     statistical: Statistical<'_>,
     lstm: &Calibration,
     transformer: &Calibration,
@@ -142,7 +156,8 @@ pub fn verdict(
     let lstm_normalized = lstm.normalize(lstm_raw);
     let transformer_normalized = transformer.normalize(transformer_raw);
     let score = ensemble.combine(lstm_normalized, transformer_normalized, statistical.score);
-    let shares = |errors: &[f64]| -> Vec<f64> {
+    let shares = |errors: &mut dyn Iterator<Item = f64>| -> Vec<f64> {
+        let errors: Vec<f64> = errors.collect();
         let total: f64 = errors.iter().sum();
         errors
             .iter()
@@ -150,9 +165,9 @@ pub fn verdict(
             .collect()
     };
     let (l, t, s) = (
-        shares(lstm_errors),
-        shares(transformer_errors),
-        shares(statistical.evidence),
+        shares(&mut lstm_errors.iter().map(|e| e.unwrap_or(0.0))),
+        shares(&mut transformer_errors.iter().map(|e| e.unwrap_or(0.0))),
+        shares(&mut statistical.evidence.iter().copied()),
     );
     let w = ensemble.w_lstm + ensemble.w_transformer + ensemble.w_statistical;
     let contributions = (0..l.len())
@@ -207,11 +222,14 @@ mod tests {
         let r = [0.0, 0.0, 0.0, 0.0, 0.0, 5.0];
         let m = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
         let e = feature_errors(&x, &r, &m, 2, 2);
-        assert_eq!(e, vec![(1.0 + 4.0) / 2.0, 1.0]);
-        // A feature undefined in every scored position adds nothing.
+        assert_eq!(e, vec![Some((1.0 + 4.0) / 2.0), Some(1.0)]);
+        assert_eq!(raw_score(&e), 1.75);
+        // A feature undefined in every scored position is undefined, and the raw score is the
+        // mean over what is defined: not diluted towards "normal".
         let e = feature_errors(&x, &r, &[1.0, 1.0, 1.0, 0.0, 1.0, 0.0], 2, 2);
-        assert_eq!(e, vec![2.5, 0.0]);
-        assert_eq!(raw_score(&e), 1.25);
+        assert_eq!(e, vec![Some(2.5), None]);
+        assert_eq!(raw_score(&e), 2.5);
+        assert_eq!(raw_score(&[None, None]), 0.0);
     }
 
     #[test]
@@ -260,8 +278,8 @@ mod tests {
             evidence: &[0.0; 6],
             warm: true,
         };
-        let lstm = [0.0, 0.0, 0.3, 0.0, 0.0, 0.1];
-        let tr = [0.0, 0.0, 0.1, 0.0, 0.0, 0.1];
+        let lstm = [0.0, 0.0, 0.3, 0.0, 0.0, 0.1].map(Some);
+        let tr = [0.0, 0.0, 0.1, 0.0, 0.0, 0.1].map(Some);
         let v = verdict(&lstm, &tr, quiet, &CAL, &CAL, &ens);
         assert_eq!(v.lstm_raw, 0.4 / 6.0);
         assert!((v.contributions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
@@ -272,7 +290,7 @@ mod tests {
             ["latency_p50_z", "volume_z"]
         );
         assert_eq!(v.is_anomaly, v.ensemble >= 1.0);
-        let zero = verdict(&[0.0; 6], &[0.0; 6], quiet, &CAL, &CAL, &ens);
+        let zero = verdict(&[Some(0.0); 6], &[None; 6], quiet, &CAL, &CAL, &ens);
         assert_eq!(zero.contributions, vec![0.0; 6]);
         assert!(!zero.is_anomaly);
         let cold = Statistical { warm: false, ..quiet };
@@ -295,7 +313,7 @@ mod tests {
             evidence: &[8.0, 0.0, 0.0, 0.0, 0.0, 2.0],
             warm: true,
         };
-        let v = verdict(&[1.0; 6], &[1.0; 6], stat, &CAL, &CAL, &ens);
+        let v = verdict(&[Some(1.0); 6], &[Some(1.0); 6], stat, &CAL, &CAL, &ens);
         assert_eq!(v.ensemble, 8.0);
         assert!(v.is_anomaly);
         assert!((v.contributions[0] - 0.8).abs() < 1e-12);
@@ -327,6 +345,7 @@ mod tests {
         ) {
             let ens = Ensemble { w_lstm: 0.3, w_transformer: 0.7, w_statistical: 0.5, threshold: 2.0 };
             let stat = Statistical { score: 1.0, evidence: &c, warm: true };
+            let (l, t): (Vec<_>, Vec<_>) = (l.into_iter().map(Some).collect(), t.into_iter().map(Some).collect());
             let v = verdict(&l, &t, stat, &CAL, &CAL, &ens);
             let sum: f64 = v.contributions.iter().sum();
             prop_assert!(v.contributions.iter().all(|c| (0.0..=1.0 + 1e-12).contains(c)));

@@ -39,6 +39,18 @@ def build_manifest(out: Path, detector: dict, training: dict, date: str | None =
     }
 
 
+def set_version(manifest: dict, out: Path, date: str | None = None) -> dict:
+    """`<date>-<id>`: the id hashes the ONNX files and what turns their output into a verdict
+    (detector, calibrations, ensemble), so a re-tuned set of the same models is a new version."""
+    date = date or dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d")
+    models = manifest["models"]
+    scoring = json.dumps({"detector": manifest["detector"], "ensemble": manifest["ensemble"],
+                          "calibration": {k: v["calibration"] for k, v in models.items()}}, sort_keys=True)
+    paths = [out / models["lstm"]["file"], out / models["transformer"]["file"]]
+    manifest["version"] = f"{date}-{model_set_id(paths, scoring.encode())}"
+    return manifest
+
+
 def _rows(z: np.ndarray, m: np.ndarray) -> list[list[float | None]]:
     return [[float(v) if k else None for v, k in zip(zr, mr)] for zr, mr in zip(z, m)]
 
@@ -81,8 +93,8 @@ def build_reference(ev: Evidence, incidents: list[dict], starts: np.ndarray, man
                 "rows": _rows(z * m, m),
                 "statistical_input": {"score": st["statistical"], "evidence": st["evidence"], "warm": st["warm"]}}
         case.update(verdict(e_l, e_t, st["statistical"], np.asarray(st["evidence"]), st["warm"], manifest))
-        case["lstm_feature_errors"] = [float(v) for v in e_l]
-        case["transformer_feature_errors"] = [float(v) for v in e_t]
+        case["lstm_feature_errors"] = [None if np.isnan(v) else float(v) for v in e_l]
+        case["transformer_feature_errors"] = [None if np.isnan(v) else float(v) for v in e_t]
         cases.append(case)
     return {
         "model_version": manifest["version"],

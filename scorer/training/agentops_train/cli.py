@@ -56,12 +56,11 @@ def cmd_all(args) -> int:
     import onnxruntime
     import torch
 
-    from .artifacts import build_manifest, build_reference, write_json
+    from .artifacts import build_manifest, write_json
     from .data import sequence_index, gather
-    from .evidence import evidence, run, scorer_binary
+    from .evidence import evidence, scorer_binary
     from .export import export, max_abs_diff
     from .models import LeanTransformer
-    from .scoring import OnnxModel
     from .train import SequencePool, TrainConfig, load_result, save_result, train_model
 
     t0 = time.time()
@@ -164,23 +163,41 @@ def cmd_all(args) -> int:
                   "1.4826 MAD of ln error); weights (grid of tenths) and threshold with the best event F1 on the "
                   "tuning seed among those within the false-alarm budget",
     }
-    manifest = build_manifest(out, detector, training, args.date)
-    write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", build_manifest(out, detector, training, args.date))
+    _tune_and_finish(scorer, out, data, args.date)
+    log(f"done in {time.time() - t0:.0f}s (data {t_data:.0f}s, training "
+        + ", ".join(f"{k} {r.seconds:.0f}s" for k, r in results.items()) + ")")
+    return 0
+
+
+def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
+    """`scorer tune` (calibration on the validation seeds, weights and threshold on the tuning seed),
+    the version (ONNX files + calibration + ensemble), the reference cases, the evaluation."""
+    from .artifacts import build_reference, set_version, write_json
+    from .evidence import evidence, run
+    from .scoring import OnnxModel
+
     run(scorer, ["tune", "--models", str(out), "--normal", *[str(d.path) for d in data["val"]],
                  "--tuning", str(data["tuning"].path), "--budget", str(config.FALSE_ALARM_BUDGET)], log)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = set_version(json.loads((out / "manifest.json").read_text()), out, date)
+    write_json(out / "manifest.json", manifest)
     log(f"  manifest version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
         f"threshold {manifest['ensemble']['threshold']}")
-    lstm, tr = OnnxModel(paths["lstm"]), OnnxModel(paths["transformer"])
+    models = manifest["models"]
+    lstm, tr = OnnxModel(out / models["lstm"]["file"]), OnnxModel(out / models["transformer"]["file"])
     tuning = data["tuning"]
     tune_ev = evidence(scorer, tuning.path, log=log)
     write_json(out / "reference.json",
                build_reference(tune_ev, tuning.incidents, tuning.windows.window_starts(), manifest, lstm, tr))
-
     log(f"5/5 evaluation on seeds {config.EVAL_SEEDS} and clean traffic {config.CLEAN_SETS} (`scorer evaluate`)")
     log(_evaluate(scorer, out, data, config.FALSE_ALARM_BUDGET, write=True))
-    log(f"done in {time.time() - t0:.0f}s (data {t_data:.0f}s, training "
-        + ", ".join(f"{k} {r.seconds:.0f}s" for k, r in results.items()) + ")")
+
+
+def cmd_tune(args) -> int:
+    from .evidence import scorer_binary
+
+    data = _datasets(Path(args.work), args.ingest, args.keep_events)
+    _tune_and_finish(scorer_binary(args.scorer), Path(args.models), data, args.date)
     return 0
 
 
@@ -223,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--ff", type=int, help="Transformer feed-forward width (default 64)")
     a.add_argument("--transformer-patch", type=int, default=4, help="windows per Transformer token (default 4)")
     a.set_defaults(fn=cmd_all)
+
+    t = sub.add_parser("tune", help="re-tune a model set without training: calibration, weights and threshold "
+                                    "(`scorer tune`), version, reference cases, evaluation")
+    common(t)
+    t.add_argument("--models", default="scorer/models")
+    t.add_argument("--date", help="version date (default: today, UTC, YYYY.MM.DD)")
+    t.set_defaults(fn=cmd_tune)
 
     e = sub.add_parser("evaluate", help="evaluate committed models on the evaluation seeds (`scorer evaluate`)")
     common(e)

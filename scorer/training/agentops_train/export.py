@@ -51,8 +51,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def model_set_id(paths: list[Path]) -> str:
+def model_set_id(paths: list[Path], extra: bytes = b"") -> str:
     h = hashlib.sha256()
     for p in paths:
         h.update(Path(p).read_bytes())
+    h.update(extra)
     return h.hexdigest()[:8]

@@ -23,17 +23,21 @@ from . import config
 
 def feature_errors(z: np.ndarray, mask: np.ndarray, recon: np.ndarray,
                    positions: int = config.SCORE_POSITIONS) -> np.ndarray:
-    """e_f per sequence: [N, F] float64."""
+    """e_f per sequence: [N, F] float64; NaN where no scored position defines the feature."""
     zz = z[:, -positions:, :].astype(np.float64)
     rr = recon[:, -positions:, :].astype(np.float64)
     mm = mask[:, -positions:, :].astype(np.float64)
     num = (mm * (zz - rr) ** 2).sum(axis=1)
-    den = np.maximum(1.0, mm.sum(axis=1))
-    return num / den
+    den = mm.sum(axis=1)
+    return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
 
 
 def raw_score(e: np.ndarray) -> np.ndarray:
-    return e.mean(axis=-1)
+    """Mean over the defined (non-NaN) features; 0 where none is."""
+    defined = ~np.isnan(e)
+    n = defined.sum(axis=-1)
+    total = np.where(defined, e, 0.0).sum(axis=-1)
+    return np.divide(total, n, out=np.zeros_like(total, dtype=np.float64), where=n > 0)
 
 
 def calibrate(raw: np.ndarray, cal: dict) -> np.ndarray:
@@ -41,6 +45,7 @@ def calibrate(raw: np.ndarray, cal: dict) -> np.ndarray:
 
 
 def _shares(e: np.ndarray) -> np.ndarray:
+    e = np.nan_to_num(np.asarray(e, dtype=np.float64), nan=0.0)
     s = e.sum(axis=-1, keepdims=True)
     return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
 

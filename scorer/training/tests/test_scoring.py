@@ -19,12 +19,14 @@ def test_feature_errors_use_last_positions_and_mask():
     z[0, :L - P, :] = 100.0  # outside the scored positions: ignored
     z[0, -P:, 0] = [1, 2, 3, 4]
     m[0, -1, 0] = 0  # the last value of feature 0 is undefined
-    m[0, -P:, 1] = 0  # feature 1 undefined everywhere: e = 0, still counts in the mean
+    m[0, -P:, 1] = 0  # feature 1 undefined everywhere: e is undefined and left out of the mean
     z[0, -P:, 1] = 5.0
     z[0, -2:, 4] = 2.0
     e = feature_errors(z, m, r, P)
-    assert e[0].tolist() == [(1 + 4 + 9) / 3, 0.0, 0.0, 0.0, 8 / 4, 0.0]
-    assert raw_score(e)[0] == pytest.approx((14 / 3 + 2) / 6)
+    assert np.isnan(e[0, 1])
+    assert np.nan_to_num(e[0]).tolist() == [(1 + 4 + 9) / 3, 0.0, 0.0, 0.0, 8 / 4, 0.0]
+    assert raw_score(e)[0] == pytest.approx((14 / 3 + 2) / 5)
+    assert raw_score(np.full((1, 6), np.nan))[0] == 0.0
 
 
 def test_verdict_is_the_rust_formula():
