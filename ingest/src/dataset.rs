@@ -1,4 +1,4 @@
-//! A generated data set on disk, and the generator's Kafka sink.
+//! A generated data set on disk.
 //!
 //! A data-set directory holds:
 //! - `events.jsonl`: one record per line in arrival order: valid events as `TaskEvent` JSON
@@ -10,11 +10,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use rayon::prelude::*;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::codec::Encoder;
 use schemas::TaskEvent;
 use serde::{Deserialize, Serialize};
 
@@ -237,74 +234,6 @@ pub fn read_events(path: &Path) -> Result<(Vec<TaskEvent>, Vec<SkippedLine>)> {
         }
     }
     Ok((events, skipped))
-}
-
-/// The generator's Kafka sink: publishes records as they are, poison included (invalid events
-/// Avro-encoded, garbage as raw bytes), keyed by series, with the idempotent `acks=all`
-/// producer. Unlike [`crate::publisher::Publisher`] it does not validate: injecting poison is
-/// its job.
-pub struct KafkaSink {
-    producer: FutureProducer,
-    topic: String,
-    encoder: Encoder<TaskEvent>,
-}
-
-impl KafkaSink {
-    /// A sink for the configured task-events topic.
-    pub async fn new(settings: &settings::Settings) -> Result<KafkaSink> {
-        let topic = settings.kafka.topics.task_events.clone();
-        let encoder = crate::publisher::task_event_encoder(settings).await?;
-        let producer = kafka_io::producer_config(&settings.kafka, "ingest-gen")
-            .set("linger.ms", "20")
-            .create()
-            .map_err(kafka_io::Error::from)?;
-        Ok(KafkaSink {
-            producer,
-            topic,
-            encoder,
-        })
-    }
-
-    /// Publishes a batch in order and waits for every acknowledgement.
-    pub async fn send(&self, batch: &[Emitted]) -> Result<()> {
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for e in batch {
-            let (key, payload) = match &e.record {
-                Record::Event(event) | Record::Invalid { event, .. } => {
-                    (event.series_key(), self.encoder.encode(event)?)
-                }
-                Record::Garbage(bytes) => ("garbage".to_string(), bytes.clone()),
-            };
-            loop {
-                match self
-                    .producer
-                    .send_result(FutureRecord::to(&self.topic).key(&key).payload(&payload))
-                {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        _,
-                    )) => {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(Error::Delivery(e)),
-                }
-            }
-        }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(Error::Delivery(e)),
-                Err(_) => return Err(Error::Delivery(rdkafka::error::KafkaError::Canceled)),
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,22 +1,26 @@
 //! Getting task events into the pipeline, and realistic data to test it with.
 //!
-//! - [`publisher::Publisher`]: the typed producer every publishing path uses (validation from
-//!   [`schemas::validation`], Avro in the configured wire format, keyed by series, idempotent
-//!   `acks=all`).
-//! - [`gateway`]: the HTTP gateway (warp) with per-tenant API keys ([`api_key`]);
-//!   [`otlp`]: its OpenTelemetry traces route (GenAI agent spans -> task events).
-//! - [`generator`]: the deterministic workload generator with labelled incidents (pure).
+//! - [`producer::TaskEventProducer`]: the one Kafka producer of task events (Avro in the
+//!   configured wire format, keyed by series, idempotent `acks=all`); every publishing path
+//!   below goes through it.
+//! - [`publisher::Publisher`]: publishing from a library caller, validated first
+//!   ([`schemas::validation`]).
+//! - [`gateway`]: the HTTP gateway (warp) with per-tenant API keys ([`api_key`]), in
+//!   `gateway/` (handler, response, sink, metrics); [`otlp`]: its OpenTelemetry traces route
+//!   (GenAI agent spans -> task events).
+//! - [`generator`]: the deterministic workload generator with labelled incidents (pure), and
+//!   its sinks: [`generator::KafkaSink`] and [`generator::http_sink`] (the gateway).
 //! - [`truth`]: exact daily metrics of a set of events, the reference for every later stage.
 //! - [`dataset`]: a generated data set on disk (events as JSON lines, incident labels, ground
-//!   truth, manifest) and the Kafka sink of the generator; [`http_sink`] its gateway sink.
+//!   truth, manifest).
 #![deny(missing_docs)]
 
 pub mod api_key;
 pub mod dataset;
 pub mod gateway;
 pub mod generator;
-pub mod http_sink;
 pub mod otlp;
+pub mod producer;
 pub mod publisher;
 pub mod truth;
 
@@ -29,6 +33,9 @@ pub enum Error {
     /// The broker did not acknowledge a record.
     #[error("broker did not acknowledge: {0}")]
     Delivery(rdkafka::error::KafkaError),
+    /// The producer's queue is full (a caller that does not wait backs off).
+    #[error("the producer's queue is full")]
+    QueueFull,
     /// Encoding or schema registration failed.
     #[error(transparent)]
     Encode(#[from] schemas::EncodeError),

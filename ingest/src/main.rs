@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
-use ingest::dataset::{self, KafkaSink};
+use ingest::dataset;
 use ingest::gateway;
-use ingest::generator::{GenConfig, Generator};
+use ingest::generator::http_sink::{self, HttpSink, HttpStats};
+use ingest::generator::{GenConfig, Generator, KafkaSink};
 use ingest::publisher::Publisher;
 use ingest::truth::GroundTruth;
 use schemas::{TaskEvent, TaskStatus};
@@ -146,7 +147,7 @@ struct GenArgs {
     in_flight: usize,
     /// For `--to http`: concurrent requests span at most this much simulated time, so the
     /// aggregator sees no event later than its allowed lateness (0: unbounded, benchmarks only).
-    #[arg(long, default_value_t = ingest::http_sink::DEFAULT_MAX_SKEW_MS / 1000)]
+    #[arg(long, default_value_t = http_sink::DEFAULT_MAX_SKEW_MS / 1000)]
     max_skew_secs: i64,
 }
 
@@ -199,13 +200,9 @@ async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", settings.ingest.listen))?;
     tracing::info!(listen = %settings.ingest.listen, "ingest gateway listening");
+    let shutdown = ops::shutdown_signal();
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        shutdown.await;
         tracing::info!("shutting down: finishing requests in flight");
     };
     warp::serve(gateway::routes(gateway))
@@ -259,11 +256,11 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
                 .gateway
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", settings.ingest.listen));
-            let sink = ingest::http_sink::HttpSink::new(&base, keys, args.batch, args.in_flight)
+            let sink = HttpSink::new(&base, keys, args.batch, args.in_flight)
                 .with_max_skew_ms(args.max_skew_secs.saturating_mul(1000));
             std::fs::create_dir_all(&args.out)?;
             let mut truth = GroundTruth::default();
-            let mut stats = ingest::http_sink::HttpStats::default();
+            let mut stats = HttpStats::default();
             let mut summary = dataset::Summary::default();
             let hours = generator.hour_count();
             let mut buffered = Vec::new();

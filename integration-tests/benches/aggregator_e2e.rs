@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ingest::dataset::KafkaSink;
+use ingest::generator::KafkaSink;
 use ingest::generator::{GenConfig, Generator, Record};
 use integration_tests::{free_port, pipeline_env, unique_topic, Service, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};

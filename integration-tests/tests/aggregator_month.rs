@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use ingest::dataset::KafkaSink;
+use ingest::generator::KafkaSink;
 use ingest::generator::{GenConfig, Generator, Record};
 use ingest::truth::{GroundTruth, TruthRow};
 use integration_tests::{env_value, pipeline_env, run_bin, unique_topic, Service, TansuBroker};

@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use ingest::generator::http_sink::HttpSink;
 use ingest::generator::{GenConfig, Generator, IncidentKind, Record};
-use ingest::http_sink::HttpSink;
 use ingest::truth::{GroundTruth, TruthRow, COUNT_FIELDS};
 use integration_tests::{
     env_value, free_port, pipeline_env, read_topic, run_bin, unique_topic, Engine, Service, TansuBroker,
@@ -305,7 +305,7 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
     let hours: Vec<_> = generator.hours().collect();
     let segments: Vec<&[Vec<ingest::generator::Emitted>]> = hours.chunks(hours.len().div_ceil(6)).collect();
     assert_eq!(segments.len(), 6);
-    let mut stats = ingest::http_sink::HttpStats::default();
+    let mut stats = ingest::generator::http_sink::HttpStats::default();
     for (i, segment) in segments.iter().enumerate() {
         for batch in segment.iter() {
             for e in batch {

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use ingest::dataset::KafkaSink;
+use ingest::generator::KafkaSink;
 use ingest::generator::{GenConfig, Generator, IncidentKind};
 use integration_tests::{env_value, models_dir, pipeline_env, unique_topic, Service, TansuBroker};
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -187,33 +187,12 @@ async fn post_traces_inner(gateway: &Gateway, headers: TraceHeaders, body: bytes
     }
     metrics.mapped.inc_by(events.len() as u64);
 
-    let outcomes = if events.is_empty() {
-        Vec::new()
-    } else {
-        gateway.publish_counted(&events).await
-    };
-    let queue_full = outcomes.iter().any(|o| matches!(o, Err(SinkError::QueueFull)));
-    let unavailable = outcomes.iter().find_map(|o| match o {
-        Err(SinkError::Unavailable(m)) => Some(m.clone()),
-        _ => None,
-    });
+    let outcomes = gateway.publish_counted(&events).await;
     // The whole request is retried by the exporter: events already acknowledged come again
     // with the same event_id and are de-duplicated downstream.
-    if queue_full {
-        return response::error(
-            format,
-            StatusCode::TOO_MANY_REQUESTS,
-            "the gateway is saturated; retry later",
-            Some("1"),
-        );
-    }
-    if let Some(m) = unavailable {
-        return response::error(
-            format,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("not acknowledged by the broker: {m}"),
-            Some("5"),
-        );
+    if let Some(failure) = SinkError::worst(outcomes.iter().filter_map(|o| o.as_ref().err())) {
+        let (status, retry_after) = failure.status();
+        return response::error(format, status, &failure.message(), Some(retry_after));
     }
     response::exported(format, rejections.len() as i64, &rejection_message(&rejections))
 }
