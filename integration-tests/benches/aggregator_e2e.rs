@@ -18,7 +18,7 @@ use ingest::generator::{GenConfig, Generator, Record};
 use integration_tests::{free_port, pipeline_env, unique_topic, Service, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use store::{DailyMetricsQuery, Store, ALL_AGENTS};
+use store::{DailyMetricsQuery, MetricsStore, ALL_AGENTS};
 
 const PARTITIONS: i32 = 4;
 

@@ -12,7 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
 use schemas::TaskEvent;
-use store::{DailyMetric, DailyMetricsQuery, Store};
+use store::{DailyMetric, DailyMetricsQuery, MetricsStore};
 
 const DAY_MS: i64 = 86_400_000;
 

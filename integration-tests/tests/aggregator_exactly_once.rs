@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
 use schemas::kpi::{exact_quantile, Counts};
 use schemas::{TaskEvent, TaskStatus};
-use store::{DailyMetricsQuery, Store, ALL_AGENTS};
+use store::{DailyMetricsQuery, MetricsStore, ALL_AGENTS};
 
 const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_763_510_400_000; // 2025-11-19T00:00:00Z

@@ -15,7 +15,7 @@ use integration_tests::{env_value, pipeline_env, run_bin, unique_topic, Service,
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use schemas::TaskEvent;
-use store::{DailyMetricsQuery, Store};
+use store::{DailyMetricsQuery, MetricsStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_month_matches_its_ground_truth() {

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::{Decoder, Encoder};
 use schemas::TaskEvent;
 use serde_json::Value;
-use store::{DailyMetricsQuery, Store};
+use store::{DailyMetricsQuery, MetricsStore};
 
 /// 2100-01-01T00:00:00Z.
 const YEAR_2100: i64 = 4_102_444_800_000;

@@ -17,7 +17,7 @@ use rdkafka::Message;
 use schemas::codec::Decoder;
 use schemas::{TaskEvent, TaskStatus};
 use serde_json::Value;
-use store::{DailyMetricsQuery, Store};
+use store::{DailyMetricsQuery, MetricsStore};
 
 const TASKS: usize = 30;
 const DAY_MS: i64 = 86_400_000;

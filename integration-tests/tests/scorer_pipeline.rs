@@ -17,7 +17,7 @@ use integration_tests::{env_value, models_dir, pipeline_env, unique_topic, Servi
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use schemas::Anomaly;
-use store::{AnomalyQuery, Store};
+use store::{AnomalyQuery, WindowStore};
 
 /// Flagged windows allowed per control series and simulated day.
 const CONTROL_FALSE_ALARMS_PER_DAY: f64 = 1.0;

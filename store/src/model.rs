@@ -233,6 +233,12 @@ pub struct KpiWindowQuery {
     pub to_ms: i64,
 }
 
+/// The clock that stamps what a backend writes itself (a migration's `applied_at`) and that
+/// retention is counted against (epoch ms).
+pub(crate) fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// How long a row written at `updated_at_ms` has left at `now_ms` when rows are kept for
 /// `retention_secs` after their write, in whole seconds (rounded up); `None` once it expired.
 /// Rows it gives `None` are not written (SQLite also deletes them).

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use schemas::kpi::{Counts, LatencyDigest};
 use time::Date;
 
-use crate::{DailyMetric, DailyMetricsQuery, Error, Result, Store, ALL_AGENTS};
+use crate::{DailyMetric, DailyMetricsQuery, Error, MetricsStore, Result, ALL_AGENTS};
 
 /// The tenant-wide row of `day` from its agent rows (rows of other tenants or days, and roll-up
 /// rows, are ignored): counts add, digests merge, final when every agent row is final,
@@ -96,11 +96,12 @@ pub trait DayRows: Send + Sync {
     async fn agent_rows(&self, tenant_id: &str, from: Date, to: Date) -> Result<Vec<DailyMetric>>;
 }
 
-/// A [`Store`] as [`DayRows`] (what the default [`Store::upsert_daily_metrics_with_rollups`] uses).
+/// A [`MetricsStore`] as [`DayRows`] (what the default
+/// [`MetricsStore::upsert_daily_metrics_with_rollups`] uses).
 pub struct StoreRows<'a, S: ?Sized>(pub &'a S);
 
 #[async_trait]
-impl<S: Store + ?Sized> DayRows for StoreRows<'_, S> {
+impl<S: MetricsStore + ?Sized> DayRows for StoreRows<'_, S> {
     async fn put(&self, rows: &[DailyMetric]) -> Result<()> {
         self.0.upsert_daily_metrics(rows).await
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use schemas::kpi::LatencyDigest;
 use store::rollup::{rollup, upsert_with_rollups, StoreRows};
 use store::sqlite::SqliteStore;
-use store::{DailyMetric, DailyMetricsQuery, Store, ALL_AGENTS};
+use store::{DailyMetric, DailyMetricsQuery, MetricsStore, SchemaStore, ALL_AGENTS};
 use time::macros::date;
 use time::Date;
 
@@ -41,7 +41,7 @@ fn agent_row(agent: &str, round: i64, base_latency: i64) -> DailyMetric {
     }
 }
 
-async fn rows(store: &dyn Store) -> (Vec<DailyMetric>, DailyMetric) {
+async fn rows(store: &dyn MetricsStore) -> (Vec<DailyMetric>, DailyMetric) {
     let all = store
         .daily_metrics(&DailyMetricsQuery {
             tenant_id: "acme".into(),

@@ -1,0 +1,216 @@
+//! The embedded SQLite backend (`rusqlite`, bundled SQLite) in WAL mode with
+//! `synchronous=FULL`: one connection writes (from tokio's blocking pool, behind a lock); reads
+//! of a file database run on [`readers`] read-only connections, each on its own thread, fed by
+//! one queue (WAL lets them read while the writer writes). A private `:memory:` database has
+//! only the one connection.
+//!
+//! One file per domain trait: `metrics` ([`MetricsStore`](crate::MetricsStore)), `checkpoints`,
+//! `windows` (anomalies and KPI windows), `users`, `api_keys`; here the connections and the
+//! migrations runner ([`SchemaStore`]).
+
+mod api_keys;
+mod checkpoints;
+mod metrics;
+mod users;
+mod windows;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+
+use crate::migrations::{self, Migration};
+use crate::model::now_ms;
+use crate::{Error, Result, SchemaStore};
+
+/// Page cache of a connection, KiB. SQLite's default (2 MiB) is less than a month of daily rows
+/// with their digests: a read of one week then copies its overflow pages from the OS on
+/// every query.
+const CACHE_KIB: i64 = 64 * 1024;
+
+/// Reader connections of a file database, each on its own thread: one per CPU but one (at least
+/// 1, at most 4). A read takes tens of microseconds, so more threads than cores only add
+/// switches. With one connection behind a lock in the blocking pool, each of many concurrent
+/// reads took a pool thread that then slept on the lock: the dashboard route spent most of its
+/// time waking threads (see README, Measured numbers).
+pub fn readers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4))
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// Queue of the reader threads; `None` for `:memory:` (reads use `conn`). The threads stop
+    /// when the last clone of the store is dropped.
+    reads: Option<std::sync::mpsc::Sender<ReadJob>>,
+}
+
+/// Opens one connection to `path` with this backend's settings.
+fn connect(path: &str) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Starts `n` reader threads on `path`; returns their queue.
+fn start_readers(path: &str, n: usize) -> Result<std::sync::mpsc::Sender<ReadJob>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<ReadJob>();
+    let queue = Arc::new(Mutex::new(queue));
+    for i in 0..n {
+        let conn = connect(path)?;
+        conn.pragma_update(None, "query_only", true)?;
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("sqlite-read-{i}"))
+            .spawn(move || loop {
+                // The lock is held only while waiting for the next job.
+                let job = match queue.lock() {
+                    Ok(q) => q.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return }; // the store is gone
+                                                   // A job that panics drops its answer channel: its caller gets an error, the
+                                                   // thread goes on.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+            })
+            .map_err(|e| Error::Task(format!("starting a sqlite reader: {e}")))?;
+    }
+    Ok(jobs)
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the database at `path`;
+    /// `:memory:` gives a private in-memory database.
+    pub async fn open(path: &str) -> Result<SqliteStore> {
+        let path = path.to_string();
+        let conn = tokio::task::spawn_blocking(move || -> Result<(Connection, Option<_>)> {
+            if path != ":memory:" {
+                if let Some(dir) = Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::BadUrl {
+                        url: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+            let conn = connect(&path)?;
+            // After the writer, which made the file and set WAL.
+            let reads = if path == ":memory:" {
+                None
+            } else {
+                Some(start_readers(&path, readers())?)
+            };
+            Ok((conn, reads))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn.0)),
+            reads: conn.1,
+        })
+    }
+
+    /// Runs a read on a reader thread (on the writer connection for `:memory:`).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(reads) = &self.reads else {
+            return self.with_conn(move |conn| f(conn)).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        reads
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| Error::Task("the sqlite readers stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Task("a sqlite read failed (panicked)".into()))?
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|e| Error::Task(e.to_string()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Applies the migrations not applied yet up to version `last` (inclusive), in order;
+    /// returns the versions it applied. [`SchemaStore::migrate`] applies all of them; a test of data
+    /// written before a migration stops earlier.
+    pub async fn migrate_to(&self, last: u32) -> Result<Vec<u32>> {
+        self.with_conn(move |conn| {
+            let done = applied(conn)?;
+            let mut newly = Vec::new();
+            for m in migrations::SQLITE
+                .iter()
+                .filter(|m| m.version <= last && !done.contains(&m.version))
+            {
+                apply(conn, m)?;
+                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
+                newly.push(m.version);
+            }
+            Ok(newly)
+        })
+        .await
+    }
+}
+
+fn applied(conn: &Connection) -> Result<Vec<u32>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    let mut stmt = conn.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+    let versions = stmt
+        .query_map([], |row| row.get::<_, u32>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(versions)
+}
+
+fn apply(conn: &mut Connection, m: &Migration) -> Result<()> {
+    let tx = conn.transaction()?;
+    let fail = |e: rusqlite::Error| Error::Migration {
+        version: m.version,
+        name: m.name,
+        message: e.to_string(),
+    };
+    tx.execute_batch(m.script).map_err(fail)?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        params![m.version, m.name, now_ms()],
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)
+}
+
+#[async_trait]
+impl SchemaStore for SqliteStore {
+    async fn migrate(&self) -> Result<Vec<u32>> {
+        self.migrate_to(u32::MAX).await
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<u32>> {
+        self.with_conn(|conn| applied(conn)).await
+    }
+}
