@@ -1,4 +1,5 @@
-//! The Kafka edge of the scorer: a consumer of `KpiWindow`s on its own thread that scores in
+//! The Kafka edge of the scorer: the handler of `KpiWindow`s that the shared consumer worker
+//! ([`kafka_io::worker`], offsets checkpointed in Kafka) runs on its own thread; it scores in
 //! micro-batches and publishes an `Anomaly` verdict for every scored window.
 //!
 //! Each micro-batch (up to `scorer.max_batch` windows, or what arrived within 100 ms) is scored
@@ -15,7 +16,7 @@
 //! committed offset are read by the detectors without being scored again (they were published
 //! before the restart). The detector is deterministic, so a replay that covers a series' whole
 //! history restores it exactly; a shorter one starts the series cold (no alarm until it has
-//! seen `detector.warmup_windows` windows). The first record fetched is checked with
+//! seen `detector.warmup_windows` windows). The worker checks the first record fetched with
 //! [`kafka_io::resume_verdict`].
 //!
 //! Every `scorer.reload_interval_ms` the model directory is checked; a new set that loads and
@@ -23,16 +24,15 @@
 //! the old one keeps scoring).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use kafka_io::checkpoint::{OutputSink, Position, Saved, StateStore};
+use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
 use schemas::codec::{Decoder, Encoder};
 use schemas::{Anomaly, FeatureContribution, KpiExplanation, KpiWindow};
 use store::Store;
@@ -46,7 +46,6 @@ use crate::metrics::Metrics;
 use crate::models::{Batch, ModelSet, StatInput};
 use crate::scoring::{top_features, Verdict};
 use crate::{Error, Result};
-use kafka_io::{resume_verdict, ResumeVerdict};
 
 /// How many contributing features a verdict names.
 pub const TOP_FEATURES: usize = 3;
@@ -54,6 +53,8 @@ pub const TOP_FEATURES: usize = 3;
 pub const EXPLAINED_KPIS: usize = 3;
 /// Longest a window waits for its batch to fill.
 const LINGER: Duration = Duration::from_millis(100);
+/// Longest time between two commits (of records that made no batch, e.g. warm-up replays).
+const IDLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the service needs, built by `main` (or a test).
 pub struct Deps {
@@ -163,14 +164,10 @@ pub fn explanation(evidence: &Evidence) -> Vec<KpiExplanation> {
 
 type SeriesKey = (String, String);
 
+/// A partition's series: each one's detector and last windows.
+#[derive(Default)]
 struct Partition {
     buffers: HashMap<SeriesKey, SeriesBuffer>,
-    /// Windows before this offset were published before (warm-up only).
-    publish_from: i64,
-    /// Next offset to consume; committed after the batch covering it.
-    next_offset: i64,
-    committed: i64,
-    unverified_fetch_from: Option<i64>,
 }
 
 #[derive(Default)]
@@ -183,184 +180,100 @@ struct Pending {
     since: Option<Instant>,
 }
 
-struct Shared {
+/// A batch scored and delivered, to be written to the store.
+struct Scored {
+    rows: Vec<store::KpiWindowRow>,
+    flagged: Vec<Anomaly>,
+    verdicts: usize,
+}
+
+/// The scorer's state, owned by the worker's handler slot: one owner, no locks of its own.
+struct Scorer {
     settings: settings::Settings,
     store: Arc<dyn Store>,
     runtime: Handle,
     producer: FutureProducer,
     encoder: Encoder<Anomaly>,
+    decoder: Decoder<KpiWindow>,
     metrics: Metrics,
-    /// Everything the consumer thread changes, behind one lock: there is no second lock to take
-    /// in another order (`fatal` is a leaf: nothing is locked while it is held).
-    state: Mutex<State>,
-    fatal: Mutex<Option<Error>>,
-}
-
-/// The scorer's mutable state.
-struct State {
     models: ModelSet,
+    model_dir: PathBuf,
     partitions: HashMap<i32, Partition>,
     pending: Pending,
-}
-
-struct Ctx(Arc<Shared>);
-
-impl ClientContext for Ctx {
-    fn stats(&self, stats: rdkafka::Statistics) {
-        let Some(topic) = stats.topics.get(self.0.topic()) else {
-            return;
-        };
-        for p in topic.partitions.values() {
-            if p.partition >= 0 && p.consumer_lag >= 0 {
-                self.0
-                    .metrics
-                    .lag
-                    .with_label_values(&[&p.partition.to_string()])
-                    .set(p.consumer_lag);
-            }
-        }
-    }
-}
-
-impl ConsumerContext for Ctx {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: rdkafka::types::RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        use rdkafka::types::RDKafkaRespErr::*;
-        let shared = &self.0;
-        match err {
-            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(e) = shared
-                    .position(consumer, tpl)
-                    .and_then(|_| Ok(consumer.assign(tpl)?))
-                {
-                    shared.fail(e);
-                }
-            }
-            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if let Err(e) = shared.flush(consumer) {
-                    shared.fail(e);
-                }
-                shared.state().partitions.clear();
-                let _ = consumer.unassign();
-            }
-            other => tracing::error!(?other, "rebalance error"),
-        }
-    }
-
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+    /// Delivered, not written yet (between the checkpoint's steps).
+    scored: Option<Scored>,
+    last_reload_check: Instant,
+    /// A different model set found in the directory: loaded after the next checkpoint.
+    reload: Option<Manifest>,
 }
 
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-impl Shared {
-    fn topic(&self) -> &str {
-        &self.settings.kafka.topics.kpi_windows
-    }
-
-    fn rewind(&self) -> i64 {
-        self.settings.scorer.resume_rewind_records
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("state lock")
-    }
-
-    fn fail(&self, error: Error) {
-        tracing::error!(%error, "fatal");
-        self.fatal.lock().expect("lock").get_or_insert(error);
-    }
-
-    /// Positions newly assigned partitions a little before their committed offsets.
-    fn position(&self, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) -> Result<()> {
-        let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))?;
-        let partitions = &mut self.state().partitions;
-        for element in committed.elements() {
-            let next = match element.offset() {
-                Offset::Offset(o) if o >= 0 => o,
-                _ => 0,
-            };
-            let fetch_from = (next - self.rewind()).max(0);
-            let offset = if fetch_from > 0 {
-                Offset::Offset(fetch_from)
-            } else {
-                Offset::Beginning
-            };
-            tpl.set_partition_offset(element.topic(), element.partition(), offset)?;
-            tracing::info!(
-                partition = element.partition(),
-                next,
-                fetch_from,
-                "partition assigned"
-            );
-            partitions.insert(
-                element.partition(),
-                Partition {
-                    buffers: HashMap::new(),
-                    publish_from: next,
-                    next_offset: next,
-                    committed: next,
-                    unverified_fetch_from: (next > 0).then_some(fetch_from),
-                },
-            );
+impl Scorer {
+    /// Remembers a different, loadable manifest in the model directory (checked every
+    /// `scorer.reload_interval_ms`).
+    fn check_model_dir(&mut self) {
+        let current = self.models.manifest.fingerprint();
+        match Manifest::load(&self.model_dir) {
+            Ok(m) if m.fingerprint() == current => {}
+            Ok(m) => self.reload = Some(m),
+            Err(e) => tracing::debug!(%e, "model directory not loadable now"),
         }
-        self.metrics.ready.store(true, Ordering::Relaxed);
-        Ok(())
     }
 
-    fn handle(
-        &self,
-        consumer: &BaseConsumer<Ctx>,
-        decoder: &Decoder<KpiWindow>,
-        message: &BorrowedMessage<'_>,
-    ) -> Result<()> {
-        let partition_id = message.partition();
-        let offset = message.offset();
-        let mut state = self.state();
-        let State {
-            models,
-            partitions,
-            pending,
-        } = &mut *state;
-        let Some(part) = partitions.get_mut(&partition_id) else {
-            return Ok(());
-        };
-        if let Some(fetch_from) = part.unverified_fetch_from.take() {
-            match resume_verdict(fetch_from, part.publish_from, offset, self.rewind()) {
-                ResumeVerdict::Covered => {}
-                ResumeVerdict::SeekBack(to) => {
-                    tracing::warn!(
-                        partition_id,
-                        fetch_from,
-                        first_fetched = offset,
-                        seek_to = to,
-                        "broker skipped records on resume: seeking further back"
-                    );
-                    part.unverified_fetch_from = Some(to);
-                    consumer.seek(
-                        self.topic(),
-                        partition_id,
-                        Offset::Offset(to),
-                        Duration::from_secs(10),
-                    )?;
-                    return Ok(());
+    /// Replaces the model set with the one in the directory if it loads (called with nothing
+    /// pending: right after a checkpoint).
+    fn reload(&mut self, candidate: Manifest) {
+        match ModelSet::load(&self.model_dir, self.settings.scorer.intra_threads) {
+            Ok(set) => {
+                let models = &mut self.models;
+                let reshaped = set.manifest.sequence_length != models.manifest.sequence_length
+                    || set.manifest.window_secs != models.manifest.window_secs;
+                tracing::info!(from = %models.manifest.version, to = %set.manifest.version, "model set reloaded");
+                self.metrics.set_version(&set.manifest.version);
+                self.metrics.reloads.with_label_values(&["loaded"]).inc();
+                *models = set;
+                if reshaped {
+                    tracing::warn!("sequence length or window changed: series buffers start over");
+                    for part in self.partitions.values_mut() {
+                        part.buffers.clear();
+                    }
                 }
-                ResumeVerdict::Lost => tracing::warn!(
-                    partition_id,
-                    "records before the committed offset are gone: buffers start short"
-                ),
+            }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["refused"]).inc();
+                tracing::error!(version = %candidate.version, error = %e, "new model set refused; the current one keeps scoring");
             }
         }
+    }
+}
+
+impl Handler for Scorer {
+    type Error = Error;
+
+    /// The committed offset is where publishing resumes; the worker replays the records
+    /// before it to warm the series up.
+    fn assign(&mut self, partition: i32, committed: Option<i64>) -> Result<i64> {
+        let next = committed.unwrap_or(0);
+        self.partitions.insert(partition, Partition::default());
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        Ok(next)
+    }
+
+    fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    fn handle(&mut self, message: &BorrowedMessage<'_>, replayed: bool) -> Result<()> {
+        let Some(part) = self.partitions.get_mut(&message.partition()) else {
+            return Ok(());
+        };
         self.metrics.windows_in.inc();
-        part.next_offset = part.next_offset.max(offset + 1);
         let payload = message.payload().unwrap_or_default();
-        let decoded = match decoder.decode_sync(payload) {
-            Err(e) if e.is_retriable() => self.runtime.block_on(decoder.decode(payload)),
+        let decoded = match self.decoder.decode_sync(payload) {
+            Err(e) if e.is_retriable() => self.runtime.block_on(self.decoder.decode(payload)),
             other => other,
         };
         let window = match decoded {
@@ -370,29 +283,20 @@ impl Shared {
                     .windows_skipped
                     .with_label_values(&["undecodable"])
                     .inc();
-                if offset >= part.publish_from {
-                    let headers = kafka_io::dead_letter_headers(&kafka_io::DeadLetter {
-                        topic: message.topic(),
-                        partition: partition_id,
-                        offset,
-                        reason: "undecodable",
-                        message: &e.to_string(),
-                    });
-                    let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.dead_letter)
-                        .payload(payload)
-                        .headers(headers);
-                    if let Some(key) = message.key() {
-                        record = record.key(key);
-                    }
-                    let delivery = kafka_io::send_blocking(&self.producer, record)?;
-                    self.runtime
-                        .block_on(delivery)
-                        .map_err(|_| Error::Delivery("dead letter cancelled".into()))?
-                        .map_err(|(e, _)| e)?;
+                if !replayed {
+                    let delivery = kafka_io::send_diverted(
+                        &self.producer,
+                        &self.settings.kafka.topics.dead_letter,
+                        message,
+                        "undecodable",
+                        &e.to_string(),
+                    )?;
+                    self.runtime.block_on(kafka_io::delivered([delivery]))?;
                 }
                 return Ok(());
             }
         };
+        let (models, pending) = (&self.models, &mut self.pending);
         let (period, len) = (models.manifest.window_ms(), models.manifest.sequence_length);
         if window.window_end - window.window_start != period {
             self.metrics
@@ -411,14 +315,14 @@ impl Shared {
             window.revision,
             &models.manifest.detector,
         ) {
-            Push::Ready(evidence) if offset >= part.publish_from => {
+            Push::Ready(evidence) if !replayed => {
                 models.push(&mut pending.batch, buffer.rows(), StatInput::of(&evidence));
                 pending.windows.push(window);
                 pending.evidence.push(evidence);
                 pending.since.get_or_insert_with(Instant::now);
             }
             Push::Ready(_) => self.metrics.windows_skipped.with_label_values(&["warm_up"]).inc(),
-            Push::Stored(_) if offset >= part.publish_from => {
+            Push::Stored(_) if !replayed => {
                 pending.unscored.push(window);
                 pending.since.get_or_insert_with(Instant::now);
             }
@@ -428,121 +332,110 @@ impl Shared {
         Ok(())
     }
 
-    fn batch_due(&self) -> bool {
-        let pending = &self.state().pending;
+    /// A full batch, one that waited long enough, or a model set to load.
+    fn due(&self) -> bool {
+        let pending = &self.pending;
         pending.windows.len() + pending.unscored.len() >= self.settings.scorer.max_batch
             || pending.since.is_some_and(|s| s.elapsed() >= LINGER)
+            || self.reload.is_some()
     }
 
-    /// Scores and publishes the pending windows, stores the flagged ones, then commits.
-    fn flush(&self, consumer: &BaseConsumer<Ctx>) -> Result<()> {
-        let mut state = self.state();
-        let State {
-            models,
-            partitions,
-            pending,
-        } = &mut *state;
-        if !pending.windows.is_empty() || !pending.unscored.is_empty() {
-            let started = Instant::now();
-            let verdicts = if pending.windows.is_empty() {
-                Vec::new()
-            } else {
-                models.score(&pending.batch)?
-            };
-            self.metrics
-                .batch_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.batch_size.observe(pending.windows.len() as f64);
-            let now = now_ms();
-            let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
-            let mut flagged = Vec::new();
-            let mut rows: Vec<store::KpiWindowRow> = pending
-                .unscored
-                .iter()
-                .map(|w| window_row(w, None, now))
-                .collect();
-            for ((window, verdict), evidence) in pending.windows.iter().zip(&verdicts).zip(&pending.evidence)
-            {
-                let anomaly = anomaly_of(window, verdict, evidence, &models.manifest, now);
-                let payload = self.encoder.encode(&anomaly)?;
-                let key = schemas::series_key(&window.tenant_id, &window.agent_id);
-                let record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.anomalies)
-                    .key(key.as_bytes())
-                    .payload(&payload);
-                deliveries.push(kafka_io::send_blocking(&self.producer, record)?);
-                rows.push(window_row(window, Some(&anomaly), now));
-                if anomaly.is_anomaly {
-                    flagged.push(anomaly);
-                }
-            }
-            for result in self.runtime.block_on(futures::future::join_all(deliveries)) {
-                result
-                    .map_err(|_| Error::Delivery("anomaly cancelled".into()))?
-                    .map_err(|(e, _)| e)?;
-            }
-            if !flagged.is_empty() {
-                self.runtime.block_on(self.store.upsert_anomalies(&flagged))?;
-            }
-            let retention = self.settings.store.window_retention_secs();
-            self.runtime
-                .block_on(self.store.upsert_kpi_windows(&rows, retention))?;
-            self.metrics.windows_scored.inc_by(verdicts.len() as u64);
-            self.metrics.anomalies_flagged.inc_by(flagged.len() as u64);
-            pending.windows.clear();
-            pending.unscored.clear();
-            pending.evidence.clear();
-            pending.batch.clear();
-            pending.since = None;
-        }
-        let mut commit = TopicPartitionList::new();
-        for (id, part) in partitions.iter_mut() {
-            if part.next_offset > part.committed {
-                commit.add_partition_offset(self.topic(), *id, Offset::Offset(part.next_offset))?;
-                part.committed = part.next_offset;
-            }
-        }
-        drop(state);
-        if commit.count() > 0 {
-            consumer.commit(&commit, CommitMode::Sync)?;
+    fn tick(&mut self) -> Result<()> {
+        let every = Duration::from_millis(self.settings.scorer.reload_interval_ms);
+        if !every.is_zero() && self.last_reload_check.elapsed() >= every {
+            self.check_model_dir();
+            self.last_reload_check = Instant::now();
         }
         Ok(())
     }
 
-    /// Replaces the model set if the directory holds a different one that loads.
-    fn maybe_reload(&self, consumer: &BaseConsumer<Ctx>, dir: &Path) -> Result<()> {
-        let current = self.state().models.manifest.fingerprint();
-        let candidate = match Manifest::load(dir) {
-            Ok(m) if m.fingerprint() == current => return Ok(()),
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(%e, "model directory not loadable now");
-                return Ok(());
+    fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
+        for p in positions {
+            if let Some(lag) = p.consumer_lag {
+                self.metrics
+                    .lag
+                    .with_label_values(&[&p.partition.to_string()])
+                    .set(lag);
             }
+        }
+        if let Some(candidate) = self.reload.take() {
+            self.reload(candidate);
+        }
+        Ok(())
+    }
+}
+
+impl OutputSink<Error> for Scorer {
+    /// Scores the pending windows and delivers their verdicts (`acks=all`).
+    fn deliver(&mut self, _positions: &[Position]) -> Result<()> {
+        let pending = &mut self.pending;
+        if pending.windows.is_empty() && pending.unscored.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let verdicts = if pending.windows.is_empty() {
+            Vec::new()
+        } else {
+            self.models.score(&pending.batch)?
         };
-        self.flush(consumer)?;
-        match ModelSet::load(dir, self.settings.scorer.intra_threads) {
-            Ok(set) => {
-                let mut state = self.state();
-                let models = &mut state.models;
-                let reshaped = set.manifest.sequence_length != models.manifest.sequence_length
-                    || set.manifest.window_secs != models.manifest.window_secs;
-                tracing::info!(from = %models.manifest.version, to = %set.manifest.version, "model set reloaded");
-                self.metrics.set_version(&set.manifest.version);
-                self.metrics.reloads.with_label_values(&["loaded"]).inc();
-                *models = set;
-                if reshaped {
-                    tracing::warn!("sequence length or window changed: series buffers start over");
-                    for part in state.partitions.values_mut() {
-                        part.buffers.clear();
-                    }
-                }
-            }
-            Err(e) => {
-                self.metrics.reloads.with_label_values(&["refused"]).inc();
-                tracing::error!(version = %candidate.version, error = %e, "new model set refused; the current one keeps scoring");
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_size.observe(pending.windows.len() as f64);
+        let now = now_ms();
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(verdicts.len());
+        let mut flagged = Vec::new();
+        let mut rows: Vec<store::KpiWindowRow> = pending
+            .unscored
+            .iter()
+            .map(|w| window_row(w, None, now))
+            .collect();
+        for ((window, verdict), evidence) in pending.windows.iter().zip(&verdicts).zip(&pending.evidence) {
+            let anomaly = anomaly_of(window, verdict, evidence, &self.models.manifest, now);
+            let payload = self.encoder.encode(&anomaly)?;
+            let key = schemas::series_key(&window.tenant_id, &window.agent_id);
+            let record = FutureRecord::<[u8], [u8]>::to(&self.settings.kafka.topics.anomalies)
+                .key(key.as_bytes())
+                .payload(&payload);
+            deliveries.push(kafka_io::send_blocking(&self.producer, record)?);
+            rows.push(window_row(window, Some(&anomaly), now));
+            if anomaly.is_anomaly {
+                flagged.push(anomaly);
             }
         }
+        self.runtime.block_on(kafka_io::delivered(deliveries))?;
+        *pending = Pending::default();
+        self.scored = Some(Scored {
+            rows,
+            flagged,
+            verdicts: verdicts.len(),
+        });
         Ok(())
+    }
+}
+
+impl StateStore<Error> for Scorer {
+    /// Stores the flagged verdicts, and every window of the batch with its verdict.
+    fn write(&mut self) -> Result<()> {
+        let Some(scored) = self.scored.take() else {
+            return Ok(());
+        };
+        if !scored.flagged.is_empty() {
+            self.runtime
+                .block_on(self.store.upsert_anomalies(&scored.flagged))?;
+        }
+        let retention = self.settings.store.window_retention_secs();
+        self.runtime
+            .block_on(self.store.upsert_kpi_windows(&scored.rows, retention))?;
+        self.metrics.windows_scored.inc_by(scored.verdicts as u64);
+        self.metrics.anomalies_flagged.inc_by(scored.flagged.len() as u64);
+        Ok(())
+    }
+
+    /// Nothing: the committed offsets are the scorer's checkpoint (its state is rebuilt by
+    /// replay).
+    fn save(&mut self, _position: &Position) -> Result<Saved> {
+        Ok(Saved::Saved)
     }
 }
 
@@ -561,77 +454,40 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         });
     }
     let codecs = kafka_io::codec::Codecs::from_settings(&settings.schema_registry);
-    let decoder = codecs.decoder::<KpiWindow>();
     let encoder = deps
         .runtime
         .block_on(codecs.encoder::<Anomaly>(&settings.kafka.topics.anomalies))?;
-    let producer: FutureProducer = kafka_io::producer_config(&settings.kafka, "scorer").create()?;
     deps.metrics.set_version(&deps.models.manifest.version);
-    let model_dir = deps.models.dir.clone();
-    let shared = Arc::new(Shared {
+    tracing::info!(version = %deps.models.manifest.version, "scorer running");
+    let config = WorkerConfig {
+        role: "scorer".into(),
+        topic: settings.kafka.topics.kpi_windows.clone(),
+        group: settings.scorer.consumer_group.clone(),
+        assignment: settings.scorer.assignment.clone(),
+        checkpoints: Checkpoints::InKafka,
+        resume_rewind: settings.scorer.resume_rewind_records,
+        poll_timeout: Duration::from_millis(20),
+        checkpoint_interval: IDLE_COMMIT_INTERVAL,
+        idle_checkpoint_spacing: IDLE_COMMIT_INTERVAL,
+    };
+    let kafka = settings.kafka.clone();
+    let scorer = Scorer {
+        decoder: codecs.decoder(),
+        producer: kafka_io::producer_config(&kafka, "scorer").create()?,
+        encoder,
         store: deps.store,
         runtime: deps.runtime,
-        producer,
-        encoder,
         metrics: deps.metrics,
-        state: Mutex::new(State {
-            models: deps.models,
-            partitions: HashMap::new(),
-            pending: Pending::default(),
-        }),
-        fatal: Mutex::new(None),
+        model_dir: deps.models.dir.clone(),
+        models: deps.models,
+        partitions: HashMap::new(),
+        pending: Pending::default(),
+        scored: None,
+        last_reload_check: Instant::now(),
+        reload: None,
         settings,
-    });
-    let mut config = kafka_io::consumer_config(
-        &shared.settings.kafka,
-        "scorer",
-        &shared.settings.scorer.consumer_group,
-    );
-    config
-        .set("partition.assignment.strategy", "range")
-        .set("statistics.interval.ms", "1000");
-    let consumer: BaseConsumer<Ctx> = config.create_with_context(Ctx(shared.clone()))?;
-    match &shared.settings.scorer.assignment {
-        settings::Assignment::Group => consumer.subscribe(&[shared.topic()])?,
-        fixed => {
-            let mut tpl = kafka_io::fixed_assignment(&consumer, shared.topic(), fixed)?;
-            shared.position(&consumer, &mut tpl)?;
-            consumer.assign(&tpl)?;
-        }
-    }
-    tracing::info!(topic = shared.topic(), version = %shared.state().models.manifest.version, "scorer running");
-    let reload_every = Duration::from_millis(shared.settings.scorer.reload_interval_ms);
-    let mut last_reload_check = Instant::now();
-    let mut last_commit = Instant::now();
-    loop {
-        if let Some(error) = shared.fatal.lock().expect("lock").take() {
-            return Err(error);
-        }
-        if stop.load(Ordering::Relaxed) {
-            shared.flush(&consumer)?;
-            tracing::info!("flushed and committed on shutdown");
-            return Ok(());
-        }
-        let idle = match consumer.poll(Duration::from_millis(20)) {
-            Some(Ok(message)) => {
-                shared.handle(&consumer, &decoder, &message)?;
-                false
-            }
-            Some(Err(e)) => {
-                tracing::warn!(%e, "consumer error");
-                true
-            }
-            None => true,
-        };
-        if shared.batch_due() || (idle && last_commit.elapsed() >= Duration::from_secs(1)) {
-            shared.flush(&consumer)?;
-            last_commit = Instant::now();
-        }
-        if !reload_every.is_zero() && last_reload_check.elapsed() >= reload_every {
-            shared.maybe_reload(&consumer, &model_dir)?;
-            last_reload_check = Instant::now();
-        }
-    }
+    };
+    kafka_io::worker::run(&kafka, &config, scorer, &stop)
 }
 
 #[cfg(test)]
