@@ -228,7 +228,8 @@ struct DailyResponse {
 #[derive(serde::Serialize)]
 struct WindowsResponse {
     tenant_id: String,
-    windows: Vec<crate::dashboard::WindowRow>,
+    #[serde(flatten)]
+    body: crate::dashboard::WindowsBody,
 }
 
 /// The body of the anomalies route.
@@ -410,10 +411,10 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
                 let result = async {
                     let tenant = decode_path_param("tenant", &tenant)?;
                     let params: WindowParams = parse_query(&query)?;
-                    let windows = svc.windows(&user, &tenant, &params).await?;
+                    let body = svc.windows(&user, &tenant, &params).await?;
                     Ok(WindowsResponse {
                         tenant_id: tenant,
-                        windows,
+                        body,
                     })
                 }
                 .await;
@@ -424,28 +425,7 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
     let openapi = warp::path!("api" / "openapi.json").and(warp::get()).map(|| {
         warp::reply::with_header(crate::openapi::DOCUMENT, "content-type", "application/json").into_response()
     });
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json_reply(StatusCode::OK, &serde_json::json!({"status": "ok"})));
-    let ready = warp::path!("readyz")
-        .and(warp::get())
-        .and(with_service(&svc))
-        .then(|svc: Arc<AuthService>| async move {
-            let store = svc.ready().await;
-            let status = if store {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json_reply(status, &serde_json::json!({ "store": store }))
-        });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_service(&svc))
-        .map(|svc: Arc<AuthService>| {
-            let (body, content_type) = svc.metrics().render();
-            warp::reply::with_header(body, "content-type", content_type).into_response()
-        });
+    let operations = ops::endpoints(svc.metrics().registry().clone(), readiness(&svc));
 
     let log_metrics = svc.metrics().clone();
     let log = warp::log::custom(move |info: warp::log::Info<'_>| {
@@ -475,11 +455,7 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
         .unify()
         .or(openapi)
         .unify()
-        .or(health)
-        .unify()
-        .or(ready)
-        .unify()
-        .or(metrics)
+        .or(operations)
         .unify()
         .recover(recover)
         .unify()
@@ -499,6 +475,15 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
             r
         })
         .with(log)
+}
+
+/// What `/readyz` awaits: the probe `store` (the store answers).
+fn readiness(svc: &Arc<AuthService>) -> ops::Readiness {
+    let svc = svc.clone();
+    ops::Readiness::new().probe("store", move || {
+        let svc = svc.clone();
+        async move { svc.ready().await }
+    })
 }
 
 /// Turns rejections into the one JSON error shape.

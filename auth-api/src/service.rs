@@ -9,7 +9,10 @@ use store::{Store, User};
 use crate::accounts::{LoginRequest, RegisterRequest, TokenResponse, UserView};
 use crate::admin;
 use crate::config::Config;
-use crate::dashboard::{self, AnomalyParams, DailyParams, DailyRow, WindowParams, WindowRow};
+use crate::dashboard::{
+    self, AnomalyParams, DailyParams, DailyRow, WindowColumns, WindowLayout, WindowParams, WindowRow,
+    WindowsBody,
+};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, MAX_PASSWORD_BYTES};
 use crate::rate_limit::{LoginLimiter, DEFAULT_CAPACITY};
@@ -288,11 +291,19 @@ impl AuthService {
     }
 
     /// KPI windows with their verdicts of a tenant granted to `user`.
-    pub async fn windows(&self, user: &User, tenant: &str, params: &WindowParams) -> Result<Vec<WindowRow>> {
+    pub async fn windows(&self, user: &User, tenant: &str, params: &WindowParams) -> Result<WindowsBody> {
         let query = params.query(tenant)?;
+        let layout = params.layout()?;
         self.authorize(user, tenant).await?;
         let rows = self.store.kpi_windows(&query).await?;
-        Ok(rows.iter().map(WindowRow::from).collect())
+        Ok(match layout {
+            WindowLayout::Rows => WindowsBody::Rows {
+                windows: rows.iter().map(WindowRow::from).collect(),
+            },
+            WindowLayout::Columns => WindowsBody::Columns {
+                columns: WindowColumns::from_rows(&rows),
+            },
+        })
     }
 
     /// Whether the store answers.

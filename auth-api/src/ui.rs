@@ -4,6 +4,10 @@
 //! Every response carries a strict Content-Security-Policy (`default-src 'self'`, no inline
 //! script or style, no framing): the page loads only these files and talks only to this API.
 //! The page keeps its token in `sessionStorage`, never in a URL or a cookie.
+//!
+//! Caching: every file carries an `ETag` (a hash of its bytes) with `Cache-Control: no-cache`,
+//! so a browser revalidates each time and gets a bodiless `304` while the binary is the same
+//! (an upgraded binary serves new files at once, no stale script).
 
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -45,6 +49,25 @@ pub const ASSETS: &[Asset] = &[
     asset!("vendor/uplot/VERSION", "text/plain; charset=utf-8"),
 ];
 
+impl Asset {
+    /// The entity tag of the file: a 64-bit FNV-1a hash of its bytes, quoted.
+    pub fn etag(&self) -> String {
+        let hash = self.body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("\"{hash:016x}\"")
+    }
+
+    /// Whether an `If-None-Match` header value names this file's current tag.
+    pub fn matches(&self, if_none_match: &str) -> bool {
+        let etag = self.etag();
+        if_none_match
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag)
+    }
+}
+
 /// The asset at `path` (`""` is `index.html`).
 pub fn asset(path: &str) -> Option<&'static Asset> {
     let path = if path.is_empty() { "index.html" } else { path };
@@ -67,24 +90,39 @@ fn redirect_to_ui() -> Response {
     r
 }
 
-/// `GET /`, `GET /ui` (redirects) and `GET /ui/<file>`; anything else is not found.
+/// `GET /`, `GET /ui` (redirects) and `GET /ui/<file>` (`304` when `If-None-Match` names its
+/// tag); anything else is not found.
 pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path::full())
-        .and_then(|path: warp::path::FullPath| async move {
-            match path.as_str() {
-                "/" | "/ui" => Ok(redirect_to_ui()),
-                other => match other.strip_prefix("/ui/").and_then(asset) {
-                    Some(a) => {
-                        let mut r = Response::new(a.body.into());
-                        r.headers_mut()
-                            .insert("content-type", HeaderValue::from_static(a.content_type));
-                        Ok(with_security_headers(r))
-                    }
-                    None => Err(warp::reject::not_found()),
-                },
-            }
-        })
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and_then(
+            |path: warp::path::FullPath, if_none_match: Option<String>| async move {
+                match path.as_str() {
+                    "/" | "/ui" => Ok(redirect_to_ui()),
+                    other => match other.strip_prefix("/ui/").and_then(asset) {
+                        Some(a) => Ok(with_security_headers(serve(a, if_none_match.as_deref()))),
+                        None => Err(warp::reject::not_found()),
+                    },
+                }
+            },
+        )
+}
+
+/// The file, or `304` without a body when the browser holds this version.
+fn serve(a: &Asset, if_none_match: Option<&str>) -> Response {
+    let mut r = if if_none_match.is_some_and(|v| a.matches(v)) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(a.body.into());
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(a.content_type));
+        r
+    };
+    if let Ok(etag) = HeaderValue::from_str(&a.etag()) {
+        r.headers_mut().insert("etag", etag);
+    }
+    r
 }
 
 #[cfg(test)]
@@ -111,6 +149,28 @@ mod tests {
         let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.path.to_string()).collect();
         embedded.sort();
         assert_eq!(embedded, on_disk);
+    }
+
+    #[test]
+    fn a_file_is_revalidated_by_its_tag() {
+        let js = asset("app.js").unwrap();
+        let html = asset("").unwrap();
+        assert_ne!(js.etag(), html.etag());
+        assert_eq!(js.etag(), js.etag());
+        assert!(js.matches(&js.etag()));
+        assert!(js.matches(&format!("W/{}", js.etag())));
+        assert!(js.matches(&format!("{}, {}", html.etag(), js.etag())));
+        assert!(js.matches("*"));
+        assert!(!js.matches(&html.etag()));
+        assert!(!js.matches("\"0\""));
+        let fresh = serve(js, None);
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert_eq!(fresh.headers()["etag"].to_str().unwrap(), js.etag());
+        let cached = serve(js, Some(&js.etag()));
+        assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(cached.headers()["etag"].to_str().unwrap(), js.etag());
+        let stale = serve(js, Some(&html.etag()));
+        assert_eq!(stale.status(), StatusCode::OK);
     }
 
     #[test]

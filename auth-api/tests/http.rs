@@ -1485,8 +1485,23 @@ async fn kpi_windows_are_scoped_validated_and_ordered() {
     assert!(windows[1]["verdict"].is_null(), "not scored: {}", windows[1]);
     assert_eq!(windows[2]["verdict"]["ensemble_score"], 6.5);
     assert_eq!(windows[2]["verdict"]["explanation"][0]["kpi"], "success_rate");
+    let flagged = windows[2].clone();
     let r = app.get(&format!("{path}&agent=crm"), Some(&token)).await;
     assert_eq!(r.body["windows"].as_array().unwrap().len(), 1);
+    // The same windows as columns (what the page reads): each field once, in the same order.
+    let r = app.get(&format!("{path}&layout=columns"), Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["tenant_id"], "acme");
+    assert!(r.body.get("windows").is_none(), "{}", r.body);
+    let c = &r.body["columns"];
+    assert_eq!(c["agents"], json!(["bot", "crm"]));
+    assert_eq!(c["agent"], json!([0, 1, 0]));
+    assert_eq!(c["window_start"], json!([OCT_1_MS, OCT_1_MS, OCT_1_MS + 900_000]));
+    assert_eq!(c["success_rate"], json!([0.75, 0.75, 0.75]));
+    assert_eq!(c["cost_per_task_micros"], json!([2_500.0, 2_500.0, 2_500.0]));
+    assert_eq!(c["ensemble_score"], json!([0.5, null, 6.5]));
+    assert_eq!(c["is_anomaly"], json!([false, false, true]));
+    assert_eq!(c["flagged"], json!([flagged]));
 
     // The same 403 as the other routes, for another tenant and for one that does not exist.
     for tenant in ["globex", "nobody"] {
@@ -1524,6 +1539,15 @@ async fn kpi_windows_are_scoped_validated_and_ordered() {
             "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z&agent=a%2Fb",
             422,
             err("invalid_field", "agent: must not contain '/'", Some("agent")),
+        ),
+        (
+            "/api/v1/tenants/acme/windows?from=2025-10-01T00:00:00Z&to=2025-10-02T00:00:00Z&layout=table",
+            422,
+            err(
+                "invalid_field",
+                "layout: must be `rows` or `columns`",
+                Some("layout"),
+            ),
         ),
         (
             "/api/v1/tenants/acme/windows?to=2025-10-02T00:00:00Z",
@@ -1578,6 +1602,33 @@ async fn the_page_is_served_from_the_binary_with_a_strict_csp() {
         assert_eq!(res.headers()["x-frame-options"], "DENY");
         assert!(!res.body().is_empty());
     }
+    // Revalidation: the file's tag answers 304 without a body, another tag the file.
+    let routes = routes::routes(app.svc.clone());
+    let fresh = warp::test::request()
+        .method("GET")
+        .path("/ui/app.js")
+        .reply(&routes)
+        .await;
+    assert_eq!(fresh.headers()["cache-control"], "no-cache");
+    let etag = fresh.headers()["etag"].to_str().unwrap().to_string();
+    let cached = warp::test::request()
+        .method("GET")
+        .path("/ui/app.js")
+        .header("if-none-match", &etag)
+        .reply(&routes)
+        .await;
+    assert_eq!(cached.status(), 304);
+    assert!(cached.body().is_empty());
+    assert_eq!(cached.headers()["etag"].to_str().unwrap(), etag);
+    assert!(cached.headers().contains_key("content-security-policy"));
+    let other = warp::test::request()
+        .method("GET")
+        .path("/ui/app.js")
+        .header("if-none-match", "\"0123456789abcdef\"")
+        .reply(&routes)
+        .await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(other.body(), fresh.body());
     let r = app
         .send(warp::test::request().method("GET").path("/ui/secret.txt"))
         .await;

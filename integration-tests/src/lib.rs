@@ -172,8 +172,16 @@ pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// Path of a workspace binary (`aggregator`, `ingest`, ...) built next to the test binary.
+/// Path of a workspace binary (`aggregator`, `ingest`, ...) built next to the test binary, or
+/// the one `$<NAME>_BIN` names (e.g. `AUTH_API_BIN=$PWD/target/release/auth-api`, an absolute
+/// path: measure another build).
 pub fn bin_path(name: &str) -> PathBuf {
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var) {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "{var}={} is missing", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
     let path = dir.join(name);
