@@ -1,8 +1,5 @@
 //! `alerter` binary: see the crate docs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -43,18 +40,7 @@ fn main() -> anyhow::Result<()> {
                     &settings.kafka.topics.all(),
                 ))
                 .context("creating topics")?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let signal_stop = stop.clone();
-            runtime.spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                tracing::info!("stopping");
-                signal_stop.store(true, Ordering::Relaxed);
-            });
+            let stop = ops::stop_flag(runtime.handle());
             let metrics = alerter::metrics::Metrics::new();
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(settings.alerter.metrics_listen))

@@ -79,16 +79,6 @@ async fn store(settings: &settings::Settings) -> anyhow::Result<std::sync::Arc<d
         .context("opening the store")
 }
 
-async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ops::init_tracing("info");
@@ -110,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("auth_api.listen: cannot bind {listen}"))?;
             tracing::info!(%listen, bcrypt_cost = service.config().bcrypt_cost, "auth-api listening");
-            auth_api::run(listener, service, shutdown_signal()).await;
+            auth_api::run(listener, service, ops::shutdown_signal()).await;
         }
         Command::CreateUser { email, username } => {
             let cost = auth_api::config::bcrypt_cost(&settings.auth_api)?;

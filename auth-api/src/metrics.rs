@@ -2,7 +2,7 @@
 //! templates (never raw paths with tenant ids), statuses, outcome and reason names.
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// The metrics; cheap to clone (shared handles).
@@ -122,14 +122,17 @@ impl Metrics {
         self.latency.with_label_values(&[route]).observe(seconds);
     }
 
+    /// The registry every metric is in (served by [`ops::endpoints`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> (Vec<u8>, String) {
-        let mut buf = Vec::new();
-        let encoder = prometheus::TextEncoder::new();
-        encoder
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("metrics encode");
-        (buf, encoder.format_type().to_string())
+        (
+            ops::metrics_text(&self.registry),
+            prometheus::TEXT_FORMAT.to_string(),
+        )
     }
 }
 

@@ -200,14 +200,9 @@ async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", settings.ingest.listen))?;
     tracing::info!(listen = %settings.ingest.listen, "ingest gateway listening");
-    let shutdown = ops::shutdown_signal();
-    let shutdown = async {
-        shutdown.await;
-        tracing::info!("shutting down: finishing requests in flight");
-    };
     warp::serve(gateway::routes(gateway))
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(ops::shutdown_signal())
         .run()
         .await;
     Ok(())

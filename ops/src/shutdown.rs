@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// A future that resolves on the first SIGTERM or Ctrl-C (SIGINT) and logs which one arrived;
-/// for servers that take a shutdown future (warp's `graceful`, `auth_api::run`).
+/// for servers that take a shutdown future (warp's `graceful`, `auth_api::run`: requests in
+/// flight are finished).
 ///
 /// The handlers are installed when this is called (inside a Tokio runtime), not when the
 /// future is first polled: a signal that arrives in between is not lost.

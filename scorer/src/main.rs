@@ -1,8 +1,6 @@
 //! `scorer` binary: see the crate docs.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -332,18 +330,7 @@ fn main() -> anyhow::Result<()> {
                     )
                 })?;
             runtime.spawn(scorer::metrics::serve(metrics.clone(), listener));
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            runtime.spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                tracing::info!("stopping: flushing the current batch");
-                flag.store(true, Ordering::Relaxed);
-            });
+            let stop = ops::stop_flag(runtime.handle());
             let deps = service::Deps {
                 settings: settings.clone(),
                 store,
