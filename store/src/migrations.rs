@@ -15,73 +15,35 @@ pub struct Migration {
     pub script: &'static str,
 }
 
-/// SQLite migrations.
-pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        script: include_str!("../../schemas/sql/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "api_keys",
-        script: include_str!("../../schemas/sql/0002_api_keys.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "users",
-        script: include_str!("../../schemas/sql/0003_users.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "anomaly_explanation",
-        script: include_str!("../../schemas/sql/0004_anomaly_explanation.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "daily_summaries",
-        script: include_str!("../../schemas/sql/0005_daily_summaries.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "kpi_windows",
-        script: include_str!("../../schemas/sql/0006_kpi_windows.sql"),
-    },
-];
+/// The two lists from one table, so that both backends have the same versions (a migration
+/// one backend does not need is an empty file): `version "file" "name"` stands for
+/// `schemas/sql/<file>.sql` and `schemas/cql/<file>.cql`.
+macro_rules! migrations {
+    ($($version:literal $file:literal $name:literal),* $(,)?) => {
+        /// SQLite migrations.
+        pub const SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            script: include_str!(concat!("../../schemas/sql/", $file, ".sql")),
+        }),*];
 
-/// ScyllaDB (CQL) migrations.
-pub const CQL: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        script: include_str!("../../schemas/cql/0001_init.cql"),
-    },
-    Migration {
-        version: 2,
-        name: "api_keys",
-        script: include_str!("../../schemas/cql/0002_api_keys.cql"),
-    },
-    Migration {
-        version: 3,
-        name: "users",
-        script: include_str!("../../schemas/cql/0003_users.cql"),
-    },
-    Migration {
-        version: 4,
-        name: "anomaly_explanation",
-        script: include_str!("../../schemas/cql/0004_anomaly_explanation.cql"),
-    },
-    Migration {
-        version: 5,
-        name: "daily_summaries",
-        script: include_str!("../../schemas/cql/0005_daily_summaries.cql"),
-    },
-    Migration {
-        version: 6,
-        name: "kpi_windows",
-        script: include_str!("../../schemas/cql/0006_kpi_windows.cql"),
-    },
-];
+        /// ScyllaDB (CQL) migrations.
+        pub const CQL: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            script: include_str!(concat!("../../schemas/cql/", $file, ".cql")),
+        }),*];
+    };
+}
+
+migrations!(
+    1 "0001_init" "init",
+    2 "0002_api_keys" "api_keys",
+    3 "0003_users" "users",
+    4 "0004_anomaly_explanation" "anomaly_explanation",
+    5 "0005_daily_summaries" "daily_summaries",
+    6 "0006_kpi_windows" "kpi_windows",
+);
 
 /// Tables only the CQL backend has: the lookup tables that make `email` and `username` unique
 /// there (SQLite has UNIQUE constraints instead).

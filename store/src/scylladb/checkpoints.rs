@@ -3,6 +3,7 @@
 //! the CQL test double: not safe against two concurrent writers).
 
 use async_trait::async_trait;
+use scylla::response::query_result::QueryResult;
 
 use super::{applied, ScyllaStore};
 use crate::{Checkpoint, CheckpointStore, Error, Result};
@@ -22,7 +23,8 @@ impl ScyllaStore {
         Ok(first.map(|(offset,)| offset))
     }
 
-    async fn conditional_checkpoint(&self, cp: &Checkpoint) -> Result<bool> {
+    /// Writes `cp` whole with `INSERT` and `condition` after it (empty, or an LWT condition).
+    async fn insert_checkpoint(&self, cp: &Checkpoint, condition: &str) -> Result<QueryResult> {
         let values = (
             &cp.consumer_group,
             &cp.topic,
@@ -31,12 +33,14 @@ impl ScyllaStore {
             &cp.state,
             cp.updated_at_ms,
         );
-        let inserted = self
-            .session
-            .execute_unpaged(format!("{INSERT} IF NOT EXISTS"), values)
+        self.session
+            .execute_unpaged(format!("{INSERT}{condition}"), values)
             .await
-            .map_err(Error::scylla)?;
-        if applied(inserted)? {
+            .map_err(Error::scylla)
+    }
+
+    async fn conditional_checkpoint(&self, cp: &Checkpoint) -> Result<bool> {
+        if applied(self.insert_checkpoint(cp, " IF NOT EXISTS").await?)? {
             return Ok(true);
         }
         let updated = self
@@ -83,21 +87,7 @@ impl CheckpointStore for ScyllaStore {
         {
             return Err(regression(stored));
         }
-        let cp = checkpoint;
-        self.session
-            .execute_unpaged(
-                INSERT,
-                (
-                    &cp.consumer_group,
-                    &cp.topic,
-                    cp.partition,
-                    cp.next_offset,
-                    &cp.state,
-                    cp.updated_at_ms,
-                ),
-            )
-            .await
-            .map_err(Error::scylla)?;
+        self.insert_checkpoint(checkpoint, "").await?;
         Ok(())
     }
 
