@@ -39,7 +39,7 @@ fn the_rules_name_metrics_the_services_export() {
     for file in [
         "aggregator/src/metrics.rs",
         "scorer/src/metrics.rs",
-        "ingest/src/gateway.rs",
+        "ingest/src/gateway/metrics.rs",
         "alerter/src/metrics.rs",
     ] {
         sources.push_str(&std::fs::read_to_string(root.join(file)).unwrap());

@@ -571,19 +571,22 @@ mod tests {
         assert_eq!(single, events(&g));
     }
 
+    fn valid_events(all: &[Emitted]) -> Vec<&TaskEvent> {
+        all.iter()
+            .filter_map(|e| match &e.record {
+                Record::Event(ev) => Some(&**ev),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn batches_are_in_arrival_order_and_events_are_valid_and_in_range() {
         let c = small();
         let g = Generator::new(c.clone()).unwrap();
         let all = events(&g);
         assert!(all.windows(2).all(|w| w[0].arrival_ms <= w[1].arrival_ms));
-        let valid: Vec<&TaskEvent> = all
-            .iter()
-            .filter_map(|e| match &e.record {
-                Record::Event(ev) => Some(&**ev),
-                _ => None,
-            })
-            .collect();
+        let valid = valid_events(&all);
         let expected = c.tasks_per_series_per_day * 6.0 * 3.0;
         assert!(
             (valid.len() as f64) > expected * 0.5 && (valid.len() as f64) < expected * 1.6,
@@ -606,13 +609,7 @@ mod tests {
             ..small()
         };
         let all = events(&Generator::new(c.clone()).unwrap());
-        let valid: Vec<&TaskEvent> = all
-            .iter()
-            .filter_map(|e| match &e.record {
-                Record::Event(ev) => Some(&**ev),
-                _ => None,
-            })
-            .collect();
+        let valid = valid_events(&all);
         let distinct: std::collections::HashSet<&str> = valid.iter().map(|e| e.event_id.as_str()).collect();
         let dup_share = (valid.len() - distinct.len()) as f64 / distinct.len() as f64;
         assert!((0.035..0.065).contains(&dup_share), "duplicates {dup_share}");
