@@ -1,8 +1,8 @@
-//! Users and grants over the store, shared by the service and the CLI. Nothing here signs or
-//! verifies a token, so `auth-api create-user|grant|revoke|delete-user` run without
-//! `auth_api.jwt_secret`.
+//! Users and grants over the store (only its [`UserStore`]), shared by the service and the CLI.
+//! Nothing here signs or verifies a token, so `auth-api create-user|grant|revoke|delete-user`
+//! run without `auth_api.jwt_secret`.
 
-use store::{Store, User, Uuid};
+use store::{User, UserStore, Uuid};
 
 use crate::accounts::{NewAccount, RegisterRequest, UserView};
 use crate::dashboard::check_id;
@@ -15,7 +15,11 @@ fn now_ms() -> i64 {
 
 /// Creates a user: the account rules, bcrypt, the store (which keeps email and username
 /// unique).
-pub async fn create_user(store: &dyn Store, hasher: &Hasher, req: RegisterRequest) -> Result<UserView> {
+pub async fn create_user(
+    store: &(impl UserStore + ?Sized),
+    hasher: &Hasher,
+    req: RegisterRequest,
+) -> Result<UserView> {
     let account = NewAccount::parse(req)?;
     // Cheap pre-checks before paying for bcrypt; the store decides races.
     if store.user_by_login(&account.email).await?.is_some() {
@@ -46,7 +50,7 @@ pub async fn create_user(store: &dyn Store, hasher: &Hasher, req: RegisterReques
 }
 
 /// Grants `tenant` (an identifier by [`check_id`]) to the user with this email or username.
-pub async fn grant(store: &dyn Store, login: &str, tenant: &str) -> Result<User> {
+pub async fn grant(store: &(impl UserStore + ?Sized), login: &str, tenant: &str) -> Result<User> {
     check_id("tenant", tenant)?;
     let user = user(store, login).await?;
     store.grant_tenant(user.id, tenant, now_ms()).await?;
@@ -54,20 +58,20 @@ pub async fn grant(store: &dyn Store, login: &str, tenant: &str) -> Result<User>
 }
 
 /// Revokes `tenant` from the user; false when it was not granted.
-pub async fn revoke(store: &dyn Store, login: &str, tenant: &str) -> Result<bool> {
+pub async fn revoke(store: &(impl UserStore + ?Sized), login: &str, tenant: &str) -> Result<bool> {
     let user = user(store, login).await?;
     Ok(store.revoke_tenant(user.id, tenant).await?)
 }
 
 /// Deletes the user and its grants.
-pub async fn delete_user(store: &dyn Store, login: &str) -> Result<User> {
+pub async fn delete_user(store: &(impl UserStore + ?Sized), login: &str) -> Result<User> {
     let user = user(store, login).await?;
     store.delete_user(user.id).await?;
     Ok(user)
 }
 
 /// The user with this email or username.
-pub async fn user(store: &dyn Store, login: &str) -> Result<User> {
+pub async fn user(store: &(impl UserStore + ?Sized), login: &str) -> Result<User> {
     store.user_by_login(login).await?.ok_or_else(|| Error::Invalid {
         field: "email",
         message: format!("no user `{login}`"),
