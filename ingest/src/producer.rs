@@ -174,3 +174,66 @@ impl TaskEventProducer {
         .unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+    use crate::gateway::{EventSink as _, KafkaEventSink, SinkError};
+
+    fn settings(brokers: &str) -> settings::Settings {
+        let mut s = settings::Settings::load(None, &Default::default()).expect("defaults");
+        s.kafka.brokers = brokers.to_string();
+        s
+    }
+
+    fn events(n: usize) -> Vec<TaskEvent> {
+        (0..n)
+            .map(|i| {
+                let mut e = TaskEvent::example();
+                e.event_id = format!("e{i}");
+                e
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_record_is_acknowledged_and_a_record_that_failed_before_sending_stays_failed() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let s = settings(&cluster.bootstrap_servers());
+        cluster
+            .create_topic(&s.kafka.topics.task_events, 2, 1)
+            .expect("topic");
+        let producer = TaskEventProducer::new(&s, Role::Generator).await.unwrap();
+        let outcomes = producer.publish(&events(5), WhenFull::Wait).await;
+        assert_eq!(outcomes.len(), 5);
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let records = vec![
+            Ok(("garbage".to_string(), b"not avro".to_vec())),
+            Err(Error::QueueFull),
+            producer.record(&events(1)[0]),
+        ];
+        let outcomes = producer.send(records, WhenFull::Wait).await;
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(Error::QueueFull)));
+        assert!(producer.ready().await);
+    }
+
+    #[tokio::test]
+    async fn the_gateway_sink_reports_an_unreachable_broker_per_event() {
+        // Nothing listens on port 1; deliveries give up after the gateway's delivery timeout.
+        let mut s = settings("127.0.0.1:1");
+        s.ingest.delivery_timeout_ms = 200;
+        let sink = KafkaEventSink::new(&s).await.unwrap();
+        let outcomes = sink.publish(&events(3)).await;
+        assert_eq!(outcomes.len(), 3);
+        for outcome in outcomes {
+            let Err(e @ SinkError::Unavailable(_)) = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(e.reason(), "broker_unavailable");
+            assert!(e.message().starts_with("not acknowledged by the broker: "));
+        }
+    }
+}
