@@ -29,7 +29,7 @@
 
 use std::sync::Arc;
 
-use store::Store;
+use store::{ApiKeyStore, Store};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
@@ -186,7 +186,7 @@ pub fn routes(
 
 /// Issues an API key for a tenant and stores it; returns the token (shown once).
 pub async fn create_api_key(
-    store: &dyn Store,
+    store: &(impl ApiKeyStore + ?Sized),
     tenant_id: &str,
     label: &str,
 ) -> crate::Result<api_key::IssuedKey> {
@@ -202,6 +202,6 @@ pub async fn create_api_key(
 }
 
 /// Revokes a key now; false when there is no such key.
-pub async fn revoke_api_key(store: &dyn Store, key_id: &str) -> crate::Result<bool> {
+pub async fn revoke_api_key(store: &(impl ApiKeyStore + ?Sized), key_id: &str) -> crate::Result<bool> {
     Ok(store.revoke_api_key(key_id, now_ms()).await?)
 }
