@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_io::checkpoint::{OutputSink, Position, Saved, StateStore};
+use kafka_io::stored::StoredCheckpoints;
 use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use schemas::codec::Decoder;
 use schemas::Anomaly;
-use store::{Checkpoint, Store};
+use store::Store;
 use tokio::runtime::Handle;
 
 use crate::alertmanager::rfc3339;
@@ -59,7 +60,8 @@ struct Partition {
 /// The alerter's state, owned by the worker's handler slot.
 struct Alerter {
     settings: settings::Settings,
-    store: Arc<dyn Store>,
+    /// Each partition's open alerts with its next offset.
+    checkpoints: StoredCheckpoints,
     runtime: Handle,
     metrics: Metrics,
     receivers: Receivers,
@@ -75,14 +77,6 @@ struct Alerter {
 }
 
 impl Alerter {
-    fn group(&self) -> &str {
-        &self.settings.alerter.consumer_group
-    }
-
-    fn topic(&self) -> &str {
-        &self.settings.kafka.topics.anomalies
-    }
-
     fn grouping(&self) -> GroupingConfig {
         GroupingConfig {
             quiet_ms: (self.settings.alerter.quiet_secs * 1000) as i64,
@@ -117,16 +111,14 @@ impl Handler for Alerter {
 
     /// Loads the partition's checkpoint (open alerts + next offset) from the store.
     fn assign(&mut self, partition: i32, _committed: Option<i64>) -> Result<i64> {
-        let checkpoint =
-            self.runtime
-                .block_on(self.store.load_checkpoint(self.group(), self.topic(), partition))?;
+        let checkpoint = self.checkpoints.load(partition)?;
         let (book, next_offset) = match checkpoint {
-            Some(cp) => (
-                AlertBook::from_bytes(&cp.state).map_err(|e| Error::CorruptCheckpoint {
+            Some((state, next_offset)) => (
+                AlertBook::from_bytes(&state).map_err(|e| Error::CorruptCheckpoint {
                     partition,
                     message: e.to_string(),
                 })?,
-                cp.next_offset,
+                next_offset,
             ),
             None => (AlertBook::default(), 0),
         };
@@ -267,29 +259,7 @@ impl StateStore<Error> for Alerter {
         let Some(part) = self.partitions.get(&position.partition) else {
             return Ok(Saved::Saved);
         };
-        let checkpoint = Checkpoint {
-            consumer_group: self.group().to_string(),
-            topic: self.topic().to_string(),
-            partition: position.partition,
-            next_offset: position.next_offset,
-            state: part.book.to_bytes(),
-            updated_at_ms: now_ms(),
-        };
-        match self.runtime.block_on(self.store.save_checkpoint(&checkpoint)) {
-            Ok(()) => Ok(Saved::Saved),
-            Err(store::Error::CheckpointRegression {
-                stored, attempted, ..
-            }) => {
-                tracing::warn!(
-                    partition = position.partition,
-                    stored,
-                    attempted,
-                    "another owner is ahead"
-                );
-                Ok(Saved::Superseded)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.checkpoints.save(position, part.book.to_bytes(), now_ms())?)
     }
 }
 
@@ -317,7 +287,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
         decoder: kafka_io::codec::Codecs::from_settings(&settings.schema_registry).decoder(),
         producer: kafka_io::producer_config(&settings.kafka, "alerter").create()?,
         receivers: Receivers::new(s, deps.metrics.clone())?,
-        store: deps.store,
+        checkpoints: StoredCheckpoints::new(deps.store, deps.runtime.clone(), &config.group, &config.topic),
         runtime: deps.runtime,
         metrics: deps.metrics,
         partitions: HashMap::new(),

@@ -13,7 +13,8 @@
 //!   [`send_diverted`]: a consumed record re-sent unchanged to a dead-letter or late topic.
 //! - [`worker`]: the one checkpointing consumer loop the aggregator, the scorer and the alerter
 //!   plug their handlers into; [`checkpoint`]: its checkpoint protocol (deliver outputs, write
-//!   the store, save state with offsets, commit) as a plain function over small traits.
+//!   the store, save state with offsets, commit) as a plain function over small traits;
+//!   [`stored::StoredCheckpoints`]: partition state with its next offset in the store.
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
 //!   next batch).
@@ -21,6 +22,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod stored;
 pub mod worker;
 
 use std::time::Duration;
