@@ -212,13 +212,8 @@ impl Handler for Aggregator {
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
         // Lag from the high watermarks of the client's statistics (no request here: a
         // ListOffsets would queue behind the broker's long-polled fetch and delay the checkpoint).
-        for p in positions {
-            if let Some(high) = p.high_watermark {
-                self.metrics
-                    .lag
-                    .with_label_values(&[&p.partition.to_string()])
-                    .set((high - p.next_offset).max(0));
-            }
+        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
+            self.metrics.lag.with_label_values(&[&partition]).set(lag);
         }
         let elapsed = self.checkpoint_started.elapsed();
         self.metrics.checkpoint_seconds.observe(elapsed.as_secs_f64());

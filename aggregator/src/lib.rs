@@ -6,7 +6,8 @@
 //! - [`engine`]: the pure core: windows, watermark, lateness, de-duplication, checkpointable
 //!   state of one partition.
 //! - [`daily`]: daily store rows and tenant roll-ups (merged digests).
-//! - [`driver`]: the Kafka consumer-group member and the checkpoint protocol.
+//! - [`driver`]: the handler the shared consumer worker ([`kafka_io::worker`]) runs: records
+//!   into the engine, the checkpoint steps (outputs, daily rows, state with offsets).
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
 //! - [`recompute`]: the batch rebuild of a day range from the topic (folds in late events).
 #![deny(missing_docs)]

@@ -9,7 +9,8 @@
 //! - [`alertmanager`], [`webhook`], [`pagerduty`]: the payloads (pure), the webhook signature.
 //! - [`retry`]: which answers are retried, and the backoff.
 //! - [`receivers`]: the HTTP client delivering an [`receivers::Outbox`].
-//! - [`service`]: the Kafka consumer and the checkpoint protocol.
+//! - [`service`]: the handler the shared consumer worker ([`kafka_io::worker`]) runs: verdicts
+//!   into the books, the checkpoint steps (notifications, books with offsets).
 //! - [`metrics`]: `/metrics` (served with `/healthz`, `/readyz` by `ops`).
 //!
 //! # Example

@@ -205,13 +205,8 @@ impl Handler for Alerter {
     }
 
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
-        for p in positions {
-            if let Some(high) = p.high_watermark {
-                self.metrics
-                    .lag
-                    .with_label_values(&[&p.partition.to_string()])
-                    .set((high - p.next_offset).max(0));
-            }
+        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
+            self.metrics.lag.with_label_values(&[&partition]).set(lag);
         }
         self.refresh_open_gauge();
         self.metrics.last_checkpoint_timestamp.set(now_ms() / 1000);

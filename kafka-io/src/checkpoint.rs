@@ -23,8 +23,15 @@ pub struct Position {
     pub committed: Option<i64>,
     /// The partition's high watermark, from the client's last statistics.
     pub high_watermark: Option<i64>,
-    /// The client's consumer lag of the partition, from its last statistics.
-    pub consumer_lag: Option<i64>,
+}
+
+/// The consumer lag of each of `positions` whose high watermark is known: the records between
+/// its next offset and the high watermark (partition id as a metric label).
+pub fn lags(positions: &[Position]) -> impl Iterator<Item = (String, i64)> + '_ {
+    positions.iter().filter_map(|p| {
+        let high = p.high_watermark?;
+        Some((p.partition.to_string(), (high - p.next_offset).max(0)))
+    })
 }
 
 /// Step 1: the outputs of the records handled so far.
@@ -184,7 +191,6 @@ mod tests {
             next_offset,
             committed,
             high_watermark: None,
-            consumer_lag: None,
         }
     }
 
@@ -263,6 +269,23 @@ mod tests {
         assert_eq!(done.superseded, [0]);
         assert_eq!(done.committed, [(1, 20)]);
         assert_eq!(steps.last(), Some(&Step::Commit(vec![(1, 20)])));
+    }
+
+    #[test]
+    fn the_lag_counts_the_records_up_to_the_high_watermark() {
+        let positions = [
+            Position {
+                high_watermark: Some(25),
+                ..position(0, 10, None)
+            },
+            position(1, 20, None),
+            Position {
+                high_watermark: Some(20),
+                ..position(2, 20, None)
+            },
+        ];
+        let lags: Vec<(String, i64)> = lags(&positions).collect();
+        assert_eq!(lags, [("0".to_string(), 15), ("2".to_string(), 0)]);
     }
 
     #[test]

@@ -75,7 +75,6 @@ mod tests {
             next_offset,
             committed: None,
             high_watermark: None,
-            consumer_lag: None,
         }
     }
 

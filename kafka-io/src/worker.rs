@@ -101,13 +101,6 @@ pub trait Handler: Send + 'static {
     }
 }
 
-/// What the client's statistics say about a partition.
-#[derive(Debug, Clone, Copy, Default)]
-struct PartitionStats {
-    high_watermark: Option<i64>,
-    consumer_lag: Option<i64>,
-}
-
 /// The worker's bookkeeping of one assigned partition.
 #[derive(Debug)]
 struct Tracked {
@@ -134,8 +127,9 @@ struct Core<H: Handler> {
 
 struct Ctx<H: Handler> {
     core: Mutex<Core<H>>,
-    /// Per-partition statistics; a leaf: never locked while `core` is.
-    stats: Mutex<HashMap<i32, PartitionStats>>,
+    /// High watermark per partition, from the client's statistics; a leaf: never locked while
+    /// `core` is.
+    stats: Mutex<HashMap<i32, i64>>,
     topic: String,
 }
 
@@ -144,7 +138,7 @@ impl<H: Handler> Ctx<H> {
         self.core.lock().expect("worker lock")
     }
 
-    fn stats(&self) -> HashMap<i32, PartitionStats> {
+    fn stats(&self) -> HashMap<i32, i64> {
         self.stats.lock().expect("stats lock").clone()
     }
 }
@@ -155,14 +149,12 @@ impl<H: Handler> ClientContext for Ctx<H> {
             return;
         };
         let mut map = self.stats.lock().expect("stats lock");
-        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
-            let entry = map.entry(p.partition).or_default();
-            if p.hi_offset >= 0 {
-                entry.high_watermark = Some(p.hi_offset);
-            }
-            if p.consumer_lag >= 0 {
-                entry.consumer_lag = Some(p.consumer_lag);
-            }
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+        {
+            map.insert(p.partition, p.hi_offset);
         }
     }
 }
@@ -360,20 +352,16 @@ where
     fn checkpoint<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        stats: &HashMap<i32, PartitionStats>,
+        stats: &HashMap<i32, i64>,
     ) -> Result<(), H::Error> {
         let positions: Vec<Position> = self
             .partitions
             .iter()
-            .map(|(&partition, t)| {
-                let s = stats.get(&partition).copied().unwrap_or_default();
-                Position {
-                    partition,
-                    next_offset: t.next_offset,
-                    committed: t.committed,
-                    high_watermark: s.high_watermark,
-                    consumer_lag: s.consumer_lag,
-                }
+            .map(|(&partition, t)| Position {
+                partition,
+                next_offset: t.next_offset,
+                committed: t.committed,
+                high_watermark: stats.get(&partition).copied(),
             })
             .collect();
         let mut committer = KafkaCommitter {

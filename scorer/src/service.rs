@@ -350,13 +350,8 @@ impl Handler for Scorer {
     }
 
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
-        for p in positions {
-            if let Some(lag) = p.consumer_lag {
-                self.metrics
-                    .lag
-                    .with_label_values(&[&p.partition.to_string()])
-                    .set(lag);
-            }
+        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
+            self.metrics.lag.with_label_values(&[&partition]).set(lag);
         }
         if let Some(candidate) = self.reload.take() {
             self.reload(candidate);
