@@ -253,7 +253,7 @@ pub enum WindowsBody {
     /// `layout=columns`: `{"columns": {...}}`.
     Columns {
         /// One array per field.
-        columns: WindowColumns,
+        columns: Box<WindowColumns>,
     },
 }
 
@@ -768,7 +768,7 @@ mod tests {
             assert_eq!(c.latency_p95_ms[i], w.latency_p95_ms);
             assert_eq!(c.latency_p99_ms[i], w.latency_p99_ms);
         }
-        let json = serde_json::to_value(WindowsBody::Columns { columns: c }).unwrap();
+        let json = serde_json::to_value(WindowsBody::Columns { columns: Box::new(c) }).unwrap();
         assert_eq!(
             json["columns"]["success_rate"],
             serde_json::json!([0.5, null, 0.5])

@@ -301,7 +301,7 @@ impl AuthService {
                 windows: rows.iter().map(WindowRow::from).collect(),
             },
             WindowLayout::Columns => WindowsBody::Columns {
-                columns: WindowColumns::from_rows(&rows),
+                columns: Box::new(WindowColumns::from_rows(&rows)),
             },
         })
     }
