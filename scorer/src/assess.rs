@@ -123,12 +123,13 @@ fn protocol_of(manifest: &Manifest) -> Protocol {
     }
 }
 
-/// Calibrates both autoencoders on the normal sets (warm windows), then tunes the ensemble's
-/// weights and threshold on the tuning set; returns the updated manifest.
+/// Calibrates both autoencoders on the normal sets (warm windows), then, given a labelled
+/// tuning set, tunes the ensemble's weights and threshold on it (without one they are kept);
+/// returns the updated manifest.
 pub fn tune(
     set: &mut ModelSet,
     normal: &[PathBuf],
-    tuning: &Path,
+    tuning: Option<&Path>,
     budget: f64,
     max_batch: usize,
 ) -> Result<Manifest> {
@@ -154,6 +155,9 @@ pub fn tune(
     manifest.models.lstm.calibration = fit_calibration(&lstm, eps).ok_or_else(|| no_data("lstm"))?;
     manifest.models.transformer.calibration =
         fit_calibration(&transformer, eps).ok_or_else(|| no_data("transformer"))?;
+    let Some(tuning) = tuning else {
+        return Ok(manifest);
+    };
     let data = load(tuning, window_ms)?;
     let mut scored = offline::score(set, &data.series, max_batch)?;
     recalibrate(

@@ -71,12 +71,30 @@ enum Command {
         /// Data sets of normal traffic (directories with `windows.csv`).
         #[arg(long, num_args = 1.., required = true)]
         normal: Vec<PathBuf>,
-        /// The labelled tuning set (a directory with `windows.csv` and `incidents.json`).
+        /// The labelled tuning set (a directory with `windows.csv` and `incidents.json`);
+        /// without it only the calibration is fitted and the weights and threshold are kept.
         #[arg(long)]
-        tuning: PathBuf,
+        tuning: Option<PathBuf>,
         /// Most false alarms per series-day allowed on the tuning set.
         #[arg(long, default_value_t = 0.005)]
         budget: f64,
+    },
+    /// Export stored KPI windows (the `kpi_windows` table, see `store.window_retention_days`)
+    /// as a windows CSV: a tenant's own history for `scorer tune`, `scorer offline` or
+    /// retraining the autoencoders (`python -m agentops_train fit`).
+    ExportWindows {
+        /// Tenants to export (repeat the flag).
+        #[arg(long, required = true)]
+        tenant: Vec<String>,
+        /// First day (UTC, `YYYY-MM-DD`).
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive (UTC, `YYYY-MM-DD`).
+        #[arg(long)]
+        to: String,
+        /// The CSV to write (e.g. `DIR/windows.csv`).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The evaluation table: every detector row tuned on the tuning set under the budget and
     /// judged on unseen sets (mean ± sd), next to "flag every window"; false alarms on clean
@@ -172,6 +190,44 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
         }
+        Command::ExportWindows {
+            tenant,
+            from,
+            to,
+            out,
+        } => {
+            let day = |key: &str, value: &str| {
+                time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map(|d| d.midnight().assume_utc().unix_timestamp() * 1_000)
+                    .with_context(|| format!("--{key} `{value}`: expected YYYY-MM-DD"))
+            };
+            let (from_ms, to_ms) = (day("from", &from)?, day("to", &to)? + 86_400_000);
+            let store = runtime.block_on(store::open_migrated(&settings.store.url))?;
+            let mut records = Vec::new();
+            for tenant_id in tenant {
+                let query = store::KpiWindowQuery {
+                    tenant_id,
+                    agent_id: None,
+                    from_ms,
+                    to_ms,
+                };
+                records.extend(runtime.block_on(store.kpi_windows(&query))?.into_iter().map(|w| {
+                    offline::WindowRecord {
+                        tenant_id: w.tenant_id,
+                        agent_id: w.agent_id,
+                        window_start: w.window_start.to_string(),
+                        tasks_total: w.tasks_total,
+                        succeeded: w.succeeded,
+                        tasks_with_intervention: w.tasks_with_intervention,
+                        cost_micros: w.cost_micros,
+                        latency_p50_ms: w.latency_p50_ms,
+                        latency_p95_ms: w.latency_p95_ms,
+                    }
+                }));
+            }
+            let n = offline::write_windows(&out, records)?;
+            eprintln!("{n} KPI windows written to {}", out.display());
+        }
         Command::Show { tenant, incidents } => {
             let store = runtime.block_on(store::open_migrated(&settings.store.url))?;
             let query = store::AnomalyQuery {
@@ -264,7 +320,13 @@ fn main() -> anyhow::Result<()> {
             budget,
         } => {
             let mut set = load_models(Some(models.clone()))?;
-            let manifest = assess::tune(&mut set, &normal, &tuning, budget, settings.scorer.max_batch)?;
+            let manifest = assess::tune(
+                &mut set,
+                &normal,
+                tuning.as_deref(),
+                budget,
+                settings.scorer.max_batch,
+            )?;
             let path = models.join(scorer::manifest::MANIFEST_FILE);
             std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
                 .with_context(|| path.display().to_string())?;

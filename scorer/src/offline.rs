@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -47,17 +47,44 @@ pub struct Series {
     pub windows: Vec<WindowStats>,
 }
 
-#[derive(Deserialize)]
-struct CsvWindow {
-    tenant_id: String,
-    agent_id: String,
-    window_start: String,
-    tasks_total: i64,
-    succeeded: i64,
-    tasks_with_intervention: i64,
-    cost_micros: i64,
-    latency_p50_ms: Option<f64>,
-    latency_p95_ms: Option<f64>,
+/// One row of a windows CSV: what [`read_windows`] reads and [`write_windows`] writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Window start: epoch ms or RFC 3339 when read, epoch ms when written.
+    pub window_start: String,
+    /// Tasks completed in the window.
+    pub tasks_total: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Tasks with at least one human intervention.
+    pub tasks_with_intervention: i64,
+    /// Sum of cost, integer micro-USD.
+    pub cost_micros: i64,
+    /// Median latency (ms); empty without tasks.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th-percentile latency (ms); empty without tasks.
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// Writes windows as a CSV that [`read_windows`] (and the training package) reads.
+pub fn write_windows(path: &Path, windows: impl IntoIterator<Item = WindowRecord>) -> Result<usize> {
+    let io = |e: &dyn std::fmt::Display| Error::Input {
+        path: path.display().to_string(),
+        line: 0,
+        message: e.to_string(),
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(|e| io(&e))?;
+    let mut n = 0;
+    for w in windows {
+        writer.serialize(&w).map_err(|e| io(&e))?;
+        n += 1;
+    }
+    writer.flush().map_err(|e| io(&e))?;
+    Ok(n)
 }
 
 /// Reads a windows CSV into series (sorted by tenant and agent), each one window per period
@@ -74,7 +101,7 @@ pub fn read_windows(path: &Path, window_ms: i64) -> Result<Vec<Series>> {
         .from_path(path)
         .map_err(|e| input_error(0, e.to_string()))?;
     let mut by_series: BTreeMap<(String, String), BTreeMap<i64, WindowStats>> = BTreeMap::new();
-    for (i, record) in reader.deserialize::<CsvWindow>().enumerate() {
+    for (i, record) in reader.deserialize::<WindowRecord>().enumerate() {
         let line = i + 2;
         let w = record.map_err(|e| input_error(line, e.to_string()))?;
         let start = parse_timestamp(&w.window_start).ok_or_else(|| {
@@ -496,6 +523,45 @@ mod tests {
         assert_eq!(s[0].windows[1], WindowStats::empty(900_000));
         assert_eq!(s[0].windows[3].p50_ms, None);
         assert_eq!(s[1].windows.iter().map(|w| w.tasks).collect::<Vec<_>>(), [2, 4]);
+    }
+
+    #[test]
+    fn written_windows_read_back_as_the_same_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("windows.csv");
+        let record = |agent: &str, start: i64, tasks: i64| WindowRecord {
+            tenant_id: "acme".into(),
+            agent_id: agent.into(),
+            window_start: start.to_string(),
+            tasks_total: tasks,
+            succeeded: tasks / 2,
+            tasks_with_intervention: tasks.min(1),
+            cost_micros: 100 * tasks,
+            latency_p50_ms: (tasks > 0).then_some(1_250.5),
+            latency_p95_ms: (tasks > 0).then_some(4_000.0),
+        };
+        let rows = [
+            record("a", 0, 3),
+            record("a", 1_800_000, 0),
+            record("b", 900_000, 8),
+        ];
+        assert_eq!(write_windows(&path, rows.iter().cloned()).unwrap(), 3);
+        let s = read_windows(&path, 900_000).unwrap();
+        assert_eq!(s.len(), 2);
+        let a = &s[0].windows;
+        assert_eq!(a.len(), 3, "the missing period between is an empty window");
+        assert_eq!(
+            (
+                a[0].tasks,
+                a[0].succeeded,
+                a[0].with_intervention,
+                a[0].cost_micros
+            ),
+            (3, 1, 1, 300)
+        );
+        assert_eq!((a[0].p50_ms, a[0].p95_ms), (Some(1_250.5), Some(4_000.0)));
+        assert_eq!((a[2].tasks, a[2].p50_ms), (0, None));
+        assert_eq!((s[1].agent_id.as_str(), s[1].windows[0].tasks), ("b", 8));
     }
 
     #[test]

@@ -59,8 +59,6 @@ def cmd_all(args) -> int:
     from .artifacts import build_manifest, write_json
     from .data import sequence_index, gather
     from .evidence import evidence, scorer_binary
-    from .export import export, max_abs_diff
-    from .models import LeanTransformer
     from .train import SequencePool, TrainConfig, load_result, save_result, train_model
 
     t0 = time.time()
@@ -111,25 +109,7 @@ def cmd_all(args) -> int:
 
     log("4/5 ONNX export, manifest, `scorer tune` (calibration on normal data, weights and threshold on the "
         f"tuning seed {config.TUNING_SEED} under {config.FALSE_ALARM_BUDGET} false alarms per series-day)")
-    paths = {"lstm": out / config.LSTM_FILE, "transformer": out / config.TRANSFORMER_FILE}
-    diffs, lean_diff = {}, None
-    for kind, r in results.items():
-        model = r.model
-        if kind == "transformer":
-            # The same function and weights, as a leaner graph (~1.4x faster in onnxruntime).
-            model = LeanTransformer(r.model).eval()
-            with torch.no_grad():
-                a = r.model(torch.from_numpy(val_z[:4096])).numpy()
-                b = model(torch.from_numpy(val_z[:4096])).numpy()
-            lean_diff = float(np.abs(a - b).max())
-            log(f"  [transformer] max |module - lean graph| = {lean_diff:.2e}")
-            if lean_diff > 1e-3:
-                raise SystemExit(f"the lean Transformer differs from the trained one by {lean_diff}")
-        export(model, paths[kind])
-        diffs[kind] = max_abs_diff(model, paths[kind], val_z)
-        log(f"  {paths[kind]} ({paths[kind].stat().st_size} bytes): max |torch - onnxruntime| = {diffs[kind]:.2e}")
-        if diffs[kind] > 1e-3:
-            raise SystemExit(f"{kind}: PyTorch and ONNX disagree by {diffs[kind]}")
+    diffs, lean_diff = _export_models(results, out, val_z)
     training = {
         "command": "PYTHONPATH=scorer/training python -m agentops_train all --out scorer/models "
                    "--work /tmp/agentops-train" + "".join(
@@ -170,6 +150,36 @@ def cmd_all(args) -> int:
     return 0
 
 
+def _export_models(results: dict, out: Path, val_z: np.ndarray) -> tuple[dict, float | None]:
+    """Both trained models to ONNX in `out` (the Transformer as its leaner graph), each checked
+    against onnxruntime; returns the largest differences."""
+    import torch
+
+    from .export import export, max_abs_diff
+    from .models import LeanTransformer
+
+    paths = {"lstm": out / config.LSTM_FILE, "transformer": out / config.TRANSFORMER_FILE}
+    diffs, lean_diff = {}, None
+    for kind, r in results.items():
+        model = r.model
+        if kind == "transformer":
+            # The same function and weights, as a leaner graph (~1.4x faster in onnxruntime).
+            model = LeanTransformer(r.model).eval()
+            with torch.no_grad():
+                a = r.model(torch.from_numpy(val_z[:4096])).numpy()
+                b = model(torch.from_numpy(val_z[:4096])).numpy()
+            lean_diff = float(np.abs(a - b).max())
+            log(f"  [transformer] max |module - lean graph| = {lean_diff:.2e}")
+            if lean_diff > 1e-3:
+                raise SystemExit(f"the lean Transformer differs from the trained one by {lean_diff}")
+        export(model, paths[kind])
+        diffs[kind] = max_abs_diff(model, paths[kind], val_z)
+        log(f"  {paths[kind]} ({paths[kind].stat().st_size} bytes): max |torch - onnxruntime| = {diffs[kind]:.2e}")
+        if diffs[kind] > 1e-3:
+            raise SystemExit(f"{kind}: PyTorch and ONNX disagree by {diffs[kind]}")
+    return diffs, lean_diff
+
+
 def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     """`scorer tune` (calibration on the validation seeds, weights and threshold on the tuning seed),
     the version (ONNX files + calibration + ensemble), the reference cases, the evaluation."""
@@ -198,6 +208,111 @@ def cmd_tune(args) -> int:
 
     data = _datasets(Path(args.work), args.ingest, args.keep_events)
     _tune_and_finish(scorer_binary(args.scorer), Path(args.models), data, args.date)
+    return 0
+
+
+def _epoch_ms(value: str) -> int:
+    """A window start as `scorer offline` reads it: epoch ms or RFC 3339."""
+    import datetime as dt
+
+    v = value.strip()
+    if v.lstrip("-").isdigit():
+        return int(v)
+    return int(dt.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def cmd_fit(args) -> int:
+    """Retrain both autoencoders on a tenant's own KPI windows (`scorer export-windows`)."""
+    import csv
+
+    import onnxruntime
+    import torch
+
+    from .artifacts import build_manifest, set_version, write_json
+    from .data import gather, sequence_index
+    from .evidence import evidence, run, scorer_binary
+    from .train import SequencePool, TrainConfig, train_model
+
+    t0 = time.time()
+    scorer = scorer_binary(args.scorer)
+    out, work = Path(args.out), Path(args.out) / ".fit"
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(exist_ok=True)
+    base = json.loads((Path(args.base) / "manifest.json").read_text())
+    log(f"1/4 evidence of {len(args.data)} data set(s) (`scorer features`); the last {args.val_fraction:.0%} of "
+        "each one's time validates (early stopping, calibration)")
+    train_idx, val_z, val_m, zs, ms, val_dirs = [], [], [], [], [], []
+    for k, d in enumerate(args.data):
+        ev = evidence(scorer, Path(d), log=log)
+        n_series, n_slots = ev.z.shape[0], ev.z.shape[1]
+        cut = int(n_slots * (1 - args.val_fraction))
+        if cut < config.SEQUENCE_LENGTH or n_slots - cut < config.SEQUENCE_LENGTH:
+            raise SystemExit(f"{d}: {n_slots} windows are too few to train and validate on")
+        idx = sequence_index(n_series, n_slots)
+        train = idx[idx[:, 1] < cut]
+        train_idx.append(np.concatenate([np.full((len(train), 1), k), train], axis=1))
+        val = idx[idx[:, 1] >= cut + config.SEQUENCE_LENGTH - 1]
+        val_z.append(gather(ev.z, val))
+        val_m.append(gather(ev.mask, val))
+        zs.append(ev.z)
+        ms.append(ev.mask)
+        # The validation windows as a data set of their own, for `scorer tune`'s calibration.
+        first = int(json.loads((Path(d) / "evidence" / "features.json").read_text())["first_window_start"])
+        cut_ms = first + cut * config.WINDOW_MS
+        vd = work / f"val-{k}"
+        vd.mkdir(exist_ok=True)
+        with open(Path(d) / "windows.csv", newline="") as src, open(vd / "windows.csv", "w", newline="") as dst:
+            reader = csv.DictReader(src)
+            writer = csv.DictWriter(dst, fieldnames=reader.fieldnames)
+            writer.writeheader()
+            writer.writerows(r for r in reader if _epoch_ms(r["window_start"]) >= cut_ms)
+        val_dirs.append(vd)
+    detector = ev.detector
+    pool = SequencePool(zs, ms, np.concatenate(train_idx))
+    vz, vm = np.concatenate(val_z), np.concatenate(val_m)
+    log(f"  {len(pool.index)} training sequences, {len(vz)} validation sequences")
+
+    log("2/4 training")
+    cfg = TrainConfig(max_epochs=args.max_epochs, samples_per_epoch=args.samples_per_epoch)
+    results = {}
+    for kind in ("lstm", "transformer"):
+        sizes = {k: v for k, v in base["training"].get("hyperparameters", {}).get(kind, {}).items()
+                 if k not in ("decoder_layers", "norm_first")} or None
+        results[kind] = r = train_model(kind, pool, vz, vm, cfg, log, sizes)
+        log(f"  [{kind}] best epoch {r.best_epoch}/{r.epochs}, val loss {r.best_val_loss:.5f}, {r.seconds:.0f}s")
+
+    log("3/4 ONNX export, manifest, `scorer tune`")
+    diffs, lean_diff = _export_models(results, out, vz)
+    training = {
+        "command": "python -m agentops_train fit " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "fit",
+        "data": [str(d) for d in args.data],
+        "val_fraction": args.val_fraction,
+        "tuning": str(args.tuning) if args.tuning else None,
+        "base": str(args.base),
+        "torch": torch.__version__.split("+")[0],
+        "onnxruntime": onnxruntime.__version__,
+        "epochs": {k: r.epochs for k, r in results.items()},
+        "best_epoch": {k: r.best_epoch for k, r in results.items()},
+        "val_loss": {k: r.best_val_loss for k, r in results.items()},
+        "hyperparameters": {k: r.model.hparams for k, r in results.items()},
+        "torch_vs_onnx_max_abs_diff": diffs,
+        "transformer_lean_graph_max_abs_diff": lean_diff,
+    }
+    manifest = build_manifest(out, detector, training, args.date)
+    # Without a labelled tuning set the base set's weights and threshold are kept.
+    manifest["ensemble"] = base["ensemble"]
+    write_json(out / "manifest.json", manifest)
+    tune = ["tune", "--models", str(out), "--normal", *[str(d) for d in val_dirs],
+            "--budget", str(config.FALSE_ALARM_BUDGET)]
+    if args.tuning:
+        tune += ["--tuning", str(args.tuning)]
+    run(scorer, tune, log)
+    manifest = set_version(json.loads((out / "manifest.json").read_text()), out, args.date)
+    write_json(out / "manifest.json", manifest)
+    log(f"4/4 {out}: version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
+        f"threshold {manifest['ensemble']['threshold']}")
+    log(run(scorer, ["check-models", "--models", str(out)], log).strip())
+    log(f"done in {time.time() - t0:.0f}s; serve it with `scorer.model_dir = {out}` (hot reload picks it up)")
     return 0
 
 
@@ -247,6 +362,22 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--models", default="scorer/models")
     t.add_argument("--date", help="version date (default: today, UTC, YYYY.MM.DD)")
     t.set_defaults(fn=cmd_tune)
+
+    f = sub.add_parser("fit", help="retrain both autoencoders on your own KPI windows (directories with a "
+                                  "windows.csv, e.g. from `scorer export-windows`) and write a model set")
+    f.add_argument("--data", nargs="+", required=True, help="data set directories (each with windows.csv)")
+    f.add_argument("--out", required=True, help="the new model set's directory")
+    f.add_argument("--tuning", help="a labelled data set (windows.csv + incidents.json) to tune weights and "
+                                    "threshold on; without it the base set's are kept")
+    f.add_argument("--base", default="scorer/models", help="the model set whose sizes, weights and threshold "
+                                                          "are the starting point (default scorer/models)")
+    f.add_argument("--val-fraction", type=float, default=0.2, help="the last part of each data set's time "
+                                                                   "that validates (default 0.2)")
+    f.add_argument("--max-epochs", type=int, default=12)
+    f.add_argument("--samples-per-epoch", type=int, default=65_536)
+    f.add_argument("--date", help="version date (default: today, UTC, YYYY.MM.DD)")
+    f.add_argument("--scorer", help="the scorer binary (default: target/release/scorer)")
+    f.set_defaults(fn=cmd_fit)
 
     e = sub.add_parser("evaluate", help="evaluate committed models on the evaluation seeds (`scorer evaluate`)")
     common(e)
