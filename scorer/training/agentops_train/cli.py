@@ -235,9 +235,12 @@ def cmd_fit(args) -> int:
 
     t0 = time.time()
     scorer = scorer_binary(args.scorer)
-    out, work = Path(args.out), Path(args.out) / ".fit"
+    import shutil
+    import tempfile
+
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="agentops-fit-"))  # the validation windows, removed at the end
     base = json.loads((Path(args.base) / "manifest.json").read_text())
     log(f"1/4 evidence of {len(args.data)} data set(s) (`scorer features`); the last {args.val_fraction:.0%} of "
         "each one's time validates (early stopping, calibration)")
@@ -312,6 +315,7 @@ def cmd_fit(args) -> int:
     log(f"4/4 {out}: version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
         f"threshold {manifest['ensemble']['threshold']}")
     log(run(scorer, ["check-models", "--models", str(out)], log).strip())
+    shutil.rmtree(work, ignore_errors=True)
     log(f"done in {time.time() - t0:.0f}s; serve it with `scorer.model_dir = {out}` (hot reload picks it up)")
     return 0
 
