@@ -29,10 +29,10 @@ fn env_number<T: std::str::FromStr>(key: &str, default: T) -> T {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Fault {
-    KillAggregator,
-    KillScorer,
-    KillBroker,
+enum Kill {
+    Aggregator,
+    Scorer,
+    Broker,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +99,7 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
     let sink = HttpSink::new(&base, keys, 500, 4);
     let hours: Vec<_> = generator.hours().collect();
     let segments: Vec<_> = hours.chunks(hours.len().div_ceil(n_faults + 1)).collect();
-    let cycle = [Fault::KillAggregator, Fault::KillScorer, Fault::KillBroker];
+    let cycle = [Kill::Aggregator, Kill::Scorer, Kill::Broker];
     let mut truth = GroundTruth::default();
     let mut stats = HttpStats::default();
     let (mut records, mut faults) = (0usize, Vec::new());
@@ -124,15 +124,15 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
         tokio::time::sleep(Duration::from_millis(700)).await;
         let fault = cycle[i % cycle.len()];
         match fault {
-            Fault::KillAggregator => {
+            Kill::Aggregator => {
                 aggregator.take().expect("running").kill();
                 aggregator = Some(start("aggregator"));
             }
-            Fault::KillScorer => {
+            Kill::Scorer => {
                 scorer.take().expect("running").kill();
                 scorer = Some(start("scorer"));
             }
-            Fault::KillBroker => broker.restart(),
+            Kill::Broker => broker.restart(),
         }
         faults.push(fault);
     }
