@@ -320,6 +320,19 @@ pub fn pipeline_env(
     env
 }
 
+/// Creates the output topics `pipeline_env` named (KPI windows, anomalies, dead letters, late
+/// events) with `partitions` partitions each.
+pub async fn create_output_topics(broker: &TansuBroker, env: &[(String, String)], partitions: i32) {
+    for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
+        broker
+            .create_topic(
+                env_value(env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")),
+                partitions,
+            )
+            .await;
+    }
+}
+
 /// The committed model set of the scorer.
 pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scorer/models")

@@ -244,11 +244,7 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         .map(|(k, v)| (k.to_string(), v)),
     );
     broker.create_topic(&topic, 4).await;
-    for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
-        broker
-            .create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 2)
-            .await;
-    }
+    integration_tests::create_output_topics(&broker, &env, 2).await;
     run_bin("aggregator", &["migrate"], &env);
     let api_key = run_bin("ingest", &["api-key", "create", "--tenant", TENANT], &env)
         .trim()

@@ -227,11 +227,7 @@ async fn prometheus_scrapes_every_service_and_loads_the_rules() {
         .map(|(k, v)| (k.to_string(), v)),
     );
     broker.create_topic(&topic, 1).await;
-    for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
-        broker
-            .create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 1)
-            .await;
-    }
+    integration_tests::create_output_topics(&broker, &env, 1).await;
     run_bin("aggregator", &["migrate"], &env);
 
     let log = |name: &str| dir.path().join(format!("{name}.log"));

@@ -72,11 +72,7 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     ]);
     // Topics exist before anyone subscribes (a broker metadata refresh would take minutes).
     broker.create_topic(&topic, 2).await;
-    for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
-        broker
-            .create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 2)
-            .await;
-    }
+    integration_tests::create_output_topics(&broker, &env, 2).await;
     let settings = settings::Settings::load(None, &env.iter().cloned().collect::<HashMap<_, _>>()).unwrap();
 
     let days = 6;

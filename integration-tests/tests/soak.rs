@@ -58,11 +58,7 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
         .map(|(k, v)| (k.to_string(), v)),
     );
     broker.create_topic(&topic, 4).await;
-    for key in ["KPI_WINDOWS", "ANOMALIES", "DEAD_LETTER", "LATE_EVENTS"] {
-        broker
-            .create_topic(env_value(&env, &format!("AGENTOPS__KAFKA__TOPICS__{key}")), 2)
-            .await;
-    }
+    integration_tests::create_output_topics(&broker, &env, 2).await;
     run_bin("aggregator", &["migrate"], &env);
     let keys: BTreeMap<String, String> = TENANTS
         .iter()
