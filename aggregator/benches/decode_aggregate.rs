@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use aggregator::engine::{EngineConfig, PartitionState, DAY_MS};
+use aggregator::engine::{EngineConfig, PartitionState};
 use ingest::generator::{GenConfig, Generator, Record};
 use schemas::codec::{Decoder, Encoder};
 use schemas::kpi::{exact_quantile, LatencyDigest};
+use schemas::time::DAY_MS;
 use schemas::{TaskEvent, TaskEventView};
 
 #[global_allocator]
@@ -57,7 +58,7 @@ fn main() {
             let event = decoder.decode_sync_as::<TaskEventView>(bytes).unwrap();
             schemas::validation::validate_view(&event).unwrap();
             // The driver reads the clock for every record (the future-event check).
-            let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+            let now = schemas::time::now_ms();
             state.process(&engine, &event, now, &mut out);
             if out.len() > 4_096 {
                 out.clear();

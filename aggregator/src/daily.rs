@@ -1,15 +1,11 @@
 //! Daily rows: from the engine's [`DayRow`]s to store rows. Tenant-wide roll-ups (all agents of a
 //! tenant) are the store's: [`store::rollup`].
 
+use schemas::time::date_of_day;
 use store::DailyMetric;
 use time::Date;
 
 use crate::engine::{Aggregate, DayRow};
-
-/// The UTC date of a day index (days since the Unix epoch).
-pub fn date_of(day_index: i64) -> Date {
-    Date::from_julian_day(2_440_588 + day_index as i32).expect("day index in range")
-}
 
 fn metric(
     tenant_id: &str,
@@ -19,18 +15,11 @@ fn metric(
     is_final: bool,
     now_ms: i64,
 ) -> DailyMetric {
-    let c = &a.counts;
     DailyMetric {
         tenant_id: tenant_id.to_string(),
         agent_id: agent_id.to_string(),
         day,
-        tasks_total: c.tasks_total,
-        succeeded: c.succeeded,
-        failed: c.failed,
-        cancelled: c.cancelled,
-        tasks_with_intervention: c.tasks_with_intervention,
-        interventions: c.interventions,
-        cost_micros: c.cost_micros,
+        counts: a.counts,
         latency_p50_ms: a.latency.quantile(0.50),
         latency_p95_ms: a.latency.quantile(0.95),
         latency_p99_ms: a.latency.quantile(0.99),
@@ -45,7 +34,7 @@ pub fn to_metric(row: &DayRow, now_ms: i64) -> DailyMetric {
     metric(
         row.series.tenant_id(),
         row.series.agent_id(),
-        date_of(row.day_index),
+        date_of_day(row.day_index),
         &row.aggregate,
         row.is_final,
         now_ms,
@@ -77,20 +66,14 @@ mod tests {
     }
 
     #[test]
-    fn day_index_maps_to_utc_date() {
-        assert_eq!(date_of(0), time::macros::date!(1970 - 01 - 01));
-        assert_eq!(date_of(20_415), time::macros::date!(2025 - 11 - 23));
-    }
-
-    #[test]
     fn a_store_row_carries_the_counts_quantiles_and_digest_of_its_day() {
         let latencies: Vec<i64> = (1..=100).collect();
         let row = day_row("bot", &latencies, true);
         let m = to_metric(&row, 7);
         assert_eq!((m.tenant_id.as_str(), m.agent_id.as_str()), ("acme", "bot"));
         assert_eq!(m.day, time::macros::date!(2025 - 11 - 23));
-        assert_eq!(m.tasks_total, 100);
-        assert_eq!(m.succeeded + m.failed + m.cancelled, 100);
+        assert_eq!(m.counts.tasks_total, 100);
+        assert_eq!(m.counts.succeeded + m.counts.failed + m.counts.cancelled, 100);
         assert_eq!(m.latency_p95_ms, row.aggregate.latency.quantile(0.95));
         assert_eq!(m.latency_digest, row.aggregate.latency.to_bytes());
         assert!(m.is_final);

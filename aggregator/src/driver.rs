@@ -32,6 +32,7 @@ use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use schemas::codec::{Decoder, Encoder};
+use schemas::time::now_ms;
 use schemas::{KpiWindow, TaskEvent, TaskEventView};
 use store::{DailyMetric, Store};
 use tokio::runtime::Handle;
@@ -84,10 +85,6 @@ enum Divert {
     DeadLetter,
     /// Too late to count: the late-events topic.
     Late,
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Handler for Aggregator {

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use schemas::kpi::{Counts, LatencyDigest};
+use schemas::time::{day_of_ms, DAY_MS};
 use schemas::{KpiWindow, TaskEventView};
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +36,6 @@ pub const ACTIVE_SERIES_WINDOWS: i64 = 60;
 /// Centroids of the short windows' digests: they hold minutes of one series, and a smaller
 /// digest is much cheaper to create and fill (the daily digests keep the full size).
 pub const WINDOW_DIGEST_SIZE: usize = 100;
-/// Milliseconds in a UTC day.
-pub const DAY_MS: i64 = 86_400_000;
 
 /// Windowing parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,12 +365,12 @@ impl PartitionState {
                 };
             }
         }
-        if self.final_before_day.is_some_and(|d| t.div_euclid(DAY_MS) < d) {
+        if self.final_before_day.is_some_and(|d| day_of_ms(t) < d) {
             // Only days finalized by the clock get here: any event of a day the watermark
             // finalized is behind `watermark - lateness`, caught above.
             self.stats.late += 1;
             return Outcome::DayFinalized {
-                day_start_ms: t.div_euclid(DAY_MS) * DAY_MS,
+                day_start_ms: day_of_ms(t) * DAY_MS,
             };
         }
         if self.seen.insert(event_hash(event.event_id), t).is_some() {
@@ -389,10 +388,7 @@ impl PartitionState {
             window.emitted = true;
             window.changed_after_emit = true;
         }
-        let day = self
-            .days
-            .entry((t.div_euclid(DAY_MS), series.clone()))
-            .or_default();
+        let day = self.days.entry((day_of_ms(t), series.clone())).or_default();
         day.aggregate.add(event);
         day.dirty = true;
         let (first, last) = self.active.entry(series).or_insert((start, start));
@@ -443,7 +439,7 @@ impl PartitionState {
         // Days and ids only change state when `closed_before` crosses a day or a window
         // boundary: skip the scans otherwise (outcomes do not depend on when ids are pruned,
         // since an event behind `closed_before` is late before it is looked up).
-        let closed_day = closed_before.div_euclid(DAY_MS);
+        let closed_day = day_of_ms(closed_before);
         if self.final_before_day.is_none_or(|d| closed_day > d) {
             self.final_before_day = Some(closed_day);
             for ((day, _), state) in self.days.iter_mut() {
@@ -472,7 +468,7 @@ impl PartitionState {
     /// no window is emitted (an empty window would read as an outage) and the watermark stays.
     /// Returns how many days were finalized.
     pub fn finalize_days_by_clock(&mut self, config: &EngineConfig, now_ms: i64) -> usize {
-        let closed_day = (now_ms - config.allowed_lateness_ms).div_euclid(DAY_MS);
+        let closed_day = day_of_ms(now_ms - config.allowed_lateness_ms);
         if self.final_before_day.is_some_and(|d| d >= closed_day) {
             return 0;
         }
@@ -515,11 +511,11 @@ impl PartitionState {
         let period = closed_before.div_euclid(config.window_ms) * config.window_ms;
         self.next_period_ms = self.next_period_ms.map(|p| p.min(period));
         self.windows.retain(|(start, _), _| *start <= limit);
-        let limit_day = limit.div_euclid(DAY_MS);
+        let limit_day = day_of_ms(limit);
         self.days.retain(|(day, _), _| *day <= limit_day);
         self.active.retain(|_, (_, last)| *last <= limit);
         self.seen.retain(|_, t| *t <= limit);
-        let closed_day = closed_before.div_euclid(DAY_MS);
+        let closed_day = day_of_ms(closed_before);
         self.final_before_day = self.final_before_day.map(|d| d.min(closed_day));
         let closed_window = closed_before.div_euclid(config.window_ms);
         self.pruned_before_window = self.pruned_before_window.map(|w| w.min(closed_window));
@@ -557,7 +553,6 @@ impl PartitionState {
 
 /// The KPI window record of a series' aggregate.
 pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a: &Aggregate) -> KpiWindow {
-    let c = &a.counts;
     KpiWindow {
         window_id: KpiWindow::id_for(&series.tenant_id, &series.agent_id, start),
         tenant_id: series.tenant_id.to_string(),
@@ -565,13 +560,7 @@ pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a:
         window_start: start,
         window_end: start + window_ms,
         revision,
-        tasks_total: c.tasks_total,
-        succeeded: c.succeeded,
-        failed: c.failed,
-        cancelled: c.cancelled,
-        tasks_with_intervention: c.tasks_with_intervention,
-        interventions: c.interventions,
-        cost_micros: c.cost_micros,
+        counts: a.counts,
         latency_p50_ms: a.latency.quantile(0.50),
         latency_p95_ms: a.latency.quantile(0.95),
         latency_p99_ms: a.latency.quantile(0.99),

@@ -47,8 +47,7 @@ enum Command {
 }
 
 fn parse_day(flag: &str, value: &str) -> anyhow::Result<time::Date> {
-    time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]"))
-        .with_context(|| format!("{flag} {value}: expected a date YYYY-MM-DD"))
+    schemas::time::parse_day(value).with_context(|| format!("{flag} {value}: expected a date YYYY-MM-DD"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,22 +80,14 @@ fn main() -> anyhow::Result<()> {
                 "day", "tenant", "agent", "tasks", "TSR", "HIR", "P95 ms", "P99 ms", "cost/task", "final"
             );
             for r in rows {
-                let c = schemas::kpi::Counts {
-                    tasks_total: r.tasks_total,
-                    succeeded: r.succeeded,
-                    failed: r.failed,
-                    cancelled: r.cancelled,
-                    tasks_with_intervention: r.tasks_with_intervention,
-                    interventions: r.interventions,
-                    cost_micros: r.cost_micros,
-                };
+                let c = &r.counts;
                 let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
                 println!(
                     "{:<10} {:<14} {:<12} {:>7} {:>6} {:>6} {:>9.0} {:>9.0} {:>11} {:>5}",
                     r.day.to_string(),
                     r.tenant_id,
                     r.agent_id,
-                    r.tasks_total,
+                    c.tasks_total,
                     pct(c.success_rate()),
                     pct(c.intervention_rate()),
                     r.latency_p95_ms.unwrap_or(f64::NAN),

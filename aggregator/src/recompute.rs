@@ -16,12 +16,13 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use schemas::time::{day_index, day_of_ms, now_ms};
 use schemas::{TaskEvent, TaskEventView};
 use store::Store;
 use time::Date;
 
 use crate::daily::to_metric;
-use crate::engine::{Aggregate, DayRow, Series, DAY_MS};
+use crate::engine::{Aggregate, DayRow, Series};
 use crate::Result;
 
 /// What a recompute read and wrote.
@@ -39,14 +40,6 @@ pub struct RecomputeReport {
     pub future: u64,
     /// Daily rows written (series and roll-ups).
     pub rows_written: u64,
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn day_index(date: Date) -> i64 {
-    i64::from(date.to_julian_day() - 2_440_588)
 }
 
 /// Rebuilds the rows of `[from, to]` (UTC days, inclusive).
@@ -120,7 +113,7 @@ pub fn recompute(
             report.future += 1;
             continue;
         }
-        let day = event.completed_at.div_euclid(DAY_MS);
+        let day = day_of_ms(event.completed_at);
         if day < first || day > last {
             continue;
         }

@@ -1,8 +1,9 @@
 //! The pure windowing core: counts, duplicates, lateness, emission, checkpoint/restore.
 
-use aggregator::engine::{EngineConfig, Outcome, PartitionState, DAY_MS};
+use aggregator::engine::{EngineConfig, Outcome, PartitionState};
 use proptest::prelude::*;
 use schemas::kpi::{rank_error_bounds, Counts};
+use schemas::time::DAY_MS;
 use schemas::{KpiWindow, TaskEvent, TaskStatus};
 
 const CONFIG: EngineConfig = EngineConfig {
@@ -90,7 +91,7 @@ fn windows_are_emitted_when_the_watermark_passes_with_empty_windows_for_quiet_se
             (
                 w.window_start - T0,
                 w.agent_id.as_str(),
-                w.tasks_total,
+                w.counts.tasks_total,
                 w.revision,
             )
         })
@@ -128,7 +129,11 @@ fn late_accepted_events_re_emit_the_window_once_with_revision_1() {
     let rev1: Vec<_> = last.iter().filter(|w| w.revision == 1).collect();
     assert_eq!(rev1.len(), 1);
     assert_eq!(
-        (rev1[0].window_start, rev1[0].tasks_total, rev1[0].failed),
+        (
+            rev1[0].window_start,
+            rev1[0].counts.tasks_total,
+            rev1[0].counts.failed
+        ),
         (T0, 2, 1)
     );
     assert_eq!(rev1[0].window_id, first[0].window_id, "same window, new revision");
@@ -309,7 +314,7 @@ fn a_restored_watermark_from_the_future_is_clamped_and_the_partition_counts_agai
     assert_eq!(outcomes, vec![Outcome::Accepted; 4]);
     let emitted: Vec<_> = windows
         .iter()
-        .filter(|w| w.tasks_total > 0)
+        .filter(|w| w.counts.tasks_total > 0)
         .map(|w| (w.tenant_id.as_str(), w.window_start, w.revision))
         .collect();
     let period = (now - 30_000).div_euclid(60_000) * 60_000;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::try_join_all;
+use schemas::time::now_ms;
 use serde::Serialize;
 
 use crate::alertmanager::{postable, Presentation};
@@ -81,11 +82,6 @@ pub struct Receivers {
     retry_initial: Duration,
     retry_max: Duration,
     metrics: Metrics,
-}
-
-/// Wall clock, epoch ms.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Receivers {

@@ -29,6 +29,7 @@ use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use schemas::codec::Decoder;
+use schemas::time::now_ms;
 use schemas::Anomaly;
 use store::Store;
 use tokio::runtime::Handle;
@@ -36,7 +37,7 @@ use tokio::runtime::Handle;
 use crate::alertmanager::rfc3339;
 use crate::grouping::{AlertBook, Change, GroupingConfig};
 use crate::metrics::Metrics;
-use crate::receivers::{now_ms, Outbox, Receivers};
+use crate::receivers::{Outbox, Receivers};
 use crate::{Error, Result};
 
 /// What the service needs, built by `main` (or a test).

@@ -187,7 +187,7 @@ async fn one_notification_per_incident_resolved_after_it_ends_and_re_sends_are_m
         recorder(hook_addr, late_rec).await
     });
 
-    let now_window = alerter::receivers::now_ms() / W;
+    let now_window = schemas::time::now_ms() / W;
     let config = GroupingConfig {
         quiet_ms: 2 * W,
         critical_ratio: 2.0,
@@ -271,7 +271,7 @@ async fn one_notification_per_incident_resolved_after_it_ends_and_re_sends_are_m
     assert_eq!(signed.len(), 2);
     let mut statuses = Vec::new();
     for (sig, body) in &signed {
-        let now = alerter::receivers::now_ms() / 1000;
+        let now = schemas::time::now_ms() / 1000;
         alerter::webhook::verify(SECRET.as_bytes(), sig.as_deref().unwrap(), body, now, 300).unwrap();
         let event: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(event["alert_id"], incident.as_str());

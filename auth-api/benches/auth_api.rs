@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use auth_api::config::Config;
 use auth_api::service::AuthService;
+use schemas::kpi::Counts;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -235,13 +236,15 @@ async fn seed_daily(service: &AuthService, events_per_day: u64) {
                     tenant_id: format!("tenant-{tenant:02}"),
                     agent_id: agent,
                     day: date,
-                    tasks_total: total,
-                    succeeded: total * 93 / 100,
-                    failed: total * 5 / 100,
-                    cancelled: total - total * 93 / 100 - total * 5 / 100,
-                    tasks_with_intervention: total / 13,
-                    interventions: total / 9,
-                    cost_micros: total * 12_345,
+                    counts: Counts {
+                        tasks_total: total,
+                        succeeded: total * 93 / 100,
+                        failed: total * 5 / 100,
+                        cancelled: total - total * 93 / 100 - total * 5 / 100,
+                        tasks_with_intervention: total / 13,
+                        interventions: total / 9,
+                        cost_micros: total * 12_345,
+                    },
                     latency_p50_ms: digest.quantile(0.50),
                     latency_p95_ms: digest.quantile(0.95),
                     latency_p99_ms: digest.quantile(0.99),
@@ -269,10 +272,7 @@ async fn seed_daily(service: &AuthService, events_per_day: u64) {
 /// One tenant's week (2025-10-06 to 12) of KPI windows: 9 agents x 672, each with a verdict.
 async fn seed_windows(service: &AuthService) {
     let start = 1_759_708_800_000_i64; // 2025-10-06T00:00:00Z
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = schemas::time::now_ms();
     let mut rows = Vec::new();
     for a in 0..9 {
         for i in 0..672_i64 {
@@ -283,13 +283,15 @@ async fn seed_windows(service: &AuthService) {
                 window_start: start + i * 900_000,
                 window_end: start + (i + 1) * 900_000,
                 revision: 0,
-                tasks_total: tasks,
-                succeeded: tasks - 2,
-                failed: 2,
-                cancelled: 0,
-                tasks_with_intervention: 1,
-                interventions: 1,
-                cost_micros: tasks * 20_000,
+                counts: Counts {
+                    tasks_total: tasks,
+                    succeeded: tasks - 2,
+                    failed: 2,
+                    cancelled: 0,
+                    tasks_with_intervention: 1,
+                    interventions: 1,
+                    cost_micros: tasks * 20_000,
+                },
                 latency_p50_ms: Some(300.0 + i as f64),
                 latency_p95_ms: Some(900.0 + i as f64),
                 latency_p99_ms: Some(1_500.0 + i as f64),

@@ -2,16 +2,13 @@
 //! Nothing here signs or verifies a token, so `auth-api create-user|grant|revoke|delete-user`
 //! run without `auth_api.jwt_secret`.
 
+use schemas::time::now_ms;
 use store::{User, UserStore, Uuid};
 
 use crate::accounts::{NewAccount, RegisterRequest, UserView};
 use crate::dashboard::check_id;
 use crate::passwords::Hasher;
 use crate::{Error, Result};
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 /// Creates a user: the account rules, bcrypt, the store (which keeps email and username
 /// unique).

@@ -10,6 +10,8 @@
 //! percent-encoded (`caf%C3%A9`, `big%20corp`) and the routes decode it once
 //! ([`crate::routes::decode_path_param`]) before this rule and the grant check see it.
 
+use schemas::kpi::{Counts, Rates};
+use schemas::time::{day_text, DAY_MS};
 use serde::{Deserialize, Serialize};
 use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery, KpiWindowQuery, KpiWindowRow};
 use time::format_description::well_known::Rfc3339;
@@ -20,10 +22,10 @@ use crate::{Error, Result};
 /// Longest day range of one daily-metrics query.
 pub const MAX_DAYS: i64 = 366;
 /// Longest time range of one anomaly query.
-pub const MAX_ANOMALY_RANGE_MS: i64 = 31 * 86_400_000;
+pub const MAX_ANOMALY_RANGE_MS: i64 = 31 * DAY_MS;
 
 /// Longest time range of one KPI-window query (a month of 15-minute windows: 2,976 per series).
-pub const MAX_WINDOW_RANGE_MS: i64 = 31 * 86_400_000;
+pub const MAX_WINDOW_RANGE_MS: i64 = 31 * DAY_MS;
 
 /// Checks a tenant or agent id against the identifier rule (see the module docs); the error
 /// names `field`.
@@ -155,26 +157,12 @@ pub struct WindowRow {
     pub window_end: i64,
     /// Revision of the window (grows when late events changed it).
     pub revision: i32,
-    /// Tasks completed (the volume).
-    pub tasks_total: i64,
-    /// Succeeded.
-    pub succeeded: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Cancelled.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Sum of interventions.
-    pub interventions: i64,
-    /// Total cost, micro-USD.
-    pub cost_micros: i64,
-    /// Task success rate, null without tasks.
-    pub success_rate: Option<f64>,
-    /// Human intervention rate.
-    pub intervention_rate: Option<f64>,
-    /// Cost per task, micro-USD.
-    pub cost_per_task_micros: Option<f64>,
+    /// Counts (`tasks_total` is the volume); in the JSON, fields of the row.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Rates of the counts, null without tasks; in the JSON, fields of the row.
+    #[serde(flatten)]
+    pub rates: Rates,
     /// Latency median (ms).
     pub latency_p50_ms: Option<f64>,
     /// Latency P95 (ms).
@@ -208,22 +196,13 @@ pub struct VerdictView {
 
 impl From<&KpiWindowRow> for WindowRow {
     fn from(w: &KpiWindowRow) -> WindowRow {
-        let per_task = |x: i64| (w.tasks_total > 0).then(|| x as f64 / w.tasks_total as f64);
         WindowRow {
             agent_id: w.agent_id.clone(),
             window_start: w.window_start,
             window_end: w.window_end,
             revision: w.revision,
-            tasks_total: w.tasks_total,
-            succeeded: w.succeeded,
-            failed: w.failed,
-            cancelled: w.cancelled,
-            tasks_with_intervention: w.tasks_with_intervention,
-            interventions: w.interventions,
-            cost_micros: w.cost_micros,
-            success_rate: per_task(w.succeeded),
-            intervention_rate: per_task(w.tasks_with_intervention),
-            cost_per_task_micros: per_task(w.cost_micros),
+            counts: w.counts,
+            rates: w.counts.rates(),
             latency_p50_ms: w.latency_p50_ms,
             latency_p95_ms: w.latency_p95_ms,
             latency_p99_ms: w.latency_p99_ms,
@@ -324,13 +303,13 @@ impl WindowColumns {
         for w in rows {
             let agent = c.agents.binary_search_by(|a| a.as_str().cmp(&w.agent_id));
             c.agent.push(agent.unwrap_or_default() as u32);
-            let per_task = |x: i64| (w.tasks_total > 0).then(|| x as f64 / w.tasks_total as f64);
+            let rates = w.counts.rates();
             c.window_start.push(w.window_start);
             c.window_end.push(w.window_end);
-            c.tasks_total.push(w.tasks_total);
-            c.success_rate.push(per_task(w.succeeded));
-            c.intervention_rate.push(per_task(w.tasks_with_intervention));
-            c.cost_per_task_micros.push(per_task(w.cost_micros));
+            c.tasks_total.push(w.counts.tasks_total);
+            c.success_rate.push(rates.success_rate);
+            c.intervention_rate.push(rates.intervention_rate);
+            c.cost_per_task_micros.push(rates.cost_per_task_micros);
             c.latency_p50_ms.push(w.latency_p50_ms);
             c.latency_p95_ms.push(w.latency_p95_ms);
             c.latency_p99_ms.push(w.latency_p99_ms);
@@ -354,8 +333,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Error {
 }
 
 fn parse_day(field: &'static str, text: &str) -> Result<Date> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text, &format).map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))
+    schemas::time::parse_day(text).map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))
 }
 
 fn parse_instant_ms(field: &'static str, text: &str) -> Result<i64> {
@@ -423,26 +401,13 @@ pub struct DailyRow {
     pub agent_id: String,
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
-    /// Tasks completed.
-    pub tasks_total: i64,
-    /// Succeeded.
-    pub succeeded: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Cancelled.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Sum of interventions.
-    pub interventions: i64,
-    /// Total cost, micro-USD.
-    pub cost_micros: i64,
-    /// Task success rate (`succeeded / tasks_total`), null without tasks.
-    pub success_rate: Option<f64>,
-    /// Human intervention rate (`tasks_with_intervention / tasks_total`).
-    pub intervention_rate: Option<f64>,
-    /// Cost per task, micro-USD.
-    pub cost_per_task_micros: Option<f64>,
+    /// Counts; in the JSON, fields of the row.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Rates of the counts (`success_rate = succeeded / tasks_total`, ...), null without
+    /// tasks; in the JSON, fields of the row.
+    #[serde(flatten)]
+    pub rates: Rates,
     /// Latency median (ms).
     pub latency_p50_ms: Option<f64>,
     /// Latency P95 (ms).
@@ -455,26 +420,12 @@ pub struct DailyRow {
 
 impl From<&DailyMetric> for DailyRow {
     fn from(m: &DailyMetric) -> DailyRow {
-        let per_task = |x: i64| (m.tasks_total > 0).then(|| x as f64 / m.tasks_total as f64);
         DailyRow {
             tenant_id: m.tenant_id.clone(),
             agent_id: m.agent_id.clone(),
-            day: format!(
-                "{:04}-{:02}-{:02}",
-                m.day.year(),
-                u8::from(m.day.month()),
-                m.day.day()
-            ),
-            tasks_total: m.tasks_total,
-            succeeded: m.succeeded,
-            failed: m.failed,
-            cancelled: m.cancelled,
-            tasks_with_intervention: m.tasks_with_intervention,
-            interventions: m.interventions,
-            cost_micros: m.cost_micros,
-            success_rate: per_task(m.succeeded),
-            intervention_rate: per_task(m.tasks_with_intervention),
-            cost_per_task_micros: per_task(m.cost_micros),
+            day: day_text(m.day),
+            counts: m.counts,
+            rates: m.counts.rates(),
             latency_p50_ms: m.latency_p50_ms,
             latency_p95_ms: m.latency_p95_ms,
             latency_p99_ms: m.latency_p99_ms,
@@ -671,13 +622,15 @@ mod tests {
             window_start: 0,
             window_end: 900_000,
             revision: 0,
-            tasks_total: 8,
-            succeeded: 6,
-            failed: 2,
-            cancelled: 0,
-            tasks_with_intervention: 2,
-            interventions: 3,
-            cost_micros: 4_000,
+            counts: Counts {
+                tasks_total: 8,
+                succeeded: 6,
+                failed: 2,
+                cancelled: 0,
+                tasks_with_intervention: 2,
+                interventions: 3,
+                cost_micros: 4_000,
+            },
             latency_p50_ms: Some(10.0),
             latency_p95_ms: Some(20.0),
             latency_p99_ms: Some(30.0),
@@ -686,14 +639,26 @@ mod tests {
         };
         let r = WindowRow::from(&w);
         assert_eq!(
-            (r.success_rate, r.intervention_rate, r.cost_per_task_micros),
+            (
+                r.rates.success_rate,
+                r.rates.intervention_rate,
+                r.rates.cost_per_task_micros
+            ),
             (Some(0.75), Some(0.25), Some(500.0))
         );
         assert_eq!(r.verdict, None);
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["verdict"].is_null(), "{json}");
-        let empty = WindowRow::from(&KpiWindowRow { tasks_total: 0, ..w });
-        assert_eq!(empty.success_rate, None);
+        // Counts and rates are fields of the row itself, in this order.
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"agent_id":"bot","window_start":0,"window_end":900000,"revision":0,"tasks_total":8,"succeeded":6,"failed":2,"cancelled":0,"tasks_with_intervention":2,"interventions":3,"cost_micros":4000,"success_rate":0.75,"intervention_rate":0.25,"cost_per_task_micros":500.0,"latency_p50_ms":10.0,"latency_p95_ms":20.0,"latency_p99_ms":30.0,"verdict":null}"#
+        );
+        let empty = WindowRow::from(&KpiWindowRow {
+            counts: Counts::default(),
+            ..w
+        });
+        assert_eq!(empty.rates.success_rate, None);
     }
 
     #[test]
@@ -718,13 +683,15 @@ mod tests {
             window_start: start,
             window_end: start + 900_000,
             revision: 1,
-            tasks_total: tasks,
-            succeeded: tasks / 2,
-            failed: tasks - tasks / 2,
-            cancelled: 0,
-            tasks_with_intervention: 1.min(tasks),
-            interventions: 1,
-            cost_micros: 3_000,
+            counts: Counts {
+                tasks_total: tasks,
+                succeeded: tasks / 2,
+                failed: tasks - tasks / 2,
+                cancelled: 0,
+                tasks_with_intervention: 1.min(tasks),
+                interventions: 1,
+                cost_micros: 3_000,
+            },
             latency_p50_ms: Some(10.0),
             latency_p95_ms: None,
             latency_p99_ms: Some(30.0),
@@ -761,9 +728,9 @@ mod tests {
         // Every derived value equals the row layout's.
         for (i, w) in rows.iter().map(WindowRow::from).enumerate() {
             assert_eq!(c.agents[c.agent[i] as usize], w.agent_id);
-            assert_eq!(c.success_rate[i], w.success_rate);
-            assert_eq!(c.intervention_rate[i], w.intervention_rate);
-            assert_eq!(c.cost_per_task_micros[i], w.cost_per_task_micros);
+            assert_eq!(c.success_rate[i], w.rates.success_rate);
+            assert_eq!(c.intervention_rate[i], w.rates.intervention_rate);
+            assert_eq!(c.cost_per_task_micros[i], w.rates.cost_per_task_micros);
             assert_eq!(c.latency_p50_ms[i], w.latency_p50_ms);
             assert_eq!(c.latency_p95_ms[i], w.latency_p95_ms);
             assert_eq!(c.latency_p99_ms[i], w.latency_p99_ms);
@@ -784,13 +751,15 @@ mod tests {
             tenant_id: "acme".into(),
             agent_id: "bot".into(),
             day: date!(2025 - 10 - 01),
-            tasks_total: 4,
-            succeeded: 3,
-            failed: 1,
-            cancelled: 0,
-            tasks_with_intervention: 1,
-            interventions: 2,
-            cost_micros: 1000,
+            counts: Counts {
+                tasks_total: 4,
+                succeeded: 3,
+                failed: 1,
+                cancelled: 0,
+                tasks_with_intervention: 1,
+                interventions: 2,
+                cost_micros: 1000,
+            },
             latency_p50_ms: Some(1.0),
             latency_p95_ms: None,
             latency_p99_ms: None,
@@ -800,11 +769,18 @@ mod tests {
         };
         let r = DailyRow::from(&m);
         assert_eq!(r.day, "2025-10-01");
-        assert_eq!(r.success_rate, Some(0.75));
-        assert_eq!(r.intervention_rate, Some(0.25));
-        assert_eq!(r.cost_per_task_micros, Some(250.0));
-        let empty = DailyRow::from(&DailyMetric { tasks_total: 0, ..m });
-        assert_eq!(empty.success_rate, None);
-        assert!(!serde_json::to_string(&r).unwrap().contains("digest"));
+        assert_eq!(r.rates.success_rate, Some(0.75));
+        assert_eq!(r.rates.intervention_rate, Some(0.25));
+        assert_eq!(r.rates.cost_per_task_micros, Some(250.0));
+        let empty = DailyRow::from(&DailyMetric {
+            counts: Counts::default(),
+            ..m
+        });
+        assert_eq!(empty.rates.success_rate, None);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"tenant_id":"acme","agent_id":"bot","day":"2025-10-01","tasks_total":4,"succeeded":3,"failed":1,"cancelled":0,"tasks_with_intervention":1,"interventions":2,"cost_micros":1000,"success_rate":0.75,"intervention_rate":0.25,"cost_per_task_micros":250.0,"latency_p50_ms":1.0,"latency_p95_ms":null,"latency_p99_ms":null,"is_final":true}"#,
+            "counts and rates are fields of the row itself, in this order; no digest"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use schemas::time::now_ms;
 use schemas::Anomaly;
 use store::{Store, User};
 
@@ -41,10 +42,6 @@ impl std::fmt::Debug for AuthService {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl AuthService {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use auth_api::config::Config;
 use auth_api::routes;
 use auth_api::service::AuthService;
+use schemas::kpi::Counts;
 use serde_json::{json, Value};
 use store::DailyMetric;
 
@@ -50,13 +51,15 @@ fn daily(tenant: &str, day: time::Date) -> DailyMetric {
         tenant_id: tenant.into(),
         agent_id: "*".into(),
         day,
-        tasks_total: 10,
-        succeeded: 9,
-        failed: 1,
-        cancelled: 0,
-        tasks_with_intervention: 1,
-        interventions: 1,
-        cost_micros: 1000,
+        counts: Counts {
+            tasks_total: 10,
+            succeeded: 9,
+            failed: 1,
+            cancelled: 0,
+            tasks_with_intervention: 1,
+            interventions: 1,
+            cost_micros: 1000,
+        },
         latency_p50_ms: Some(100.0),
         latency_p95_ms: Some(200.0),
         latency_p99_ms: Some(300.0),

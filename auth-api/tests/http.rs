@@ -11,6 +11,7 @@ use auth_api::routes::{self, ROUTES};
 use auth_api::service::AuthService;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use schemas::kpi::Counts;
 use schemas::{Anomaly, FeatureContribution};
 use serde_json::{json, Value};
 use store::sqlite::SqliteStore;
@@ -797,13 +798,15 @@ fn daily(tenant: &str, agent: &str, day: time::Date, total: i64) -> DailyMetric 
         tenant_id: tenant.into(),
         agent_id: agent.into(),
         day,
-        tasks_total: total,
-        succeeded: total - 1,
-        failed: 1,
-        cancelled: 0,
-        tasks_with_intervention: 1,
-        interventions: 1,
-        cost_micros: total * 100,
+        counts: Counts {
+            tasks_total: total,
+            succeeded: total - 1,
+            failed: 1,
+            cancelled: 0,
+            tasks_with_intervention: 1,
+            interventions: 1,
+            cost_micros: total * 100,
+        },
         latency_p50_ms: Some(100.0),
         latency_p95_ms: Some(200.0),
         latency_p99_ms: Some(300.0),
@@ -1417,13 +1420,15 @@ fn kpi_window(tenant: &str, agent: &str, start: i64, flagged: Option<bool>) -> s
         window_start: start,
         window_end: start + 900_000,
         revision: 0,
-        tasks_total: 20,
-        succeeded: 15,
-        failed: 5,
-        cancelled: 0,
-        tasks_with_intervention: 4,
-        interventions: 6,
-        cost_micros: 50_000,
+        counts: Counts {
+            tasks_total: 20,
+            succeeded: 15,
+            failed: 5,
+            cancelled: 0,
+            tasks_with_intervention: 4,
+            interventions: 6,
+            cost_micros: 50_000,
+        },
         latency_p50_ms: Some(300.0),
         latency_p95_ms: Some(1_500.0),
         latency_p99_ms: Some(2_500.0),

@@ -153,15 +153,14 @@ struct GenArgs {
 
 impl GenArgs {
     fn config(&self) -> anyhow::Result<GenConfig> {
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        let day = time::Date::parse(&self.start, format)
+        let day = schemas::time::parse_day(&self.start)
             .with_context(|| format!("--start {}: expected YYYY-MM-DD", self.start))?;
         Ok(GenConfig {
             seed: self.seed,
             tenants: self.tenants,
             agents_per_tenant: self.agents,
             control_agents_per_tenant: self.control_agents,
-            start_ms: day.midnight().assume_utc().unix_timestamp() * 1000,
+            start_ms: schemas::time::day_start_ms(day),
             days: self.days,
             tasks_per_series_per_day: self.tasks_per_day,
             duplicate_rate: self.duplicate_rate,

@@ -35,7 +35,7 @@ impl Publisher {
     /// Validates every event, publishes the valid ones and waits for their acknowledgements;
     /// one result per event, in order.
     pub async fn publish_all(&self, events: &[TaskEvent]) -> Vec<Result<()>> {
-        let now = crate::gateway::now_ms();
+        let now = schemas::time::now_ms();
         let records = events.iter().map(|event| {
             schemas::validation::validate(event)?;
             schemas::validation::validate_not_future(event.completed_at, now, self.max_future_skew_ms)?;

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use schemas::kpi::{exact_quantile, Counts};
+use schemas::kpi::{exact_quantile, Counts, Rates};
+use schemas::time::{date_of_day, day_of_ms, day_text};
 use schemas::TaskEvent;
 use serde::{Deserialize, Serialize};
 
 /// The agent id of tenant-wide rows.
 pub const ALL_AGENTS: &str = "*";
-const DAY_MS: i64 = 86_400_000;
 
 /// One exact daily row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,59 +21,18 @@ pub struct TruthRow {
     pub agent_id: String,
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
-    /// Distinct tasks.
-    pub tasks_total: i64,
-    /// Succeeded tasks.
-    pub succeeded: i64,
-    /// Failed tasks.
-    pub failed: i64,
-    /// Cancelled tasks.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Human interventions.
-    pub interventions: i64,
-    /// Cost, micro-USD.
-    pub cost_micros: i64,
-    /// Task Success Rate.
-    pub success_rate: Option<f64>,
-    /// Human Intervention Rate.
-    pub intervention_rate: Option<f64>,
-    /// Cost per task, micro-USD.
-    pub cost_per_task_micros: Option<f64>,
+    /// Counts of the distinct tasks (JSON: seven fields of the row).
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Rates of the counts (JSON: three fields of the row).
+    #[serde(flatten)]
+    pub rates: Rates,
     /// Exact nearest-rank latency quantiles (ms).
     pub latency_p50_ms: Option<i64>,
     /// P95.
     pub latency_p95_ms: Option<i64>,
     /// P99.
     pub latency_p99_ms: Option<i64>,
-}
-
-/// Names of the additive counts of a daily row, in the order of [`TruthRow::counts`] (the same
-/// names the store rows and the dashboard API use).
-pub const COUNT_FIELDS: [&str; 7] = [
-    "tasks_total",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "tasks_with_intervention",
-    "interventions",
-    "cost_micros",
-];
-
-impl TruthRow {
-    /// The additive counts, in the order of [`COUNT_FIELDS`].
-    pub fn counts(&self) -> [i64; 7] {
-        [
-            self.tasks_total,
-            self.succeeded,
-            self.failed,
-            self.cancelled,
-            self.tasks_with_intervention,
-            self.interventions,
-            self.cost_micros,
-        ]
-    }
 }
 
 /// Counts and latencies of one (series, day).
@@ -98,7 +57,7 @@ impl GroundTruth {
             self.duplicates += 1;
             return;
         }
-        let day = event.completed_at.div_euclid(DAY_MS);
+        let day = day_of_ms(event.completed_at);
         if !self.days.contains_key(&event.tenant_id) {
             self.days.insert(event.tenant_id.clone(), HashMap::new());
         }
@@ -143,21 +102,12 @@ impl GroundTruth {
             .into_iter()
             .map(|(tenant_id, agent_id, day, (c, latencies))| {
                 let mut l = latencies.clone();
-                let date = time::Date::from_julian_day(2_440_588 + *day as i32).expect("day in range");
                 TruthRow {
                     tenant_id: tenant_id.clone(),
                     agent_id: agent_id.clone(),
-                    day: date.to_string(),
-                    tasks_total: c.tasks_total,
-                    succeeded: c.succeeded,
-                    failed: c.failed,
-                    cancelled: c.cancelled,
-                    tasks_with_intervention: c.tasks_with_intervention,
-                    interventions: c.interventions,
-                    cost_micros: c.cost_micros,
-                    success_rate: c.success_rate(),
-                    intervention_rate: c.intervention_rate(),
-                    cost_per_task_micros: c.cost_per_task_micros(),
+                    day: day_text(date_of_day(*day)),
+                    counts: *c,
+                    rates: c.rates(),
                     latency_p50_ms: exact_quantile(&mut l, 0.50),
                     latency_p95_ms: exact_quantile(&mut l, 0.95),
                     latency_p99_ms: exact_quantile(&mut l, 0.99),
@@ -169,8 +119,10 @@ impl GroundTruth {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use schemas::time::DAY_MS;
     use schemas::TaskStatus;
+
+    use super::*;
 
     fn event(
         id: &str,
@@ -216,17 +168,54 @@ mod tests {
             |agent: &str, day: &str| rows.iter().find(|r| r.agent_id == agent && r.day == day).unwrap();
         let a = find("a", "2024-10-04");
         assert_eq!(
-            (a.tasks_total, a.succeeded, a.failed, a.cost_micros),
+            (
+                a.counts.tasks_total,
+                a.counts.succeeded,
+                a.counts.failed,
+                a.counts.cost_micros
+            ),
             (100, 90, 10, 1000)
         );
         assert_eq!(
             (a.latency_p50_ms, a.latency_p95_ms, a.latency_p99_ms),
             (Some(50), Some(95), Some(99))
         );
-        assert_eq!(a.success_rate, Some(0.9));
-        assert_eq!(find("*", "2024-10-04").tasks_total, 100);
+        assert_eq!(a.rates.success_rate, Some(0.9));
+        assert_eq!(find("*", "2024-10-04").counts.tasks_total, 100);
         let b = find("*", "2024-10-05");
-        assert_eq!((b.tasks_total, b.cancelled, b.latency_p95_ms), (1, 1, Some(500)));
+        assert_eq!(
+            (b.counts.tasks_total, b.counts.cancelled, b.latency_p95_ms),
+            (1, 1, Some(500))
+        );
         assert_eq!(rows.len(), 4);
+    }
+
+    #[test]
+    fn a_row_is_one_json_object_of_named_fields() {
+        let mut t = GroundTruth::default();
+        t.add(&event(
+            "a0",
+            "a",
+            20_000 * DAY_MS + 5,
+            120,
+            TaskStatus::Succeeded,
+            10,
+        ));
+        t.add(&event("a1", "a", 20_000 * DAY_MS + 6, 80, TaskStatus::Failed, 30));
+        let row = t.rows().into_iter().find(|r| r.agent_id == "a").unwrap();
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(
+            json,
+            r#"{"tenant_id":"acme","agent_id":"a","day":"2024-10-04","tasks_total":2,"succeeded":1,"failed":1,"cancelled":0,"tasks_with_intervention":0,"interventions":0,"cost_micros":40,"success_rate":0.5,"intervention_rate":0.0,"cost_per_task_micros":20.0,"latency_p50_ms":80,"latency_p95_ms":120,"latency_p99_ms":120}"#
+        );
+        assert_eq!(serde_json::from_str::<TruthRow>(&json).unwrap(), row);
+        let empty = TruthRow {
+            counts: Counts::default(),
+            rates: Counts::default().rates(),
+            ..row
+        };
+        let json = serde_json::to_string(&empty).unwrap();
+        assert!(json.contains(r#""success_rate":null"#), "{json}");
+        assert_eq!(serde_json::from_str::<TruthRow>(&json).unwrap(), empty);
     }
 }

@@ -238,7 +238,7 @@ async fn each_event_is_judged_alone_and_only_valid_ones_are_published() {
 #[tokio::test]
 async fn events_from_the_future_are_rejected_naming_completed_at() {
     let s = setup().await;
-    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let now = schemas::time::now_ms();
     let at = |id: &str, completed_at: i64| {
         let mut e = event(id);
         e["completed_at"] = json!(completed_at);

@@ -152,7 +152,7 @@ async fn main() {
                 .await
                 .unwrap_or_default()
                 .iter()
-                .map(|r| r.tasks_total)
+                .map(|r| r.counts.tasks_total)
                 .sum::<i64>();
         }
         if total as usize >= distinct.len() {

@@ -11,10 +11,9 @@ use integration_tests::{env_value, pipeline_env, read_topic, unique_topic, Servi
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
+use schemas::time::{date_of_day, day_of_ms, now_ms, DAY_MS};
 use schemas::TaskEvent;
 use store::{DailyMetric, DailyMetricsQuery, MetricsStore};
-
-const DAY_MS: i64 = 86_400_000;
 
 fn event(i: usize, completed_at: i64) -> TaskEvent {
     let mut e = TaskEvent::example();
@@ -75,9 +74,8 @@ async fn a_quiet_partitions_ended_day_is_finalized_by_the_clock() {
     // The day before yesterday (UTC): it ended at least a day ago, far more than the allowed
     // lateness (300 s). Its events end two minutes before midnight, so the watermark stays
     // inside the day: by event time alone the day would stay open.
-    let now = time::OffsetDateTime::now_utc();
-    let day_index = (now.unix_timestamp() * 1_000).div_euclid(DAY_MS) - 2;
-    let day = time::Date::from_julian_day(2_440_588 + day_index as i32).unwrap();
+    let day_index = day_of_ms(now_ms()) - 2;
+    let day = date_of_day(day_index);
     let day_end = (day_index + 1) * DAY_MS;
     let events: Vec<TaskEvent> = (0..20)
         .map(|i| event(i, day_end - 120_000 - (20 - i as i64) * 60_000))
@@ -101,7 +99,7 @@ async fn a_quiet_partitions_ended_day_is_finalized_by_the_clock() {
         }
     };
     assert_eq!(
-        finalized.tasks_total, 20,
+        finalized.counts.tasks_total, 20,
         "every event counted before the day closed"
     );
 
@@ -133,7 +131,7 @@ async fn a_quiet_partitions_ended_day_is_finalized_by_the_clock() {
     assert!(aggregator.terminate(), "the aggregator exits cleanly on SIGTERM");
     let after = row(&store, day).await.unwrap();
     assert_eq!(
-        (after.tasks_total, after.is_final),
+        (after.counts.tasks_total, after.is_final),
         (20, true),
         "the final row is unchanged"
     );

@@ -10,10 +10,10 @@ use integration_tests::{pipeline_env, unique_topic, Service, TansuBroker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
 use schemas::kpi::{exact_quantile, Counts};
+use schemas::time::{date_of_day, day_index, day_of_ms, DAY_MS};
 use schemas::{TaskEvent, TaskStatus};
 use store::{DailyMetricsQuery, MetricsStore, ALL_AGENTS};
 
-const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_763_510_400_000; // 2025-11-19T00:00:00Z
 
 /// xorshift64*: deterministic, dependency-free.
@@ -82,7 +82,7 @@ fn ground_truth(events: &[TaskEvent]) -> BTreeMap<(String, String, i64), Truth> 
     for e in events.iter().filter(|e| seen.insert(e.event_id.clone())) {
         for agent in [e.agent_id.clone(), ALL_AGENTS.to_string()] {
             let t = out
-                .entry((e.tenant_id.clone(), agent, e.completed_at.div_euclid(DAY_MS)))
+                .entry((e.tenant_id.clone(), agent, day_of_ms(e.completed_at)))
                 .or_insert(Truth {
                     counts: Counts::default(),
                     latencies: vec![],
@@ -178,7 +178,7 @@ async fn assert_matches_truth(
 ) {
     let store = store::sqlite::SqliteStore::open(&f.db).await.unwrap();
     let deadline = Instant::now() + timeout;
-    let from = time::Date::from_julian_day(2_440_588 + (T0 / DAY_MS) as i32 - 1).unwrap();
+    let from = date_of_day(day_of_ms(T0) - 1);
     let to = from + time::Duration::days(5);
     loop {
         let mut problem = None;
@@ -191,7 +191,7 @@ async fn assert_matches_truth(
                 to,
             };
             for r in store.daily_metrics(&q).await.unwrap_or_default() {
-                let day = (r.day.to_julian_day() - 2_440_588) as i64;
+                let day = day_index(r.day);
                 rows.insert((r.tenant_id.clone(), r.agent_id.clone(), day), r);
             }
         }
@@ -203,25 +203,7 @@ async fn assert_matches_truth(
                 problem.get_or_insert(format!("missing row {key:?}"));
                 continue;
             };
-            let c = &t.counts;
-            let got = (
-                r.tasks_total,
-                r.succeeded,
-                r.failed,
-                r.cancelled,
-                r.tasks_with_intervention,
-                r.interventions,
-                r.cost_micros,
-            );
-            let want = (
-                c.tasks_total,
-                c.succeeded,
-                c.failed,
-                c.cancelled,
-                c.tasks_with_intervention,
-                c.interventions,
-                c.cost_micros,
-            );
+            let (got, want) = (r.counts, t.counts);
             if got != want {
                 let p = problem.get_or_insert_with(String::new);
                 p.push_str(&format!("\n{key:?}: counts {got:?}, want {want:?}"));

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use integration_tests::{free_port, unique_topic, Service, TansuBroker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::Encoder;
+use schemas::time::now_ms;
 use schemas::{Anomaly, FeatureContribution, KpiExplanation, KpiWindow};
 use serde_json::Value;
 use wiremock::matchers::method;
@@ -168,13 +169,6 @@ fn verdict(s: &Series, first_window: i64, round: i64) -> Anomaly {
         statistical_score: Some(if flagged { 7.0 } else { 0.4 }),
         explanation,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -21,6 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::{free_port, run_bin, Service};
+use schemas::kpi::Counts;
+use schemas::time::{now_ms, DAY_MS};
 use serde_json::{json, Value};
 use store::{DailyMetric, KpiWindowRow, WindowVerdict};
 
@@ -38,10 +40,6 @@ fn agents() -> Vec<String> {
     let mut agents: Vec<String> = (1..=8).map(|i| format!("agent-{i}")).collect();
     agents.push(HOSTILE_AGENT.to_string());
     agents
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn window(tenant: &str, agent: &str, series: i64, i: i64) -> KpiWindowRow {
@@ -80,13 +78,15 @@ fn window(tenant: &str, agent: &str, series: i64, i: i64) -> KpiWindowRow {
         window_start: WEEK_START_MS + i * WINDOW_MS,
         window_end: WEEK_START_MS + (i + 1) * WINDOW_MS,
         revision: 0,
-        tasks_total: tasks,
-        succeeded,
-        failed: tasks - succeeded,
-        cancelled: 0,
-        tasks_with_intervention: (i + series) % 4,
-        interventions: (i + series) % 6,
-        cost_micros: tasks * 21_000 + series * 1_000,
+        counts: Counts {
+            tasks_total: tasks,
+            succeeded,
+            failed: tasks - succeeded,
+            cancelled: 0,
+            tasks_with_intervention: (i + series) % 4,
+            interventions: (i + series) % 6,
+            cost_micros: tasks * 21_000 + series * 1_000,
+        },
         latency_p50_ms: Some(p50),
         latency_p95_ms: Some(p50 * 3.0),
         latency_p99_ms: Some(p50 * 5.5),
@@ -99,7 +99,7 @@ fn window(tenant: &str, agent: &str, series: i64, i: i64) -> KpiWindowRow {
 fn daily_rows(windows: &[KpiWindowRow]) -> Vec<DailyMetric> {
     let mut rows: std::collections::BTreeMap<(String, i64), DailyMetric> = Default::default();
     for w in windows {
-        let day = (w.window_start - WEEK_START_MS) / 86_400_000;
+        let day = (w.window_start - WEEK_START_MS) / DAY_MS;
         for agent in [w.agent_id.as_str(), "*"] {
             let row = rows
                 .entry((agent.to_string(), day))
@@ -107,13 +107,7 @@ fn daily_rows(windows: &[KpiWindowRow]) -> Vec<DailyMetric> {
                     tenant_id: w.tenant_id.clone(),
                     agent_id: agent.to_string(),
                     day: time::macros::date!(2025 - 10 - 01) + time::Duration::days(day),
-                    tasks_total: 0,
-                    succeeded: 0,
-                    failed: 0,
-                    cancelled: 0,
-                    tasks_with_intervention: 0,
-                    interventions: 0,
-                    cost_micros: 0,
+                    counts: Counts::default(),
                     latency_p50_ms: Some(320.0 + day as f64),
                     latency_p95_ms: Some(960.0 + day as f64),
                     latency_p99_ms: Some(1_800.0 + day as f64),
@@ -121,12 +115,7 @@ fn daily_rows(windows: &[KpiWindowRow]) -> Vec<DailyMetric> {
                     is_final: true,
                     updated_at_ms: now_ms(),
                 });
-            row.tasks_total += w.tasks_total;
-            row.succeeded += w.succeeded;
-            row.failed += w.failed;
-            row.tasks_with_intervention += w.tasks_with_intervention;
-            row.interventions += w.interventions;
-            row.cost_micros += w.cost_micros;
+            row.counts.merge(&w.counts);
         }
     }
     rows.into_values().collect()

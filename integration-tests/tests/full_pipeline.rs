@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use ingest::generator::http_sink::HttpSink;
 use ingest::generator::{GenConfig, Generator, IncidentKind, Record};
-use ingest::truth::{GroundTruth, TruthRow, COUNT_FIELDS};
+use ingest::truth::{GroundTruth, TruthRow};
 use integration_tests::{
     env_value, free_port, pipeline_env, read_topic, run_bin, unique_topic, Engine, Service, TansuBroker,
 };
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use schemas::kpi::Counts;
 use schemas::{Anomaly, TaskEvent};
 use serde_json::{json, Value};
 
@@ -150,8 +151,8 @@ fn compare(expected: &[TruthRow], served: &[Value]) -> Result<(), String> {
             problems.push(format!("missing row {}/{}", t.agent_id, t.day));
             continue;
         };
-        let got = COUNT_FIELDS.map(|k| r[k].as_i64().unwrap_or(-1));
-        let want = t.counts();
+        let got = Counts::FIELDS.map(|k| r[k].as_i64().unwrap_or(-1));
+        let want = t.counts.to_array();
         if got != want {
             problems.push(format!("{}/{}: counts {got:?}, want {want:?}", t.agent_id, t.day));
             continue;
@@ -400,11 +401,7 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         &["grant", "--email", "ops@example.com", "--tenant", TENANT],
         &env,
     );
-    let last_day = time::Date::parse(
-        truth.rows().last().map(|r| r.day.as_str()).unwrap(),
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .unwrap();
+    let last_day = schemas::time::parse_day(truth.rows().last().map(|r| r.day.as_str()).unwrap()).unwrap();
     let daily = format!("/api/v1/tenants/{TENANT}/metrics/daily?from=2025-10-01&to={last_day}");
     let expected = truth.rows();
     let deadline = Instant::now() + Duration::from_secs(240);

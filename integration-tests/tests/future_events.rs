@@ -16,17 +16,13 @@ use integration_tests::{
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::codec::{Decoder, Encoder};
+use schemas::time::{date_of_day, day_of_ms, now_ms};
 use schemas::TaskEvent;
 use serde_json::Value;
 use store::{DailyMetricsQuery, MetricsStore};
 
 /// 2100-01-01T00:00:00Z.
 const YEAR_2100: i64 = 4_102_444_800_000;
-const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 fn event(id: &str, tenant: &str, agent: &str, completed_at: i64) -> TaskEvent {
     let mut e = TaskEvent::example();
@@ -82,7 +78,7 @@ async fn counted(
         };
         for row in store.daily_metrics(&query).await.unwrap_or_default() {
             if row.agent_id != store::ALL_AGENTS {
-                *out.entry((row.tenant_id, row.agent_id)).or_default() += row.tasks_total;
+                *out.entry((row.tenant_id, row.agent_id)).or_default() += row.counts.tasks_total;
             }
         }
     }
@@ -90,7 +86,7 @@ async fn counted(
 }
 
 fn date(ms: i64) -> time::Date {
-    time::Date::from_julian_day(2_440_588 + ms.div_euclid(DAY_MS) as i32).unwrap()
+    date_of_day(day_of_ms(ms))
 }
 
 fn header(message: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {

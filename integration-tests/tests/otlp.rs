@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use integration_tests::{free_port, pipeline_env, read_topic, run_bin, unique_topic, Service, TansuBroker};
 use rdkafka::Message;
 use schemas::codec::Decoder;
+use schemas::time::{date_of_day, day_of_ms};
 use schemas::{TaskEvent, TaskStatus};
 use serde_json::Value;
 use store::{DailyMetricsQuery, MetricsStore};
 
 const TASKS: usize = 30;
-const DAY_MS: i64 = 86_400_000;
 
 fn otel_python() -> PathBuf {
     let cache = std::env::var("AGENTOPS_CACHE")
@@ -59,7 +59,7 @@ fn export(base: &str, key: &str, end_ms: i64) -> (Vec<Value>, String) {
 }
 
 fn date(ms: i64) -> time::Date {
-    time::Date::from_julian_day(2_440_588 + ms.div_euclid(DAY_MS) as i32).unwrap()
+    date_of_day(day_of_ms(ms))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +98,7 @@ async fn python_sdk_agent_spans_become_task_events_and_daily_rows() {
     }
 
     // Tasks that ended in the last minute; exported twice with the same ids (a retry).
-    let end_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 - 1_000;
+    let end_ms = schemas::time::now_ms() - 1_000;
     let (expected, result) = export(&base, &key, end_ms);
     assert_eq!(expected.len(), TASKS);
     assert!(result.starts_with("SUCCESS"), "{result}");
@@ -183,11 +183,11 @@ async fn python_sdk_agent_spans_become_task_events_and_daily_rows() {
         let rows = store.daily_metrics(&query).await.unwrap_or_default();
         got = rows.iter().fold((0, 0, 0, 0, 0), |a, r| {
             (
-                a.0 + r.tasks_total,
-                a.1 + r.failed,
-                a.2 + r.cancelled,
-                a.3 + r.tasks_with_intervention,
-                a.4 + r.interventions,
+                a.0 + r.counts.tasks_total,
+                a.1 + r.counts.failed,
+                a.2 + r.counts.cancelled,
+                a.3 + r.counts.tasks_with_intervention,
+                a.4 + r.counts.interventions,
             )
         });
         if got == want {

@@ -164,7 +164,7 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     }
     let deadline = Instant::now() + Duration::from_secs(150);
     let period = i64::from(settings.aggregator.window_secs) * 1000;
-    let series_windows = days as i64 * 86_400_000 / period;
+    let series_windows = days as i64 * schemas::time::DAY_MS / period;
     let len = 16; // the committed set's sequence_length (checked below)
     assert_eq!(manifest["sequence_length"], len);
     // Every series gets a verdict for each window from its 16th on; the last windows wait for

@@ -17,6 +17,7 @@ use integration_tests::{
     env_value, free_port, pipeline_env, read_topic, run_bin, unique_topic, Engine, Service, TansuBroker,
 };
 use rdkafka::message::Message;
+use schemas::kpi::Counts;
 use schemas::Anomaly;
 
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -135,22 +136,15 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
     let sent_at = started.elapsed();
 
     // Counted exactly once: the store's daily counts equal the ground truth, rows and roll-ups.
-    let expected: BTreeMap<(String, String, String), [i64; 7]> = truth
+    let expected: BTreeMap<(String, String, String), Counts> = truth
         .rows()
         .into_iter()
-        .map(|r| {
-            (
-                (r.tenant_id.clone(), r.agent_id.clone(), r.day.clone()),
-                r.counts(),
-            )
-        })
+        .map(|r| ((r.tenant_id.clone(), r.agent_id.clone(), r.day.clone()), r.counts))
         .collect();
     let store = store::open_migrated(&format!("sqlite://{db}")).await.unwrap();
     let (from, to) = {
         let days: Vec<&String> = expected.keys().map(|k| &k.2).collect();
-        let parse = |d: &str| {
-            time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).unwrap()
-        };
+        let parse = |d: &str| schemas::time::parse_day(d).unwrap();
         (
             parse(days.iter().min().unwrap()),
             parse(days.iter().max().unwrap()),
@@ -169,15 +163,7 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
             for m in store.daily_metrics(&query).await.unwrap() {
                 stored.insert(
                     (m.tenant_id.clone(), m.agent_id.clone(), m.day.to_string()),
-                    [
-                        m.tasks_total,
-                        m.succeeded,
-                        m.failed,
-                        m.cancelled,
-                        m.tasks_with_intervention,
-                        m.interventions,
-                        m.cost_micros,
-                    ],
+                    m.counts,
                 );
             }
         }

@@ -32,6 +32,45 @@ fn ratio(numerator: i64, denominator: i64) -> Option<f64> {
 }
 
 impl Counts {
+    /// The field names, in declaration (and wire) order: the order of [`Counts::to_array`].
+    pub const FIELDS: [&'static str; 7] = [
+        "tasks_total",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "tasks_with_intervention",
+        "interventions",
+        "cost_micros",
+    ];
+
+    /// The counts in the order of [`Counts::FIELDS`] (for positional columns).
+    pub fn to_array(&self) -> [i64; 7] {
+        [
+            self.tasks_total,
+            self.succeeded,
+            self.failed,
+            self.cancelled,
+            self.tasks_with_intervention,
+            self.interventions,
+            self.cost_micros,
+        ]
+    }
+
+    /// The inverse of [`Counts::to_array`].
+    pub fn from_array(values: [i64; 7]) -> Counts {
+        let [tasks_total, succeeded, failed, cancelled, tasks_with_intervention, interventions, cost_micros] =
+            values;
+        Counts {
+            tasks_total,
+            succeeded,
+            failed,
+            cancelled,
+            tasks_with_intervention,
+            interventions,
+            cost_micros,
+        }
+    }
+
     /// Adds one event.
     pub fn add(&mut self, event: &TaskEventView<'_>) {
         self.tasks_total += 1;
@@ -78,6 +117,26 @@ impl Counts {
     pub fn cost_per_succeeded_task_micros(&self) -> Option<f64> {
         ratio(self.cost_micros, self.succeeded)
     }
+
+    /// The per-task rates the rows that readers see carry next to the counts.
+    pub fn rates(&self) -> Rates {
+        Rates {
+            success_rate: self.success_rate(),
+            intervention_rate: self.intervention_rate(),
+            cost_per_task_micros: self.cost_per_task_micros(),
+        }
+    }
+}
+
+/// The per-task rates of a [`Counts`] ([`Counts::rates`]); each `None` without tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Task Success Rate ([`Counts::success_rate`]).
+    pub success_rate: Option<f64>,
+    /// Human Intervention Rate ([`Counts::intervention_rate`]).
+    pub intervention_rate: Option<f64>,
+    /// Cost per task, micro-USD ([`Counts::cost_per_task_micros`]).
+    pub cost_per_task_micros: Option<f64>,
 }
 
 /// Compression of every latency digest: more centroids, better tail accuracy.
@@ -352,6 +411,30 @@ mod tests {
         assert_eq!(c.interventions, 3);
         assert_eq!(c.cost_per_task_micros(), Some(150.0));
         assert_eq!(c.cost_per_succeeded_task_micros(), Some(300.0));
+        assert_eq!(
+            c.rates(),
+            Rates {
+                success_rate: Some(0.5),
+                intervention_rate: Some(0.5),
+                cost_per_task_micros: Some(150.0)
+            }
+        );
+        assert_eq!(Counts::default().rates(), Rates::default(), "no tasks, no rates");
+    }
+
+    #[test]
+    fn the_array_form_follows_the_field_names() {
+        let c = Counts::from_array([1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(c.to_array(), [1, 2, 3, 4, 5, 6, 7]);
+        let json = serde_json::to_value(c).unwrap();
+        let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        let mut names = Counts::FIELDS.to_vec();
+        names.sort_unstable();
+        assert_eq!(fields, names, "every field named, no other");
+        for (name, value) in Counts::FIELDS.iter().zip(c.to_array()) {
+            assert_eq!(json[name], value, "{name}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
+use crate::kpi::Counts;
 use crate::{parse_embedded, AvroRecord, ID_NAMESPACE};
 
 const SCHEMA_TEXT: &str = include_str!("../avro/kpi_window.avsc");
@@ -26,20 +27,10 @@ pub struct KpiWindow {
     pub window_end: i64,
     /// 0 for the first emission; grows when late events update the window.
     pub revision: i32,
-    /// Tasks completed in the window.
-    pub tasks_total: i64,
-    /// Of which succeeded.
-    pub succeeded: i64,
-    /// Of which failed.
-    pub failed: i64,
-    /// Of which cancelled.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Sum of interventions.
-    pub interventions: i64,
-    /// Sum of cost in micro-USD.
-    pub cost_micros: i64,
+    /// The window's counts (tasks, outcomes, interventions, cost); on the wire their seven
+    /// fields stand in the record itself, in this place.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Median latency (ms); `None` when the window has no tasks.
     pub latency_p50_ms: Option<f64>,
     /// 95th-percentile latency (ms); `None` when the window has no tasks.

@@ -10,6 +10,8 @@
 //! - [`kpi`]: the KPI formulas (success rate, intervention rate, cost per task) over
 //!   [`kpi::Counts`], and [`kpi::LatencyDigest`], the mergeable latency sketch. Defined once,
 //!   used by the aggregator, the scorer and the API.
+//! - [`time`]: the clock in epoch ms, UTC days (`DAY_MS`, day indexes) and their
+//!   `YYYY-MM-DD` text, defined once for every crate.
 //! - [`validation`]: field checks beyond the schema, shared by every entry path.
 //! - [`anomaly`]: [`Anomaly`], the scorer's verdict on a window.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint) and the
@@ -41,6 +43,7 @@ pub mod kpi_window;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod task_event;
+pub mod time;
 pub mod validation;
 
 pub use anomaly::{Anomaly, FeatureContribution, KpiExplanation};

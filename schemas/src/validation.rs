@@ -233,7 +233,7 @@ mod tests {
         let now = 1_763_900_000_000;
         assert_eq!(validate_not_future(now, now, 60_000), Ok(()));
         assert_eq!(
-            validate_not_future(now - 86_400_000, now, 60_000),
+            validate_not_future(now - crate::time::DAY_MS, now, 60_000),
             Ok(()),
             "the past is fine"
         );

@@ -40,10 +40,10 @@ pub const EMPTY: Row = [None; FEATURE_COUNT];
 pub fn stats_of(window: &KpiWindow) -> WindowStats {
     WindowStats {
         start_ms: window.window_start,
-        tasks: window.tasks_total,
-        succeeded: window.succeeded,
-        with_intervention: window.tasks_with_intervention,
-        cost_micros: window.cost_micros,
+        tasks: window.counts.tasks_total,
+        succeeded: window.counts.succeeded,
+        with_intervention: window.counts.tasks_with_intervention,
+        cost_micros: window.counts.cost_micros,
         p50_ms: window.latency_p50_ms,
         p95_ms: window.latency_p95_ms,
     }

@@ -197,11 +197,11 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             let day = |key: &str, value: &str| {
-                time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map(|d| d.midnight().assume_utc().unix_timestamp() * 1_000)
+                schemas::time::parse_day(value)
+                    .map(schemas::time::day_start_ms)
                     .with_context(|| format!("--{key} `{value}`: expected YYYY-MM-DD"))
             };
-            let (from_ms, to_ms) = (day("from", &from)?, day("to", &to)? + 86_400_000);
+            let (from_ms, to_ms) = (day("from", &from)?, day("to", &to)? + schemas::time::DAY_MS);
             let store = runtime.block_on(store::open_migrated(&settings.store.url))?;
             let mut records = Vec::new();
             for tenant_id in tenant {
@@ -216,10 +216,10 @@ fn main() -> anyhow::Result<()> {
                         tenant_id: w.tenant_id,
                         agent_id: w.agent_id,
                         window_start: w.window_start.to_string(),
-                        tasks_total: w.tasks_total,
-                        succeeded: w.succeeded,
-                        tasks_with_intervention: w.tasks_with_intervention,
-                        cost_micros: w.cost_micros,
+                        tasks_total: w.counts.tasks_total,
+                        succeeded: w.counts.succeeded,
+                        tasks_with_intervention: w.counts.tasks_with_intervention,
+                        cost_micros: w.counts.cost_micros,
                         latency_p50_ms: w.latency_p50_ms,
                         latency_p95_ms: w.latency_p95_ms,
                     }

@@ -34,6 +34,7 @@ use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use schemas::codec::{Decoder, Encoder};
+use schemas::time::now_ms;
 use schemas::{Anomaly, FeatureContribution, KpiExplanation, KpiWindow};
 use store::Store;
 use tokio::runtime::Handle;
@@ -114,13 +115,7 @@ pub fn window_row(window: &KpiWindow, verdict: Option<&Anomaly>, now: i64) -> st
         window_start: window.window_start,
         window_end: window.window_end,
         revision: window.revision,
-        tasks_total: window.tasks_total,
-        succeeded: window.succeeded,
-        failed: window.failed,
-        cancelled: window.cancelled,
-        tasks_with_intervention: window.tasks_with_intervention,
-        interventions: window.interventions,
-        cost_micros: window.cost_micros,
+        counts: window.counts,
         latency_p50_ms: window.latency_p50_ms,
         latency_p95_ms: window.latency_p95_ms,
         latency_p99_ms: window.latency_p99_ms,
@@ -205,10 +200,6 @@ struct Scorer {
     last_reload_check: Instant,
     /// A different model set found in the directory: loaded after the next checkpoint.
     reload: Option<Manifest>,
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Scorer {
@@ -487,6 +478,8 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use schemas::kpi::Counts;
+
     use super::*;
     use crate::detector::Expected;
 
@@ -499,13 +492,15 @@ mod tests {
             window_start: 900_000,
             window_end: 1_800_000,
             revision: 1,
-            tasks_total: 40,
-            succeeded: 30,
-            failed: 6,
-            cancelled: 4,
-            tasks_with_intervention: 3,
-            interventions: 5,
-            cost_micros: 123_456,
+            counts: Counts {
+                tasks_total: 40,
+                succeeded: 30,
+                failed: 6,
+                cancelled: 4,
+                tasks_with_intervention: 3,
+                interventions: 5,
+                cost_micros: 123_456,
+            },
             latency_p50_ms: Some(400.0),
             latency_p95_ms: Some(2_000.0),
             latency_p99_ms: None,
@@ -513,9 +508,9 @@ mod tests {
         let unscored = window_row(&window, None, 7);
         assert_eq!(
             (
-                unscored.tasks_total,
-                unscored.succeeded,
-                unscored.cost_micros,
+                unscored.counts.tasks_total,
+                unscored.counts.succeeded,
+                unscored.counts.cost_micros,
                 unscored.revision
             ),
             (40, 30, 123_456, 1)

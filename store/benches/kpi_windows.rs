@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use schemas::kpi::Counts;
 use schemas::KpiExplanation;
 use store::{KpiWindowRow, WindowVerdict};
 
@@ -16,13 +17,15 @@ fn row(i: usize, now_ms: i64) -> KpiWindowRow {
         window_start: 1_759_276_800_000 + (i / 64) as i64 * 900_000,
         window_end: 1_759_276_800_000 + (i / 64 + 1) as i64 * 900_000,
         revision: 0,
-        tasks_total: 15,
-        succeeded: 13,
-        failed: 1,
-        cancelled: 1,
-        tasks_with_intervention: 1,
-        interventions: 1,
-        cost_micros: 45_000,
+        counts: Counts {
+            tasks_total: 15,
+            succeeded: 13,
+            failed: 1,
+            cancelled: 1,
+            tasks_with_intervention: 1,
+            interventions: 1,
+            cost_micros: 45_000,
+        },
         latency_p50_ms: Some(1_200.0),
         latency_p95_ms: Some(4_100.0),
         latency_p99_ms: Some(6_900.0),

@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod count_columns;
 mod error;
 mod json_columns;
 pub mod migrations;

@@ -1,5 +1,6 @@
 //! The rows the store keeps.
 
+use schemas::kpi::Counts;
 use time::Date;
 use uuid::Uuid;
 
@@ -16,20 +17,8 @@ pub struct DailyMetric {
     pub agent_id: String,
     /// UTC day.
     pub day: Date,
-    /// Tasks completed that day.
-    pub tasks_total: i64,
-    /// Of which succeeded.
-    pub succeeded: i64,
-    /// Of which failed.
-    pub failed: i64,
-    /// Of which cancelled.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Sum of interventions.
-    pub interventions: i64,
-    /// Sum of cost, integer micro-USD.
-    pub cost_micros: i64,
+    /// The day's counts.
+    pub counts: Counts,
     /// Median latency (ms), `None` without tasks.
     pub latency_p50_ms: Option<f64>,
     /// 95th-percentile latency (ms).
@@ -146,15 +135,11 @@ pub struct AnomalyQuery {
     pub only_flagged: bool,
 }
 
-pub(crate) fn day_text(day: Date) -> String {
-    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
-}
-
-pub(crate) fn parse_day(text: &str) -> crate::Result<Date> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text, &format).map_err(|e| crate::Error::Corrupt {
+/// The date of a stored `day` column (`YYYY-MM-DD`, [`schemas::time::day_text`]).
+pub(crate) fn parse_stored_day(text: &str) -> crate::Result<Date> {
+    schemas::time::parse_day(text).map_err(|e| crate::Error::Corrupt {
         column: "day",
-        message: format!("{text}: {e}"),
+        message: e.to_string(),
     })
 }
 
@@ -172,20 +157,8 @@ pub struct KpiWindowRow {
     pub window_end: i64,
     /// Revision of the window this row holds (grows when late events changed it).
     pub revision: i32,
-    /// Tasks completed in the window (the volume).
-    pub tasks_total: i64,
-    /// Of which succeeded.
-    pub succeeded: i64,
-    /// Of which failed.
-    pub failed: i64,
-    /// Of which cancelled.
-    pub cancelled: i64,
-    /// Tasks with at least one human intervention.
-    pub tasks_with_intervention: i64,
-    /// Sum of interventions.
-    pub interventions: i64,
-    /// Sum of cost, integer micro-USD.
-    pub cost_micros: i64,
+    /// The window's counts (`tasks_total` is its volume).
+    pub counts: Counts,
     /// Median latency (ms), `None` without tasks.
     pub latency_p50_ms: Option<f64>,
     /// 95th-percentile latency (ms).
@@ -231,12 +204,6 @@ pub struct KpiWindowQuery {
     pub from_ms: i64,
     /// Window start, exclusive (epoch ms).
     pub to_ms: i64,
-}
-
-/// The clock that stamps what a backend writes itself (a migration's `applied_at`) and that
-/// retention is counted against (epoch ms).
-pub(crate) fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// How long a row written at `updated_at_ms` has left at `now_ms` when rows are kept for

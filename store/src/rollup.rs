@@ -31,15 +31,7 @@ pub fn rollup(tenant_id: &str, day: Date, rows: &[DailyMetric]) -> Result<DailyM
         .iter()
         .filter(|r| r.tenant_id == tenant_id && r.day == day && r.agent_id != ALL_AGENTS)
     {
-        counts.merge(&Counts {
-            tasks_total: row.tasks_total,
-            succeeded: row.succeeded,
-            failed: row.failed,
-            cancelled: row.cancelled,
-            tasks_with_intervention: row.tasks_with_intervention,
-            interventions: row.interventions,
-            cost_micros: row.cost_micros,
-        });
+        counts.merge(&row.counts);
         latency.merge(
             &LatencyDigest::from_bytes(&row.latency_digest).map_err(|e| Error::Corrupt {
                 column: "latency_digest",
@@ -53,13 +45,7 @@ pub fn rollup(tenant_id: &str, day: Date, rows: &[DailyMetric]) -> Result<DailyM
         tenant_id: tenant_id.to_string(),
         agent_id: ALL_AGENTS.to_string(),
         day,
-        tasks_total: counts.tasks_total,
-        succeeded: counts.succeeded,
-        failed: counts.failed,
-        cancelled: counts.cancelled,
-        tasks_with_intervention: counts.tasks_with_intervention,
-        interventions: counts.interventions,
-        cost_micros: counts.cost_micros,
+        counts,
         latency_p50_ms: latency.quantile(0.50),
         latency_p95_ms: latency.quantile(0.95),
         latency_p99_ms: latency.quantile(0.99),
@@ -168,13 +154,14 @@ mod tests {
             tenant_id: "acme".into(),
             agent_id: agent.into(),
             day: date!(2025 - 11 - 23),
-            tasks_total: latencies.len() as i64,
-            succeeded: latencies.len() as i64,
-            failed: 0,
-            cancelled: 0,
-            tasks_with_intervention: 1,
-            interventions: 2,
-            cost_micros: 10 * latencies.len() as i64,
+            counts: Counts {
+                tasks_total: latencies.len() as i64,
+                succeeded: latencies.len() as i64,
+                tasks_with_intervention: 1,
+                interventions: 2,
+                cost_micros: 10 * latencies.len() as i64,
+                ..Counts::default()
+            },
             latency_p50_ms: digest.quantile(0.5),
             latency_p95_ms: digest.quantile(0.95),
             latency_p99_ms: digest.quantile(0.99),
@@ -195,8 +182,11 @@ mod tests {
         ];
         let r = rollup("acme", date!(2025 - 11 - 23), &rows).unwrap();
         assert_eq!(r.agent_id, ALL_AGENTS);
-        assert_eq!(r.tasks_total, 1000, "the stored roll-up row is not an agent row");
-        assert_eq!((r.interventions, r.cost_micros), (4, 10_000));
+        assert_eq!(
+            r.counts.tasks_total, 1000,
+            "the stored roll-up row is not an agent row"
+        );
+        assert_eq!((r.counts.interventions, r.counts.cost_micros), (4, 10_000));
         assert!(!r.is_final, "one agent row is still open");
         assert_eq!(r.updated_at_ms, 9);
         // The 95th percentile of the union lies in b's range; an average of P95s would not.
@@ -281,7 +271,7 @@ mod tests {
             stored,
             rollup("acme", stored.day, &[db.get("a"), db.get("b")]).unwrap()
         );
-        assert_eq!(stored.tasks_total, 5);
+        assert_eq!(stored.counts.tasks_total, 5);
         assert!(
             stored.is_final,
             "both agents are final: the day's roll-up must be too"
@@ -305,6 +295,9 @@ mod tests {
         let stored = db.rows.lock().unwrap().clone();
         let rollups: Vec<_> = stored.values().filter(|r| r.agent_id == ALL_AGENTS).collect();
         assert_eq!(rollups.len(), 2, "one per touched day, none for the day between");
-        assert_eq!(rollups.iter().map(|r| r.tasks_total).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(
+            rollups.iter().map(|r| r.counts.tasks_total).collect::<Vec<_>>(),
+            [2, 1]
+        );
     }
 }

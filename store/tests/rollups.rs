@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use schemas::kpi::LatencyDigest;
+use schemas::kpi::{Counts, LatencyDigest};
 use store::rollup::{rollup, upsert_with_rollups, StoreRows};
 use store::sqlite::SqliteStore;
 use store::{DailyMetric, DailyMetricsQuery, MetricsStore, SchemaStore, ALL_AGENTS};
@@ -25,13 +25,15 @@ fn agent_row(agent: &str, round: i64, base_latency: i64) -> DailyMetric {
         tenant_id: "acme".into(),
         agent_id: agent.into(),
         day: DAY,
-        tasks_total: round,
-        succeeded: round,
-        failed: 0,
-        cancelled: 0,
-        tasks_with_intervention: 0,
-        interventions: 0,
-        cost_micros: 3 * round,
+        counts: Counts {
+            tasks_total: round,
+            succeeded: round,
+            failed: 0,
+            cancelled: 0,
+            tasks_with_intervention: 0,
+            interventions: 0,
+            cost_micros: 3 * round,
+        },
         latency_p50_ms: digest.quantile(0.5),
         latency_p95_ms: digest.quantile(0.95),
         latency_p99_ms: digest.quantile(0.99),
@@ -83,7 +85,7 @@ where
     let (agents, stored) = rows(first.as_ref()).await;
     assert_eq!(agents.len(), 2);
     assert_eq!(stored, rollup("acme", DAY, &agents).unwrap());
-    assert_eq!(stored.tasks_total, 2 * ROUNDS);
+    assert_eq!(stored.counts.tasks_total, 2 * ROUNDS);
     assert!(stored.is_final, "both agents' rows are final");
 }
 
@@ -117,7 +119,10 @@ async fn only_the_touched_days_of_the_touched_tenants_get_rollups() {
     later.day = date!(2025 - 11 - 25);
     let given_rollup = DailyMetric {
         agent_id: ALL_AGENTS.into(),
-        tasks_total: 999,
+        counts: Counts {
+            tasks_total: 999,
+            ..Counts::default()
+        },
         ..agent_row("x", 1, 1)
     };
     store
@@ -135,11 +140,13 @@ async fn only_the_touched_days_of_the_touched_tenants_get_rollups() {
         .await
         .unwrap();
     assert_eq!(
-        acme.iter().map(|r| (r.day, r.tasks_total)).collect::<Vec<_>>(),
+        acme.iter()
+            .map(|r| (r.day, r.counts.tasks_total))
+            .collect::<Vec<_>>(),
         [(DAY, 5), (date!(2025 - 11 - 25), 2)],
         "the given roll-up row is not written; none for the day between"
     );
     let globex = store.daily_metrics(&read("globex", DAY, DAY)).await.unwrap();
     assert_eq!(globex.len(), 1);
-    assert_eq!(globex[0].tasks_total, 3);
+    assert_eq!(globex[0].counts.tasks_total, 3);
 }

@@ -141,7 +141,7 @@ impl Gateway {
             Ok(items) => items,
             Err(refusal) => return refusal.into_response(),
         };
-        let now = super::now_ms();
+        let now = schemas::time::now_ms();
         let mut results: Vec<EventResult> = Vec::with_capacity(items.len());
         let mut valid: Vec<TaskEvent> = Vec::with_capacity(items.len());
         let mut valid_index: Vec<usize> = Vec::with_capacity(items.len());

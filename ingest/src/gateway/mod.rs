@@ -29,6 +29,7 @@
 
 use std::sync::Arc;
 
+use schemas::time::now_ms;
 use store::{ApiKeyStore, Store};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -66,10 +67,6 @@ pub struct Gateway {
     metrics: Metrics,
     readiness: ops::Readiness,
     otlp: crate::otlp::Otlp,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Gateway {

@@ -1,8 +1,7 @@
 //! [`GenConfig`]: what the generator generates, and its range checks.
 
+use schemas::time::{day_of_ms, DAY_MS};
 use serde::{Deserialize, Serialize};
-
-use super::DAY_MS;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +114,7 @@ impl GenConfig {
     }
 
     pub(super) fn start_day_ms(&self) -> i64 {
-        self.start_ms.div_euclid(DAY_MS) * DAY_MS
+        day_of_ms(self.start_ms) * DAY_MS
     }
 
     /// End of simulated time (exclusive, epoch ms).

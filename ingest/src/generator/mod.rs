@@ -29,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto, Poisson};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
+use schemas::time::{day_of_ms, DAY_MS};
 use schemas::{TaskEvent, TaskStatus};
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +42,6 @@ pub use kafka_sink::KafkaSink;
 
 /// Milliseconds in an hour.
 pub const HOUR_MS: i64 = 3_600_000;
-/// Milliseconds in a UTC day.
-pub const DAY_MS: i64 = 86_400_000;
 
 /// The kinds of injected incidents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -328,7 +327,7 @@ impl Generator {
         let p = &self.profiles[series];
         let mut rng = stream(c.seed, series as u64 + 1, hour as u64);
         let hour_start = c.start_day_ms() + hour as i64 * HOUR_MS;
-        let day_index = hour_start.div_euclid(DAY_MS);
+        let day_index = day_of_ms(hour_start);
         let local_hour = hour_start.div_euclid(HOUR_MS) + p.utc_offset_h;
         let rate = p.tasks_per_day / 24.0 * diurnal(local_hour) * weekly(day_index);
         let n = Poisson::new(rate)

@@ -169,7 +169,7 @@ async fn post_traces_inner(gateway: &Gateway, headers: TraceHeaders, body: bytes
     let verdicts = gateway.otlp().mapper.map_request(
         &request,
         &tenant,
-        crate::gateway::now_ms(),
+        schemas::time::now_ms(),
         gateway.limits().max_future_skew_ms,
     );
     metrics.received.inc_by(verdicts.len() as u64);

@@ -2,25 +2,24 @@
 //! agent; the tenant roll-ups by the trait's default (write, read, re-read until stable).
 
 use async_trait::async_trait;
+use schemas::time::day_text;
 use scylla::{DeserializeRow, SerializeRow};
 
+use super::counted::Counted;
 use super::{markers, ScyllaStore};
-use crate::model::{day_text, parse_day};
+use crate::count_columns::count_columns;
+use crate::model::parse_stored_day;
 use crate::{DailyMetric, DailyMetricsQuery, MetricsStore, Result};
+
+/// A `daily_metrics` row: the counts ([`Counted`]), then these columns.
+type DailyRow = Counted<DailyColumns>;
 
 #[derive(DeserializeRow, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
-struct DailyRow {
+struct DailyColumns {
     tenant_id: String,
     day: String,
     agent_id: String,
-    tasks_total: i64,
-    succeeded: i64,
-    failed: i64,
-    cancelled: i64,
-    tasks_with_intervention: i64,
-    interventions: i64,
-    cost_micros: i64,
     latency_p50_ms: Option<f64>,
     latency_p95_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
@@ -29,62 +28,54 @@ struct DailyRow {
     updated_at: i64,
 }
 
-impl DailyRow {
-    fn new(r: &DailyMetric) -> DailyRow {
-        DailyRow {
+fn daily_row(r: &DailyMetric) -> DailyRow {
+    Counted {
+        counts: r.counts,
+        rest: DailyColumns {
             tenant_id: r.tenant_id.clone(),
             day: day_text(r.day),
             agent_id: r.agent_id.clone(),
-            tasks_total: r.tasks_total,
-            succeeded: r.succeeded,
-            failed: r.failed,
-            cancelled: r.cancelled,
-            tasks_with_intervention: r.tasks_with_intervention,
-            interventions: r.interventions,
-            cost_micros: r.cost_micros,
             latency_p50_ms: r.latency_p50_ms,
             latency_p95_ms: r.latency_p95_ms,
             latency_p99_ms: r.latency_p99_ms,
             latency_digest: r.latency_digest.clone(),
             is_final: r.is_final,
             updated_at: r.updated_at_ms,
-        }
-    }
-
-    fn into_metric(self) -> Result<DailyMetric> {
-        Ok(DailyMetric {
-            day: parse_day(&self.day)?,
-            tenant_id: self.tenant_id,
-            agent_id: self.agent_id,
-            tasks_total: self.tasks_total,
-            succeeded: self.succeeded,
-            failed: self.failed,
-            cancelled: self.cancelled,
-            tasks_with_intervention: self.tasks_with_intervention,
-            interventions: self.interventions,
-            cost_micros: self.cost_micros,
-            latency_p50_ms: self.latency_p50_ms,
-            latency_p95_ms: self.latency_p95_ms,
-            latency_p99_ms: self.latency_p99_ms,
-            latency_digest: self.latency_digest,
-            is_final: self.is_final,
-            updated_at_ms: self.updated_at,
-        })
+        },
     }
 }
 
-const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
-    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
-    latency_digest, is_final, updated_at";
+fn into_metric(row: DailyRow) -> Result<DailyMetric> {
+    let r = row.rest;
+    Ok(DailyMetric {
+        day: parse_stored_day(&r.day)?,
+        tenant_id: r.tenant_id,
+        agent_id: r.agent_id,
+        counts: row.counts,
+        latency_p50_ms: r.latency_p50_ms,
+        latency_p95_ms: r.latency_p95_ms,
+        latency_p99_ms: r.latency_p99_ms,
+        latency_digest: r.latency_digest,
+        is_final: r.is_final,
+        updated_at_ms: r.updated_at,
+    })
+}
+
+/// The columns of [`DailyRow`], in its order.
+const DAILY_COLUMNS: &str = concat!(
+    count_columns!(),
+    ", tenant_id, day, agent_id, latency_p50_ms, latency_p95_ms, latency_p99_ms, latency_digest, \
+     is_final, updated_at"
+);
 
 #[async_trait]
 impl MetricsStore for ScyllaStore {
     async fn upsert_daily_metrics(&self, rows: &[DailyMetric]) -> Result<()> {
         let statement = format!(
             "INSERT INTO daily_metrics ({DAILY_COLUMNS}) VALUES ({})",
-            markers(16)
+            markers(DAILY_COLUMNS.split(',').count())
         );
-        self.write_each(&statement, rows.iter().map(DailyRow::new)).await
+        self.write_each(&statement, rows.iter().map(daily_row)).await
     }
 
     async fn daily_metrics(&self, query: &DailyMetricsQuery) -> Result<Vec<DailyMetric>> {
@@ -98,8 +89,8 @@ impl MetricsStore for ScyllaStore {
             )
             .await?;
         rows.into_iter()
-            .filter(|r| query.agent_id.as_ref().is_none_or(|a| *a == r.agent_id))
-            .map(DailyRow::into_metric)
+            .filter(|r| query.agent_id.as_ref().is_none_or(|a| *a == r.rest.agent_id))
+            .map(into_metric)
             .collect()
     }
 }

@@ -26,6 +26,7 @@
 mod api_keys;
 mod checkpoints;
 mod config;
+mod counted;
 mod metrics;
 mod users;
 mod windows;
@@ -34,6 +35,7 @@ use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use schemas::time::now_ms;
 use scylla::client::caching_session::CachingSession;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::deserialize::row::DeserializeRow;
@@ -42,7 +44,6 @@ use scylla::statement::Statement;
 
 pub use self::config::ScyllaConfig;
 use crate::migrations::{self, statements, Migration};
-use crate::model::now_ms;
 use crate::{Error, Result, SchemaStore};
 
 /// The ScyllaDB store.

@@ -3,12 +3,15 @@
 //! day ([`ScyllaStore::read_days`]) and written `USING TTL` the retention.
 
 use async_trait::async_trait;
+use schemas::time::{day_of_ms, now_ms};
 use schemas::Anomaly;
 use scylla::{DeserializeRow, SerializeRow};
 
+use super::counted::Counted;
 use super::{markers, ScyllaStore};
+use crate::count_columns::count_columns;
 use crate::json_columns::{explanation_from_json, explanation_to_json, features_from_json, features_to_json};
-use crate::model::{now_ms, remaining_ttl_secs, WindowVerdict};
+use crate::model::{remaining_ttl_secs, WindowVerdict};
 use crate::{AnomalyQuery, KpiWindowQuery, KpiWindowRow, Result, WindowStore};
 
 #[derive(DeserializeRow, SerializeRow)]
@@ -87,22 +90,18 @@ impl AnomalyRow {
     }
 }
 
+/// A `kpi_windows` row: the counts ([`Counted`]), then these columns.
+type WindowRow = Counted<WindowColumns>;
+
 #[derive(DeserializeRow, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
-struct WindowRow {
+struct WindowColumns {
     tenant_id: String,
     day: i32,
     window_start: i64,
     agent_id: String,
     window_end: i64,
     revision: i32,
-    tasks_total: i64,
-    succeeded: i64,
-    failed: i64,
-    cancelled: i64,
-    tasks_with_intervention: i64,
-    interventions: i64,
-    cost_micros: i64,
     latency_p50_ms: Option<f64>,
     latency_p95_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
@@ -119,26 +118,20 @@ struct WindowRow {
 
 /// The UTC day (days since 1970-01-01) of an epoch-ms instant: the partition bucket of a window.
 fn epoch_day(ms: i64) -> i32 {
-    ms.div_euclid(86_400_000) as i32
+    day_of_ms(ms) as i32
 }
 
-impl WindowRow {
-    fn new(r: &KpiWindowRow) -> WindowRow {
-        let v = r.verdict.as_ref();
-        WindowRow {
+fn window_row(r: &KpiWindowRow) -> WindowRow {
+    let v = r.verdict.as_ref();
+    Counted {
+        counts: r.counts,
+        rest: WindowColumns {
             tenant_id: r.tenant_id.clone(),
             day: epoch_day(r.window_start),
             window_start: r.window_start,
             agent_id: r.agent_id.clone(),
             window_end: r.window_end,
             revision: r.revision,
-            tasks_total: r.tasks_total,
-            succeeded: r.succeeded,
-            failed: r.failed,
-            cancelled: r.cancelled,
-            tasks_with_intervention: r.tasks_with_intervention,
-            interventions: r.interventions,
-            cost_micros: r.cost_micros,
             latency_p50_ms: r.latency_p50_ms,
             latency_p95_ms: r.latency_p95_ms,
             latency_p99_ms: r.latency_p99_ms,
@@ -151,52 +144,50 @@ impl WindowRow {
             model_version: v.map(|v| v.model_version.clone()),
             explanation: v.map(|v| explanation_to_json(&v.explanation)),
             updated_at: r.updated_at_ms,
-        }
-    }
-
-    fn into_window(self) -> Result<KpiWindowRow> {
-        let verdict = match self.ensemble_score {
-            None => None,
-            Some(ensemble_score) => Some(WindowVerdict {
-                lstm_score: self.lstm_score.unwrap_or(f64::NAN),
-                transformer_score: self.transformer_score.unwrap_or(f64::NAN),
-                statistical_score: self.statistical_score,
-                ensemble_score,
-                threshold: self.threshold.unwrap_or(f64::NAN),
-                is_anomaly: self.is_anomaly.unwrap_or(false),
-                model_version: self.model_version.unwrap_or_default(),
-                explanation: match &self.explanation {
-                    Some(json) => explanation_from_json(json)?,
-                    None => Vec::new(),
-                },
-            }),
-        };
-        Ok(KpiWindowRow {
-            tenant_id: self.tenant_id,
-            agent_id: self.agent_id,
-            window_start: self.window_start,
-            window_end: self.window_end,
-            revision: self.revision,
-            tasks_total: self.tasks_total,
-            succeeded: self.succeeded,
-            failed: self.failed,
-            cancelled: self.cancelled,
-            tasks_with_intervention: self.tasks_with_intervention,
-            interventions: self.interventions,
-            cost_micros: self.cost_micros,
-            latency_p50_ms: self.latency_p50_ms,
-            latency_p95_ms: self.latency_p95_ms,
-            latency_p99_ms: self.latency_p99_ms,
-            verdict,
-            updated_at_ms: self.updated_at,
-        })
+        },
     }
 }
 
-const WINDOW_COLUMNS: &str = "tenant_id, day, window_start, agent_id, window_end, revision, tasks_total, \
-    succeeded, failed, cancelled, tasks_with_intervention, interventions, cost_micros, latency_p50_ms, \
-    latency_p95_ms, latency_p99_ms, lstm_score, transformer_score, statistical_score, ensemble_score, \
-    threshold, is_anomaly, model_version, explanation, updated_at";
+fn into_window(row: WindowRow) -> Result<KpiWindowRow> {
+    let r = row.rest;
+    let verdict = match r.ensemble_score {
+        None => None,
+        Some(ensemble_score) => Some(WindowVerdict {
+            lstm_score: r.lstm_score.unwrap_or(f64::NAN),
+            transformer_score: r.transformer_score.unwrap_or(f64::NAN),
+            statistical_score: r.statistical_score,
+            ensemble_score,
+            threshold: r.threshold.unwrap_or(f64::NAN),
+            is_anomaly: r.is_anomaly.unwrap_or(false),
+            model_version: r.model_version.unwrap_or_default(),
+            explanation: match &r.explanation {
+                Some(json) => explanation_from_json(json)?,
+                None => Vec::new(),
+            },
+        }),
+    };
+    Ok(KpiWindowRow {
+        tenant_id: r.tenant_id,
+        agent_id: r.agent_id,
+        window_start: r.window_start,
+        window_end: r.window_end,
+        revision: r.revision,
+        counts: row.counts,
+        latency_p50_ms: r.latency_p50_ms,
+        latency_p95_ms: r.latency_p95_ms,
+        latency_p99_ms: r.latency_p99_ms,
+        verdict,
+        updated_at_ms: r.updated_at,
+    })
+}
+
+/// The columns of [`WindowRow`], in its order.
+const WINDOW_COLUMNS: &str = concat!(
+    count_columns!(),
+    ", tenant_id, day, window_start, agent_id, window_end, revision, latency_p50_ms, latency_p95_ms, \
+     latency_p99_ms, lstm_score, transformer_score, statistical_score, ensemble_score, threshold, \
+     is_anomaly, model_version, explanation, updated_at"
+);
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
     is_anomaly, top_features, model_version, scored_at, statistical_score, explanation";
@@ -230,14 +221,14 @@ impl WindowStore for ScyllaStore {
         // but the CQL test double does not parse one; one literal keeps one prepared statement).
         let statement = format!(
             "INSERT INTO kpi_windows ({WINDOW_COLUMNS}) VALUES ({}) USING TTL {}",
-            markers(25),
+            markers(WINDOW_COLUMNS.split(',').count()),
             retention_secs.min(i32::MAX as u32)
         );
         let now = now_ms();
         let live = rows
             .iter()
             .filter(|r| remaining_ttl_secs(r.updated_at_ms, retention_secs, now).is_some());
-        self.write_each(&statement, live.map(WindowRow::new)).await
+        self.write_each(&statement, live.map(window_row)).await
     }
 
     async fn kpi_windows(&self, query: &KpiWindowQuery) -> Result<Vec<KpiWindowRow>> {
@@ -250,10 +241,10 @@ impl WindowStore for ScyllaStore {
         let mut out = rows
             .into_iter()
             .filter(|r| {
-                (query.from_ms..query.to_ms).contains(&r.window_start)
-                    && query.agent_id.as_ref().is_none_or(|a| *a == r.agent_id)
+                (query.from_ms..query.to_ms).contains(&r.rest.window_start)
+                    && query.agent_id.as_ref().is_none_or(|a| *a == r.rest.agent_id)
             })
-            .map(WindowRow::into_window)
+            .map(into_window)
             .collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| (a.window_start, &a.agent_id).cmp(&(b.window_start, &b.agent_id)));
         Ok(out)

@@ -4,9 +4,11 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use rusqlite::params;
+use schemas::time::day_text;
 
-use super::SqliteStore;
-use crate::model::{day_text, parse_day};
+use super::{counts_at, with_counts, SqliteStore};
+use crate::count_columns::count_columns;
+use crate::model::parse_stored_day;
 use crate::{DailyMetric, DailyMetricsQuery, MetricsStore, Result};
 
 impl SqliteStore {
@@ -23,7 +25,7 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(|(day, mut row)| {
-                    row.day = parse_day(&day)?;
+                    row.day = parse_stored_day(&day)?;
                     Ok(row)
                 })
                 .collect()
@@ -48,24 +50,18 @@ fn insert_daily(tx: &rusqlite::Transaction<'_>, rows: &[DailyMetric]) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
     ))?;
     for r in rows {
-        stmt.execute(params![
-            r.tenant_id,
-            day_text(r.day),
-            r.agent_id,
-            r.tasks_total,
-            r.succeeded,
-            r.failed,
-            r.cancelled,
-            r.tasks_with_intervention,
-            r.interventions,
-            r.cost_micros,
-            r.latency_p50_ms,
-            r.latency_p95_ms,
-            r.latency_p99_ms,
-            r.latency_digest,
-            r.is_final,
-            r.updated_at_ms,
-        ])?;
+        stmt.execute(with_counts(
+            params![r.tenant_id, day_text(r.day), r.agent_id],
+            &r.counts.to_array(),
+            params![
+                r.latency_p50_ms,
+                r.latency_p95_ms,
+                r.latency_p99_ms,
+                r.latency_digest,
+                r.is_final,
+                r.updated_at_ms,
+            ],
+        ))?;
     }
     Ok(())
 }
@@ -77,13 +73,7 @@ fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMet
             tenant_id: row.get(0)?,
             day: time::Date::MIN,
             agent_id: row.get(2)?,
-            tasks_total: row.get(3)?,
-            succeeded: row.get(4)?,
-            failed: row.get(5)?,
-            cancelled: row.get(6)?,
-            tasks_with_intervention: row.get(7)?,
-            interventions: row.get(8)?,
-            cost_micros: row.get(9)?,
+            counts: counts_at(row, 3)?,
             latency_p50_ms: row.get(10)?,
             latency_p95_ms: row.get(11)?,
             latency_p99_ms: row.get(12)?,
@@ -94,15 +84,19 @@ fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMet
     ))
 }
 
-const DAILY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
-    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
-    latency_digest, is_final, updated_at";
+const DAILY_COLUMNS: &str = concat!(
+    "tenant_id, day, agent_id, ",
+    count_columns!(),
+    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, latency_digest, is_final, updated_at"
+);
 
 /// [`DAILY_COLUMNS`] with an empty blob in place of the digest: all of them are in the index
 /// `daily_metrics_summary` (migration 5), which holds no digest.
-const SUMMARY_COLUMNS: &str = "tenant_id, day, agent_id, tasks_total, succeeded, failed, cancelled, \
-    tasks_with_intervention, interventions, cost_micros, latency_p50_ms, latency_p95_ms, latency_p99_ms, \
-    X'', is_final, updated_at";
+const SUMMARY_COLUMNS: &str = concat!(
+    "tenant_id, day, agent_id, ",
+    count_columns!(),
+    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, X'', is_final, updated_at"
+);
 
 #[async_trait]
 impl MetricsStore for SqliteStore {
@@ -143,7 +137,7 @@ impl MetricsStore for SqliteStore {
                         )?
                         .map(|row| {
                             let (day, mut row) = row?;
-                            row.day = parse_day(&day)?;
+                            row.day = parse_stored_day(&day)?;
                             Ok(row)
                         })
                         .collect::<Result<Vec<_>>>()?;

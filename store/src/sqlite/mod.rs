@@ -18,10 +18,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rusqlite::types::ToSql;
 use rusqlite::{params, Connection};
+use schemas::kpi::Counts;
+use schemas::time::now_ms;
 
+use crate::count_columns::COUNT_COLUMNS;
 use crate::migrations::{self, Migration};
-use crate::model::now_ms;
 use crate::{Error, Result, SchemaStore};
 
 /// Page cache of a connection, KiB. SQLite's default (2 MiB) is less than a month of daily rows
@@ -47,6 +50,30 @@ pub struct SqliteStore {
     /// Queue of the reader threads; `None` for `:memory:` (reads use `conn`). The threads stop
     /// when the last clone of the store is dropped.
     reads: Option<std::sync::mpsc::Sender<ReadJob>>,
+}
+
+/// The [`Counts`] of `row`'s count columns, the first at index `first`
+/// ([`crate::count_columns`]).
+fn counts_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+    let mut values = [0; COUNT_COLUMNS];
+    for (i, value) in values.iter_mut().enumerate() {
+        *value = row.get(first + i)?;
+    }
+    Ok(Counts::from_array(values))
+}
+
+/// The parameters of a row whose count columns stand between `head` and `tail`.
+fn with_counts<'a>(
+    head: &'a [&'a dyn ToSql],
+    counts: &'a [i64; COUNT_COLUMNS],
+    tail: &'a [&'a dyn ToSql],
+) -> impl rusqlite::Params + 'a {
+    rusqlite::params_from_iter(
+        head.iter()
+            .copied()
+            .chain(counts.iter().map(|c| c as &dyn ToSql))
+            .chain(tail.iter().copied()),
+    )
 }
 
 /// Opens one connection to `path` with this backend's settings.

@@ -2,21 +2,25 @@
 
 use async_trait::async_trait;
 use rusqlite::params;
+use schemas::time::now_ms;
 use schemas::Anomaly;
 
-use super::SqliteStore;
+use super::{counts_at, with_counts, SqliteStore};
+use crate::count_columns::count_columns;
 use crate::json_columns::{explanation_from_json, explanation_to_json, features_from_json, features_to_json};
-use crate::model::{now_ms, remaining_ttl_secs, WindowVerdict};
+use crate::model::{remaining_ttl_secs, WindowVerdict};
 use crate::{AnomalyQuery, KpiWindowQuery, KpiWindowRow, Result, WindowStore};
 
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \
     is_anomaly, top_features, model_version, scored_at, statistical_score, explanation";
 
-const WINDOW_COLUMNS: &str = "tenant_id, window_start, agent_id, window_end, revision, tasks_total, \
-    succeeded, failed, cancelled, tasks_with_intervention, interventions, cost_micros, latency_p50_ms, \
-    latency_p95_ms, latency_p99_ms, lstm_score, transformer_score, statistical_score, ensemble_score, \
-    threshold, is_anomaly, model_version, explanation, updated_at";
+const WINDOW_COLUMNS: &str = concat!(
+    "tenant_id, window_start, agent_id, window_end, revision, ",
+    count_columns!(),
+    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, lstm_score, transformer_score, statistical_score, \
+     ensemble_score, threshold, is_anomaly, model_version, explanation, updated_at"
+);
 
 /// A `kpi_windows` row and its explanation's JSON (decoded by the caller).
 fn window_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KpiWindowRow, Option<String>)> {
@@ -41,13 +45,7 @@ fn window_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KpiWindowRow, O
             agent_id: row.get(2)?,
             window_end: row.get(3)?,
             revision: row.get(4)?,
-            tasks_total: row.get(5)?,
-            succeeded: row.get(6)?,
-            failed: row.get(7)?,
-            cancelled: row.get(8)?,
-            tasks_with_intervention: row.get(9)?,
-            interventions: row.get(10)?,
-            cost_micros: row.get(11)?,
+            counts: counts_at(row, 5)?,
             latency_p50_ms: row.get(12)?,
             latency_p95_ms: row.get(13)?,
             latency_p99_ms: row.get(14)?,
@@ -166,32 +164,24 @@ impl WindowStore for SqliteStore {
                 ))?;
                 for r in &rows {
                     let v = r.verdict.as_ref();
-                    stmt.execute(params![
-                        r.tenant_id,
-                        r.window_start,
-                        r.agent_id,
-                        r.window_end,
-                        r.revision,
-                        r.tasks_total,
-                        r.succeeded,
-                        r.failed,
-                        r.cancelled,
-                        r.tasks_with_intervention,
-                        r.interventions,
-                        r.cost_micros,
-                        r.latency_p50_ms,
-                        r.latency_p95_ms,
-                        r.latency_p99_ms,
-                        v.map(|v| v.lstm_score),
-                        v.map(|v| v.transformer_score),
-                        v.and_then(|v| v.statistical_score),
-                        v.map(|v| v.ensemble_score),
-                        v.map(|v| v.threshold),
-                        v.map(|v| v.is_anomaly),
-                        v.map(|v| v.model_version.as_str()),
-                        v.map(|v| explanation_to_json(&v.explanation)),
-                        r.updated_at_ms,
-                    ])?;
+                    stmt.execute(with_counts(
+                        params![r.tenant_id, r.window_start, r.agent_id, r.window_end, r.revision],
+                        &r.counts.to_array(),
+                        params![
+                            r.latency_p50_ms,
+                            r.latency_p95_ms,
+                            r.latency_p99_ms,
+                            v.map(|v| v.lstm_score),
+                            v.map(|v| v.transformer_score),
+                            v.and_then(|v| v.statistical_score),
+                            v.map(|v| v.ensemble_score),
+                            v.map(|v| v.threshold),
+                            v.map(|v| v.is_anomaly),
+                            v.map(|v| v.model_version.as_str()),
+                            v.map(|v| explanation_to_json(&v.explanation)),
+                            r.updated_at_ms,
+                        ],
+                    ))?;
                 }
                 tx.prepare_cached("DELETE FROM kpi_windows WHERE updated_at <= ?1")?
                     .execute(params![expired_before])?;

@@ -1,6 +1,7 @@
 //! The [`MetricsStore`] contract: daily rows replaced whole, read back by tenant, agent and days
 //! (the tenant roll-ups under concurrent writers are in `tests/rollups.rs`).
 
+use schemas::kpi::Counts;
 use store::{DailyMetric, DailyMetricsQuery, MetricsStore, ALL_AGENTS};
 use time::macros::date;
 use time::Date;
@@ -15,13 +16,15 @@ fn daily(tenant: &str, agent: &str, day: Date, total: i64) -> DailyMetric {
         tenant_id: tenant.into(),
         agent_id: agent.into(),
         day,
-        tasks_total: total,
-        succeeded: total - 2,
-        failed: 1,
-        cancelled: 1,
-        tasks_with_intervention: 3,
-        interventions: 5,
-        cost_micros: total * 1_000,
+        counts: Counts {
+            tasks_total: total,
+            succeeded: total - 2,
+            failed: 1,
+            cancelled: 1,
+            tasks_with_intervention: 3,
+            interventions: 5,
+            cost_micros: total * 1_000,
+        },
         latency_p50_ms: Some(120.5),
         latency_p95_ms: Some(900.25),
         latency_p99_ms: None,
@@ -91,7 +94,7 @@ pub(crate) async fn daily_query_filters_tenant_agent_and_days(store: &dyn Metric
         from,
         to,
     };
-    let totals = |rows: Vec<DailyMetric>| rows.iter().map(|r| r.tasks_total).collect::<Vec<_>>();
+    let totals = |rows: Vec<DailyMetric>| rows.iter().map(|r| r.counts.tasks_total).collect::<Vec<_>>();
     let all = read(store, &q(None, date!(2026 - 11 - 19), date!(2026 - 11 - 21))).await;
     assert_eq!(
         totals(all),

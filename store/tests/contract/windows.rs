@@ -2,6 +2,8 @@
 //! read back in order; and the upgrade of verdicts stored before migration 4, on SQLite and
 //! real ScyllaDB.
 
+use schemas::kpi::Counts;
+use schemas::time::{now_ms, DAY_MS};
 use schemas::{Anomaly, FeatureContribution, KpiExplanation};
 use store::scylladb::{ScyllaConfig, ScyllaStore};
 use store::sqlite::SqliteStore;
@@ -140,13 +142,15 @@ pub(crate) fn window(tenant: &str, agent: &str, start: i64, total: i64, scored: 
         window_start: start,
         window_end: start + WINDOW,
         revision: 0,
-        tasks_total: total,
-        succeeded: total - 3,
-        failed: 2,
-        cancelled: 1,
-        tasks_with_intervention: 4,
-        interventions: 6,
-        cost_micros: total * 2_500,
+        counts: Counts {
+            tasks_total: total,
+            succeeded: total - 3,
+            failed: 2,
+            cancelled: 1,
+            tasks_with_intervention: 4,
+            interventions: 6,
+            cost_micros: total * 2_500,
+        },
         latency_p50_ms: (total > 0).then_some(410.5),
         latency_p95_ms: (total > 0).then_some(1_900.25),
         latency_p99_ms: (total > 0).then_some(4_000.0),
@@ -167,12 +171,8 @@ pub(crate) fn window(tenant: &str, agent: &str, start: i64, total: i64, scored: 
                 evidence: 6.5,
             }],
         }),
-        updated_at_ms: store_now_ms(),
+        updated_at_ms: now_ms(),
     }
-}
-
-fn store_now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 pub(crate) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn WindowStore, _caps: Caps) {
@@ -183,8 +183,8 @@ pub(crate) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn Win
         window("acme", "triage", DAY0, 0, true),
         window("acme", "bot", DAY0 + WINDOW, 41, true),
         // The last window of the day and the first of the next (another partition on ScyllaDB).
-        window("acme", "bot", DAY0 + 86_400_000 - WINDOW, 42, true),
-        window("acme", "bot", DAY0 + 86_400_000, 43, true),
+        window("acme", "bot", DAY0 + DAY_MS - WINDOW, 42, true),
+        window("acme", "bot", DAY0 + DAY_MS, 43, true),
         window("globex", "bot", DAY0, 99, true),
     ];
     store.upsert_kpi_windows(&rows, WEEK_SECS).await.unwrap();
@@ -207,7 +207,7 @@ pub(crate) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn Win
         };
         async move { store.kpi_windows(&q).await.unwrap() }
     };
-    let all = read(None, DAY0, DAY0 + 86_400_000 + WINDOW).await;
+    let all = read(None, DAY0, DAY0 + DAY_MS + WINDOW).await;
     assert_eq!(
         all,
         vec![
@@ -220,7 +220,7 @@ pub(crate) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn Win
         "ordered by window start then agent; the other tenant's row left out"
     );
     assert_eq!(
-        read(Some("bot"), DAY0, DAY0 + 86_400_000).await,
+        read(Some("bot"), DAY0, DAY0 + DAY_MS).await,
         vec![revised, rows[2].clone(), rows[3].clone()],
         "one agent; the end is exclusive"
     );
@@ -230,13 +230,13 @@ pub(crate) async fn kpi_windows_upsert_replace_and_read_by_range(store: &dyn Win
     );
     assert!(read(None, DAY0 + 1, DAY0 + WINDOW).await.is_empty());
     assert!(read(None, DAY0, DAY0).await.is_empty(), "an empty range");
-    assert!(read(Some("nobody"), DAY0, DAY0 + 86_400_000).await.is_empty());
+    assert!(read(Some("nobody"), DAY0, DAY0 + DAY_MS).await.is_empty());
 }
 
 pub(crate) async fn kpi_windows_past_their_retention_are_not_kept(store: &dyn WindowStore, _caps: Caps) {
     let fresh = window("acme", "bot", DAY0, 40, true);
     let mut expired = window("acme", "crm", DAY0, 40, true);
-    expired.updated_at_ms = store_now_ms() - 3_601_000;
+    expired.updated_at_ms = now_ms() - 3_601_000;
     store
         .upsert_kpi_windows(&[fresh.clone(), expired], 3_600)
         .await
