@@ -20,9 +20,7 @@ fn metric(
         agent_id: agent_id.to_string(),
         day,
         counts: a.counts,
-        latency_p50_ms: a.latency.quantile(0.50),
-        latency_p95_ms: a.latency.quantile(0.95),
-        latency_p99_ms: a.latency.quantile(0.99),
+        latency: a.latency.latencies(),
         latency_digest: a.latency.to_bytes(),
         is_final,
         updated_at_ms: now_ms,
@@ -74,7 +72,7 @@ mod tests {
         assert_eq!(m.day, time::macros::date!(2025 - 11 - 23));
         assert_eq!(m.counts.tasks_total, 100);
         assert_eq!(m.counts.succeeded + m.counts.failed + m.counts.cancelled, 100);
-        assert_eq!(m.latency_p95_ms, row.aggregate.latency.quantile(0.95));
+        assert_eq!(m.latency.latency_p95_ms, row.aggregate.latency.quantile(0.95));
         assert_eq!(m.latency_digest, row.aggregate.latency.to_bytes());
         assert!(m.is_final);
         assert_eq!(m.updated_at_ms, 7);

@@ -561,9 +561,7 @@ pub fn kpi_window(series: &Series, start: i64, window_ms: i64, revision: i32, a:
         window_end: start + window_ms,
         revision,
         counts: a.counts,
-        latency_p50_ms: a.latency.quantile(0.50),
-        latency_p95_ms: a.latency.quantile(0.95),
-        latency_p99_ms: a.latency.quantile(0.99),
+        latency: a.latency.latencies(),
     }
 }
 

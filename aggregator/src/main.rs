@@ -90,8 +90,8 @@ fn main() -> anyhow::Result<()> {
                     c.tasks_total,
                     pct(c.success_rate()),
                     pct(c.intervention_rate()),
-                    r.latency_p95_ms.unwrap_or(f64::NAN),
-                    r.latency_p99_ms.unwrap_or(f64::NAN),
+                    r.latency.latency_p95_ms.unwrap_or(f64::NAN),
+                    r.latency.latency_p99_ms.unwrap_or(f64::NAN),
                     c.cost_per_task_micros()
                         .map_or("-".to_string(), |v| format!("${:.4}", v / 1e6)),
                     if r.is_final { "yes" } else { "no" }

@@ -106,9 +106,12 @@ fn windows_are_emitted_when_the_watermark_passes_with_empty_windows_for_quiet_se
         ]
     );
     let empty = &out[2];
-    assert_eq!(empty.latency_p95_ms, None, "no tasks: no latency, not 0 ms");
+    assert_eq!(
+        empty.latency.latency_p95_ms, None,
+        "no tasks: no latency, not 0 ms"
+    );
     assert_eq!(empty.window_id, KpiWindow::id_for("acme", "a", T0 + 60_000));
-    assert_eq!(out[0].latency_p50_ms, Some(100.0));
+    assert_eq!(out[0].latency.latency_p50_ms, Some(100.0));
 }
 
 #[test]

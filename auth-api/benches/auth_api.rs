@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use auth_api::config::Config;
 use auth_api::service::AuthService;
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -245,9 +245,7 @@ async fn seed_daily(service: &AuthService, events_per_day: u64) {
                         interventions: total / 9,
                         cost_micros: total * 12_345,
                     },
-                    latency_p50_ms: digest.quantile(0.50),
-                    latency_p95_ms: digest.quantile(0.95),
-                    latency_p99_ms: digest.quantile(0.99),
+                    latency: digest.latencies(),
                     latency_digest: digest.to_bytes(),
                     is_final: true,
                     updated_at_ms: 1_760_000_000_000,
@@ -292,9 +290,11 @@ async fn seed_windows(service: &AuthService) {
                     interventions: 1,
                     cost_micros: tasks * 20_000,
                 },
-                latency_p50_ms: Some(300.0 + i as f64),
-                latency_p95_ms: Some(900.0 + i as f64),
-                latency_p99_ms: Some(1_500.0 + i as f64),
+                latency: Latencies {
+                    latency_p50_ms: Some(300.0 + i as f64),
+                    latency_p95_ms: Some(900.0 + i as f64),
+                    latency_p99_ms: Some(1_500.0 + i as f64),
+                },
                 verdict: Some(store::WindowVerdict {
                     lstm_score: 0.5,
                     transformer_score: 0.25,

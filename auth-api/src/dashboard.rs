@@ -10,7 +10,7 @@
 //! percent-encoded (`caf%C3%A9`, `big%20corp`) and the routes decode it once
 //! ([`crate::routes::decode_path_param`]) before this rule and the grant check see it.
 
-use schemas::kpi::{Counts, Rates};
+use schemas::kpi::Kpis;
 use schemas::time::{day_text, DAY_MS};
 use serde::{Deserialize, Serialize};
 use store::{AnomalyQuery, DailyMetric, DailyMetricsQuery, KpiWindowQuery, KpiWindowRow};
@@ -157,18 +157,10 @@ pub struct WindowRow {
     pub window_end: i64,
     /// Revision of the window (grows when late events changed it).
     pub revision: i32,
-    /// Counts (`tasks_total` is the volume); in the JSON, fields of the row.
+    /// Counts (`tasks_total` is the volume), rates (null without tasks) and latency
+    /// quantiles; in the JSON, fields of the row.
     #[serde(flatten)]
-    pub counts: Counts,
-    /// Rates of the counts, null without tasks; in the JSON, fields of the row.
-    #[serde(flatten)]
-    pub rates: Rates,
-    /// Latency median (ms).
-    pub latency_p50_ms: Option<f64>,
-    /// Latency P95 (ms).
-    pub latency_p95_ms: Option<f64>,
-    /// Latency P99 (ms).
-    pub latency_p99_ms: Option<f64>,
+    pub kpis: Kpis,
     /// The scorer's verdict.
     pub verdict: Option<VerdictView>,
 }
@@ -201,11 +193,7 @@ impl From<&KpiWindowRow> for WindowRow {
             window_start: w.window_start,
             window_end: w.window_end,
             revision: w.revision,
-            counts: w.counts,
-            rates: w.counts.rates(),
-            latency_p50_ms: w.latency_p50_ms,
-            latency_p95_ms: w.latency_p95_ms,
-            latency_p99_ms: w.latency_p99_ms,
+            kpis: Kpis::new(w.counts, w.latency),
             verdict: w.verdict.as_ref().map(|v| VerdictView {
                 lstm_score: v.lstm_score,
                 transformer_score: v.transformer_score,
@@ -310,9 +298,9 @@ impl WindowColumns {
             c.success_rate.push(rates.success_rate);
             c.intervention_rate.push(rates.intervention_rate);
             c.cost_per_task_micros.push(rates.cost_per_task_micros);
-            c.latency_p50_ms.push(w.latency_p50_ms);
-            c.latency_p95_ms.push(w.latency_p95_ms);
-            c.latency_p99_ms.push(w.latency_p99_ms);
+            c.latency_p50_ms.push(w.latency.latency_p50_ms);
+            c.latency_p95_ms.push(w.latency.latency_p95_ms);
+            c.latency_p99_ms.push(w.latency.latency_p99_ms);
             c.ensemble_score
                 .push(w.verdict.as_ref().map(|v| v.ensemble_score));
             let flagged = w.verdict.as_ref().is_some_and(|v| v.is_anomaly);
@@ -401,19 +389,10 @@ pub struct DailyRow {
     pub agent_id: String,
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
-    /// Counts; in the JSON, fields of the row.
+    /// Counts, rates (`success_rate = succeeded / tasks_total`, ..., null without tasks) and
+    /// latency quantiles; in the JSON, fields of the row.
     #[serde(flatten)]
-    pub counts: Counts,
-    /// Rates of the counts (`success_rate = succeeded / tasks_total`, ...), null without
-    /// tasks; in the JSON, fields of the row.
-    #[serde(flatten)]
-    pub rates: Rates,
-    /// Latency median (ms).
-    pub latency_p50_ms: Option<f64>,
-    /// Latency P95 (ms).
-    pub latency_p95_ms: Option<f64>,
-    /// Latency P99 (ms).
-    pub latency_p99_ms: Option<f64>,
+    pub kpis: Kpis,
     /// Whether the day is closed.
     pub is_final: bool,
 }
@@ -424,11 +403,7 @@ impl From<&DailyMetric> for DailyRow {
             tenant_id: m.tenant_id.clone(),
             agent_id: m.agent_id.clone(),
             day: day_text(m.day),
-            counts: m.counts,
-            rates: m.counts.rates(),
-            latency_p50_ms: m.latency_p50_ms,
-            latency_p95_ms: m.latency_p95_ms,
-            latency_p99_ms: m.latency_p99_ms,
+            kpis: Kpis::new(m.counts, m.latency),
             is_final: m.is_final,
         }
     }
@@ -438,6 +413,8 @@ impl From<&DailyMetric> for DailyRow {
 mod tests {
     use proptest::prelude::*;
     use time::macros::date;
+
+    use schemas::kpi::{Counts, Latencies};
 
     use super::*;
     use crate::error::invalid_field as field;
@@ -631,18 +608,20 @@ mod tests {
                 interventions: 3,
                 cost_micros: 4_000,
             },
-            latency_p50_ms: Some(10.0),
-            latency_p95_ms: Some(20.0),
-            latency_p99_ms: Some(30.0),
+            latency: Latencies {
+                latency_p50_ms: Some(10.0),
+                latency_p95_ms: Some(20.0),
+                latency_p99_ms: Some(30.0),
+            },
             verdict: None,
             updated_at_ms: 0,
         };
         let r = WindowRow::from(&w);
         assert_eq!(
             (
-                r.rates.success_rate,
-                r.rates.intervention_rate,
-                r.rates.cost_per_task_micros
+                r.kpis.rates.success_rate,
+                r.kpis.rates.intervention_rate,
+                r.kpis.rates.cost_per_task_micros
             ),
             (Some(0.75), Some(0.25), Some(500.0))
         );
@@ -658,7 +637,7 @@ mod tests {
             counts: Counts::default(),
             ..w
         });
-        assert_eq!(empty.rates.success_rate, None);
+        assert_eq!(empty.kpis.rates.success_rate, None);
     }
 
     #[test]
@@ -692,9 +671,11 @@ mod tests {
                 interventions: 1,
                 cost_micros: 3_000,
             },
-            latency_p50_ms: Some(10.0),
-            latency_p95_ms: None,
-            latency_p99_ms: Some(30.0),
+            latency: Latencies {
+                latency_p50_ms: Some(10.0),
+                latency_p95_ms: None,
+                latency_p99_ms: Some(30.0),
+            },
             verdict: verdict.map(|(ensemble_score, is_anomaly)| store::WindowVerdict {
                 lstm_score: 1.0,
                 transformer_score: 2.0,
@@ -728,12 +709,12 @@ mod tests {
         // Every derived value equals the row layout's.
         for (i, w) in rows.iter().map(WindowRow::from).enumerate() {
             assert_eq!(c.agents[c.agent[i] as usize], w.agent_id);
-            assert_eq!(c.success_rate[i], w.rates.success_rate);
-            assert_eq!(c.intervention_rate[i], w.rates.intervention_rate);
-            assert_eq!(c.cost_per_task_micros[i], w.rates.cost_per_task_micros);
-            assert_eq!(c.latency_p50_ms[i], w.latency_p50_ms);
-            assert_eq!(c.latency_p95_ms[i], w.latency_p95_ms);
-            assert_eq!(c.latency_p99_ms[i], w.latency_p99_ms);
+            assert_eq!(c.success_rate[i], w.kpis.rates.success_rate);
+            assert_eq!(c.intervention_rate[i], w.kpis.rates.intervention_rate);
+            assert_eq!(c.cost_per_task_micros[i], w.kpis.rates.cost_per_task_micros);
+            assert_eq!(c.latency_p50_ms[i], w.kpis.latency.latency_p50_ms);
+            assert_eq!(c.latency_p95_ms[i], w.kpis.latency.latency_p95_ms);
+            assert_eq!(c.latency_p99_ms[i], w.kpis.latency.latency_p99_ms);
         }
         let json = serde_json::to_value(WindowsBody::Columns { columns: Box::new(c) }).unwrap();
         assert_eq!(
@@ -760,23 +741,25 @@ mod tests {
                 interventions: 2,
                 cost_micros: 1000,
             },
-            latency_p50_ms: Some(1.0),
-            latency_p95_ms: None,
-            latency_p99_ms: None,
+            latency: Latencies {
+                latency_p50_ms: Some(1.0),
+                latency_p95_ms: None,
+                latency_p99_ms: None,
+            },
             latency_digest: vec![1, 2, 3],
             is_final: true,
             updated_at_ms: 0,
         };
         let r = DailyRow::from(&m);
         assert_eq!(r.day, "2025-10-01");
-        assert_eq!(r.rates.success_rate, Some(0.75));
-        assert_eq!(r.rates.intervention_rate, Some(0.25));
-        assert_eq!(r.rates.cost_per_task_micros, Some(250.0));
+        assert_eq!(r.kpis.rates.success_rate, Some(0.75));
+        assert_eq!(r.kpis.rates.intervention_rate, Some(0.25));
+        assert_eq!(r.kpis.rates.cost_per_task_micros, Some(250.0));
         let empty = DailyRow::from(&DailyMetric {
             counts: Counts::default(),
             ..m
         });
-        assert_eq!(empty.rates.success_rate, None);
+        assert_eq!(empty.kpis.rates.success_rate, None);
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"tenant_id":"acme","agent_id":"bot","day":"2025-10-01","tasks_total":4,"succeeded":3,"failed":1,"cancelled":0,"tasks_with_intervention":1,"interventions":2,"cost_micros":1000,"success_rate":0.75,"intervention_rate":0.25,"cost_per_task_micros":250.0,"latency_p50_ms":1.0,"latency_p95_ms":null,"latency_p99_ms":null,"is_final":true}"#,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use auth_api::config::Config;
 use auth_api::routes;
 use auth_api::service::AuthService;
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use serde_json::{json, Value};
 use store::DailyMetric;
 
@@ -60,9 +60,11 @@ fn daily(tenant: &str, day: time::Date) -> DailyMetric {
             interventions: 1,
             cost_micros: 1000,
         },
-        latency_p50_ms: Some(100.0),
-        latency_p95_ms: Some(200.0),
-        latency_p99_ms: Some(300.0),
+        latency: Latencies {
+            latency_p50_ms: Some(100.0),
+            latency_p95_ms: Some(200.0),
+            latency_p99_ms: Some(300.0),
+        },
         latency_digest: vec![1, 2, 3],
         is_final: true,
         updated_at_ms: 0,

@@ -11,7 +11,7 @@ use auth_api::routes::{self, ROUTES};
 use auth_api::service::AuthService;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::{Anomaly, FeatureContribution};
 use serde_json::{json, Value};
 use store::sqlite::SqliteStore;
@@ -807,9 +807,11 @@ fn daily(tenant: &str, agent: &str, day: time::Date, total: i64) -> DailyMetric 
             interventions: 1,
             cost_micros: total * 100,
         },
-        latency_p50_ms: Some(100.0),
-        latency_p95_ms: Some(200.0),
-        latency_p99_ms: Some(300.0),
+        latency: Latencies {
+            latency_p50_ms: Some(100.0),
+            latency_p95_ms: Some(200.0),
+            latency_p99_ms: Some(300.0),
+        },
         latency_digest: vec![1, 2, 3],
         is_final: true,
         updated_at_ms: 0,
@@ -1429,9 +1431,11 @@ fn kpi_window(tenant: &str, agent: &str, start: i64, flagged: Option<bool>) -> s
             interventions: 6,
             cost_micros: 50_000,
         },
-        latency_p50_ms: Some(300.0),
-        latency_p95_ms: Some(1_500.0),
-        latency_p99_ms: Some(2_500.0),
+        latency: Latencies {
+            latency_p50_ms: Some(300.0),
+            latency_p95_ms: Some(1_500.0),
+            latency_p99_ms: Some(2_500.0),
+        },
         verdict: flagged.map(|is_anomaly| store::WindowVerdict {
             lstm_score: 1.0,
             transformer_score: 2.0,

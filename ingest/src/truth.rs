@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use schemas::kpi::{exact_quantile, Counts, Rates};
+use schemas::kpi::{exact_latencies, Counts, Kpis};
 use schemas::time::{date_of_day, day_of_ms, day_text};
 use schemas::TaskEvent;
 use serde::{Deserialize, Serialize};
@@ -21,18 +21,10 @@ pub struct TruthRow {
     pub agent_id: String,
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
-    /// Counts of the distinct tasks (JSON: seven fields of the row).
+    /// Counts, rates and exact nearest-rank latency quantiles (ms) of the distinct tasks
+    /// (JSON: fields of the row).
     #[serde(flatten)]
-    pub counts: Counts,
-    /// Rates of the counts (JSON: three fields of the row).
-    #[serde(flatten)]
-    pub rates: Rates,
-    /// Exact nearest-rank latency quantiles (ms).
-    pub latency_p50_ms: Option<i64>,
-    /// P95.
-    pub latency_p95_ms: Option<i64>,
-    /// P99.
-    pub latency_p99_ms: Option<i64>,
+    pub kpis: Kpis<i64>,
 }
 
 /// Counts and latencies of one (series, day).
@@ -100,18 +92,11 @@ impl GroundTruth {
         keyed.sort_by(|x, y| (x.0, x.1, x.2).cmp(&(y.0, y.1, y.2)));
         keyed
             .into_iter()
-            .map(|(tenant_id, agent_id, day, (c, latencies))| {
-                let mut l = latencies.clone();
-                TruthRow {
-                    tenant_id: tenant_id.clone(),
-                    agent_id: agent_id.clone(),
-                    day: day_text(date_of_day(*day)),
-                    counts: *c,
-                    rates: c.rates(),
-                    latency_p50_ms: exact_quantile(&mut l, 0.50),
-                    latency_p95_ms: exact_quantile(&mut l, 0.95),
-                    latency_p99_ms: exact_quantile(&mut l, 0.99),
-                }
+            .map(|(tenant_id, agent_id, day, (c, latencies))| TruthRow {
+                tenant_id: tenant_id.clone(),
+                agent_id: agent_id.clone(),
+                day: day_text(date_of_day(*day)),
+                kpis: Kpis::new(*c, exact_latencies(&mut latencies.clone())),
             })
             .collect()
     }
@@ -169,22 +154,30 @@ mod tests {
         let a = find("a", "2024-10-04");
         assert_eq!(
             (
-                a.counts.tasks_total,
-                a.counts.succeeded,
-                a.counts.failed,
-                a.counts.cost_micros
+                a.kpis.counts.tasks_total,
+                a.kpis.counts.succeeded,
+                a.kpis.counts.failed,
+                a.kpis.counts.cost_micros
             ),
             (100, 90, 10, 1000)
         );
         assert_eq!(
-            (a.latency_p50_ms, a.latency_p95_ms, a.latency_p99_ms),
+            (
+                a.kpis.latency.latency_p50_ms,
+                a.kpis.latency.latency_p95_ms,
+                a.kpis.latency.latency_p99_ms
+            ),
             (Some(50), Some(95), Some(99))
         );
-        assert_eq!(a.rates.success_rate, Some(0.9));
-        assert_eq!(find("*", "2024-10-04").counts.tasks_total, 100);
+        assert_eq!(a.kpis.rates.success_rate, Some(0.9));
+        assert_eq!(find("*", "2024-10-04").kpis.counts.tasks_total, 100);
         let b = find("*", "2024-10-05");
         assert_eq!(
-            (b.counts.tasks_total, b.counts.cancelled, b.latency_p95_ms),
+            (
+                b.kpis.counts.tasks_total,
+                b.kpis.counts.cancelled,
+                b.kpis.latency.latency_p95_ms
+            ),
             (1, 1, Some(500))
         );
         assert_eq!(rows.len(), 4);
@@ -210,8 +203,7 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<TruthRow>(&json).unwrap(), row);
         let empty = TruthRow {
-            counts: Counts::default(),
-            rates: Counts::default().rates(),
+            kpis: Kpis::new(Counts::default(), Default::default()),
             ..row
         };
         let json = serde_json::to_string(&empty).unwrap();

@@ -210,7 +210,7 @@ async fn assert_matches_truth(
                 continue;
             }
             let exact = exact_quantile(&mut t.latencies.clone(), 0.95).unwrap() as f64;
-            let p95 = r.latency_p95_ms.unwrap();
+            let p95 = r.latency.latency_p95_ms.unwrap();
             assert!(
                 (p95 - exact).abs() / exact <= 0.01,
                 "{key:?}: P95 {p95} vs exact {exact}: more than 1% off"

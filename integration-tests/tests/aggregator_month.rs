@@ -110,15 +110,15 @@ fn compare(
         let Some(r) = stored.get(&(t.tenant_id.clone(), t.agent_id.clone(), t.day.clone())) else {
             return Err(format!("missing row {}/{}/{}", t.tenant_id, t.agent_id, t.day));
         };
-        let (got, want) = (r.counts, t.counts);
+        let (got, want) = (r.counts, t.kpis.counts);
         if got != want {
             return Err(format!(
                 "{}/{}/{}: counts {got:?}, want {want:?}",
                 t.tenant_id, t.agent_id, t.day
             ));
         }
-        let exact = t.latency_p95_ms.unwrap() as f64;
-        let p95 = r.latency_p95_ms.unwrap();
+        let exact = t.kpis.latency.latency_p95_ms.unwrap() as f64;
+        let p95 = r.latency.latency_p95_ms.unwrap();
         assert!(
             (p95 - exact).abs() / exact <= 0.01,
             "{}/{}/{}: P95 {p95} vs exact {exact}: more than 1% off",

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::{free_port, run_bin, Service};
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::time::{now_ms, DAY_MS};
 use serde_json::{json, Value};
 use store::{DailyMetric, KpiWindowRow, WindowVerdict};
@@ -87,9 +87,11 @@ fn window(tenant: &str, agent: &str, series: i64, i: i64) -> KpiWindowRow {
             interventions: (i + series) % 6,
             cost_micros: tasks * 21_000 + series * 1_000,
         },
-        latency_p50_ms: Some(p50),
-        latency_p95_ms: Some(p50 * 3.0),
-        latency_p99_ms: Some(p50 * 5.5),
+        latency: Latencies {
+            latency_p50_ms: Some(p50),
+            latency_p95_ms: Some(p50 * 3.0),
+            latency_p99_ms: Some(p50 * 5.5),
+        },
         verdict,
         updated_at_ms: now_ms(),
     }
@@ -108,9 +110,11 @@ fn daily_rows(windows: &[KpiWindowRow]) -> Vec<DailyMetric> {
                     agent_id: agent.to_string(),
                     day: time::macros::date!(2025 - 10 - 01) + time::Duration::days(day),
                     counts: Counts::default(),
-                    latency_p50_ms: Some(320.0 + day as f64),
-                    latency_p95_ms: Some(960.0 + day as f64),
-                    latency_p99_ms: Some(1_800.0 + day as f64),
+                    latency: Latencies {
+                        latency_p50_ms: Some(320.0 + day as f64),
+                        latency_p95_ms: Some(960.0 + day as f64),
+                        latency_p99_ms: Some(1_800.0 + day as f64),
+                    },
                     latency_digest: Vec::new(),
                     is_final: true,
                     updated_at_ms: now_ms(),

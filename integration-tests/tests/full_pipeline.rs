@@ -152,12 +152,12 @@ fn compare(expected: &[TruthRow], served: &[Value]) -> Result<(), String> {
             continue;
         };
         let got = Counts::FIELDS.map(|k| r[k].as_i64().unwrap_or(-1));
-        let want = t.counts.to_array();
+        let want = t.kpis.counts.to_array();
         if got != want {
             problems.push(format!("{}/{}: counts {got:?}, want {want:?}", t.agent_id, t.day));
             continue;
         }
-        let exact = t.latency_p95_ms.expect("every row has tasks") as f64;
+        let exact = t.kpis.latency.latency_p95_ms.expect("every row has tasks") as f64;
         let p95 = r["latency_p95_ms"].as_f64().unwrap_or(f64::NAN);
         if (p95 - exact).abs() / exact > 0.01 || p95.is_nan() {
             problems.push(format!(

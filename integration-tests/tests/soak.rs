@@ -139,7 +139,12 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
     let expected: BTreeMap<(String, String, String), Counts> = truth
         .rows()
         .into_iter()
-        .map(|r| ((r.tenant_id.clone(), r.agent_id.clone(), r.day.clone()), r.counts))
+        .map(|r| {
+            (
+                (r.tenant_id.clone(), r.agent_id.clone(), r.day.clone()),
+                r.kpis.counts,
+            )
+        })
         .collect();
     let store = store::open_migrated(&format!("sqlite://{db}")).await.unwrap();
     let (from, to) = {

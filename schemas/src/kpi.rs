@@ -139,6 +139,55 @@ pub struct Rates {
     pub cost_per_task_micros: Option<f64>,
 }
 
+/// The latency quantiles a row carries (ms; `T` is `f64` for digest estimates, `i64` for exact
+/// order statistics), each `None` without tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latencies<T = f64> {
+    /// Median latency.
+    pub latency_p50_ms: Option<T>,
+    /// 95th-percentile latency.
+    pub latency_p95_ms: Option<T>,
+    /// 99th-percentile latency.
+    pub latency_p99_ms: Option<T>,
+}
+
+impl<T> Default for Latencies<T> {
+    fn default() -> Self {
+        Latencies {
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            latency_p99_ms: None,
+        }
+    }
+}
+
+/// The KPIs of a row that readers see: the counts, their rates and the latency quantiles
+/// (`T` as in [`Latencies`]). Serialized as the fields of the three, in this order, so that
+/// flattened into a row they are fields of the row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Kpis<T = f64> {
+    /// The counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Their rates ([`Counts::rates`]).
+    #[serde(flatten)]
+    pub rates: Rates,
+    /// The latency quantiles.
+    #[serde(flatten)]
+    pub latency: Latencies<T>,
+}
+
+impl<T> Kpis<T> {
+    /// The KPIs of `counts` (rates derived) and `latency`.
+    pub fn new(counts: Counts, latency: Latencies<T>) -> Kpis<T> {
+        Kpis {
+            counts,
+            rates: counts.rates(),
+            latency,
+        }
+    }
+}
+
 /// Compression of every latency digest: more centroids, better tail accuracy.
 pub const DIGEST_SIZE: usize = 1000;
 const BLOB_VERSION: u8 = 1;
@@ -242,6 +291,15 @@ impl LatencyDigest {
             seen += c.weight();
         }
         d.estimate_quantile(q)
+    }
+
+    /// The median, 95th and 99th percentiles ([`LatencyDigest::quantile`]).
+    pub fn latencies(&self) -> Latencies {
+        Latencies {
+            latency_p50_ms: self.quantile(0.50),
+            latency_p95_ms: self.quantile(0.95),
+            latency_p99_ms: self.quantile(0.99),
+        }
     }
 
     /// Merges `other` into this digest.
@@ -367,6 +425,15 @@ pub fn exact_quantile(values: &mut [i64], q: f64) -> Option<i64> {
     Some(values[rank - 1])
 }
 
+/// The exact median, 95th and 99th percentiles of `values` ([`exact_quantile`]; sorts them).
+pub fn exact_latencies(values: &mut [i64]) -> Latencies<i64> {
+    Latencies {
+        latency_p50_ms: exact_quantile(values, 0.50),
+        latency_p95_ms: exact_quantile(values, 0.95),
+        latency_p99_ms: exact_quantile(values, 0.99),
+    }
+}
+
 /// The range a `q`-quantile estimate with rank error `eps` may fall in: from the order
 /// statistic just below rank `(q - eps) * n` to the one just above rank `(q + eps) * n`
 /// (interpolating estimators land between neighbours). For tests and benchmarks of digests.
@@ -444,6 +511,16 @@ mod tests {
         assert_eq!(exact_quantile(&mut v, 0.95), Some(5));
         assert_eq!(exact_quantile(&mut v, 0.0), Some(1));
         assert_eq!(exact_quantile(&mut [], 0.5), None);
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(
+            exact_latencies(&mut v),
+            Latencies {
+                latency_p50_ms: Some(50),
+                latency_p95_ms: Some(95),
+                latency_p99_ms: Some(99)
+            }
+        );
+        assert_eq!(exact_latencies(&mut []), Latencies::default());
     }
 
     #[test]
@@ -454,6 +531,8 @@ mod tests {
         }
         let back = LatencyDigest::from_bytes(&d.to_bytes()).unwrap();
         assert_eq!(back.quantile(0.95), d.quantile(0.95));
+        assert_eq!(back.latencies(), d.latencies());
+        assert_eq!(d.latencies().latency_p99_ms, d.quantile(0.99));
         assert_eq!(back.count(), 10_000);
         assert!(LatencyDigest::from_bytes(&[]).is_err());
         assert!(LatencyDigest::from_bytes(&[9, 0, 0]).is_err());

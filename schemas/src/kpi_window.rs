@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
-use crate::kpi::Counts;
+use crate::kpi::{Counts, Latencies};
 use crate::{parse_embedded, AvroRecord, ID_NAMESPACE};
 
 const SCHEMA_TEXT: &str = include_str!("../avro/kpi_window.avsc");
@@ -31,12 +31,10 @@ pub struct KpiWindow {
     /// fields stand in the record itself, in this place.
     #[serde(flatten)]
     pub counts: Counts,
-    /// Median latency (ms); `None` when the window has no tasks.
-    pub latency_p50_ms: Option<f64>,
-    /// 95th-percentile latency (ms); `None` when the window has no tasks.
-    pub latency_p95_ms: Option<f64>,
-    /// 99th-percentile latency (ms); `None` when the window has no tasks.
-    pub latency_p99_ms: Option<f64>,
+    /// Latency quantiles (ms), `None` when the window has no tasks; on the wire, three fields
+    /// of the record.
+    #[serde(flatten)]
+    pub latency: Latencies,
 }
 
 impl KpiWindow {

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use schemas::codec::{
     encode_single_object, fingerprint, legacy_fingerprint, Decoder, Encoder, Frame, SINGLE_OBJECT_MARKER,
 };
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::task_event::schema_v1;
 use schemas::{
     Anomaly, AvroRecord, DecodeError, FeatureContribution, KpiWindow, TaskEvent, TaskEventView, TaskStatus,
@@ -60,7 +60,9 @@ prop_compose! {
                 tasks_total: counts[0], succeeded: counts[1], failed: counts[2], cancelled: counts[3],
                 tasks_with_intervention: counts[4], interventions: counts[5], cost_micros: counts[6],
             },
-            latency_p50_ms: p50, latency_p95_ms: p50.map(|v| v * 2.0), latency_p99_ms: p50.map(|v| v * 3.0),
+            latency: Latencies {
+                latency_p50_ms: p50, latency_p95_ms: p50.map(|v| v * 2.0), latency_p99_ms: p50.map(|v| v * 3.0),
+            },
         }
     }
 }

@@ -10,7 +10,7 @@ use apache_avro::Schema;
 use schemas::codec::{
     fingerprint, legacy_fingerprint, parsing_canonical_form, Decoder, Encoder, SINGLE_OBJECT_MARKER,
 };
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::task_event::schema_v1;
 use schemas::{Anomaly, AvroRecord, KpiWindow, TaskEvent, TaskStatus};
 
@@ -114,9 +114,7 @@ fn our_single_object_header_is_the_one_fastavro_computes() {
         window_end: 900_000,
         revision: 0,
         counts: Counts::default(),
-        latency_p50_ms: None,
-        latency_p95_ms: None,
-        latency_p99_ms: None,
+        latency: Latencies::default(),
     };
     let bytes = Encoder::<KpiWindow>::single_object().encode(&window).unwrap();
     assert_eq!(hex(&bytes[2..10]), fp);
@@ -167,8 +165,8 @@ fn records_written_by_fastavro_decode() {
             window.window_id.as_str(),
             window.revision,
             window.counts.tasks_total,
-            window.latency_p50_ms,
-            window.latency_p99_ms
+            window.latency.latency_p50_ms,
+            window.latency.latency_p99_ms
         ),
         ("w-1", 1, 10, Some(120.5), None)
     );

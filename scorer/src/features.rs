@@ -44,8 +44,8 @@ pub fn stats_of(window: &KpiWindow) -> WindowStats {
         succeeded: window.counts.succeeded,
         with_intervention: window.counts.tasks_with_intervention,
         cost_micros: window.counts.cost_micros,
-        p50_ms: window.latency_p50_ms,
-        p95_ms: window.latency_p95_ms,
+        p50_ms: window.latency.latency_p50_ms,
+        p95_ms: window.latency.latency_p95_ms,
     }
 }
 

@@ -220,8 +220,8 @@ fn main() -> anyhow::Result<()> {
                         succeeded: w.counts.succeeded,
                         tasks_with_intervention: w.counts.tasks_with_intervention,
                         cost_micros: w.counts.cost_micros,
-                        latency_p50_ms: w.latency_p50_ms,
-                        latency_p95_ms: w.latency_p95_ms,
+                        latency_p50_ms: w.latency.latency_p50_ms,
+                        latency_p95_ms: w.latency.latency_p95_ms,
                     }
                 }));
             }

@@ -116,9 +116,7 @@ pub fn window_row(window: &KpiWindow, verdict: Option<&Anomaly>, now: i64) -> st
         window_end: window.window_end,
         revision: window.revision,
         counts: window.counts,
-        latency_p50_ms: window.latency_p50_ms,
-        latency_p95_ms: window.latency_p95_ms,
-        latency_p99_ms: window.latency_p99_ms,
+        latency: window.latency,
         verdict: verdict.map(|a| store::WindowVerdict {
             lstm_score: a.lstm_normalized,
             transformer_score: a.transformer_normalized,
@@ -478,7 +476,7 @@ pub fn run(deps: Deps, stop: Arc<AtomicBool>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use schemas::kpi::Counts;
+    use schemas::kpi::{Counts, Latencies};
 
     use super::*;
     use crate::detector::Expected;
@@ -501,9 +499,11 @@ mod tests {
                 interventions: 5,
                 cost_micros: 123_456,
             },
-            latency_p50_ms: Some(400.0),
-            latency_p95_ms: Some(2_000.0),
-            latency_p99_ms: None,
+            latency: Latencies {
+                latency_p50_ms: Some(400.0),
+                latency_p95_ms: Some(2_000.0),
+                latency_p99_ms: None,
+            },
         };
         let unscored = window_row(&window, None, 7);
         assert_eq!(
@@ -517,8 +517,8 @@ mod tests {
         );
         assert_eq!(
             (
-                unscored.latency_p95_ms,
-                unscored.latency_p99_ms,
+                unscored.latency.latency_p95_ms,
+                unscored.latency.latency_p99_ms,
                 unscored.updated_at_ms
             ),
             (Some(2_000.0), None, 7)

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::KpiExplanation;
 use store::{KpiWindowRow, WindowVerdict};
 
@@ -26,9 +26,11 @@ fn row(i: usize, now_ms: i64) -> KpiWindowRow {
             interventions: 1,
             cost_micros: 45_000,
         },
-        latency_p50_ms: Some(1_200.0),
-        latency_p95_ms: Some(4_100.0),
-        latency_p99_ms: Some(6_900.0),
+        latency: Latencies {
+            latency_p50_ms: Some(1_200.0),
+            latency_p95_ms: Some(4_100.0),
+            latency_p99_ms: Some(6_900.0),
+        },
         verdict: Some(WindowVerdict {
             lstm_score: 0.4,
             transformer_score: 0.3,

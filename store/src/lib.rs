@@ -30,9 +30,9 @@
 //! ```
 #![deny(missing_docs)]
 
-mod count_columns;
 mod error;
 mod json_columns;
+mod kpi_columns;
 pub mod migrations;
 pub mod model;
 pub mod rollup;

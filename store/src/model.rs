@@ -1,6 +1,6 @@
 //! The rows the store keeps.
 
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use time::Date;
 use uuid::Uuid;
 
@@ -19,12 +19,8 @@ pub struct DailyMetric {
     pub day: Date,
     /// The day's counts.
     pub counts: Counts,
-    /// Median latency (ms), `None` without tasks.
-    pub latency_p50_ms: Option<f64>,
-    /// 95th-percentile latency (ms).
-    pub latency_p95_ms: Option<f64>,
-    /// 99th-percentile latency (ms).
-    pub latency_p99_ms: Option<f64>,
+    /// Latency quantiles (ms), `None` without tasks.
+    pub latency: Latencies,
     /// Serialized t-digest of the day's latencies.
     pub latency_digest: Vec<u8>,
     /// Whether the watermark passed the end of the day (no more updates expected).
@@ -159,12 +155,8 @@ pub struct KpiWindowRow {
     pub revision: i32,
     /// The window's counts (`tasks_total` is its volume).
     pub counts: Counts,
-    /// Median latency (ms), `None` without tasks.
-    pub latency_p50_ms: Option<f64>,
-    /// 95th-percentile latency (ms).
-    pub latency_p95_ms: Option<f64>,
-    /// 99th-percentile latency (ms).
-    pub latency_p99_ms: Option<f64>,
+    /// Latency quantiles (ms), `None` without tasks.
+    pub latency: Latencies,
     /// The scorer's verdict; `None` for a window it read but did not score (the first windows
     /// of a series, before its model input is full).
     pub verdict: Option<WindowVerdict>,

@@ -46,9 +46,7 @@ pub fn rollup(tenant_id: &str, day: Date, rows: &[DailyMetric]) -> Result<DailyM
         agent_id: ALL_AGENTS.to_string(),
         day,
         counts,
-        latency_p50_ms: latency.quantile(0.50),
-        latency_p95_ms: latency.quantile(0.95),
-        latency_p99_ms: latency.quantile(0.99),
+        latency: latency.latencies(),
         latency_digest: latency.to_bytes(),
         is_final,
         updated_at_ms,
@@ -162,9 +160,7 @@ mod tests {
                 cost_micros: 10 * latencies.len() as i64,
                 ..Counts::default()
             },
-            latency_p50_ms: digest.quantile(0.5),
-            latency_p95_ms: digest.quantile(0.95),
-            latency_p99_ms: digest.quantile(0.99),
+            latency: digest.latencies(),
             latency_digest: digest.to_bytes(),
             is_final,
             updated_at_ms,
@@ -190,9 +186,9 @@ mod tests {
         assert!(!r.is_final, "one agent row is still open");
         assert_eq!(r.updated_at_ms, 9);
         // The 95th percentile of the union lies in b's range; an average of P95s would not.
-        let p95 = r.latency_p95_ms.unwrap();
+        let p95 = r.latency.latency_p95_ms.unwrap();
         assert!((10_000.0..10_100.0).contains(&p95), "{p95}");
-        let avg = (rows[0].latency_p95_ms.unwrap() + rows[1].latency_p95_ms.unwrap()) / 2.0;
+        let avg = (rows[0].latency.latency_p95_ms.unwrap() + rows[1].latency.latency_p95_ms.unwrap()) / 2.0;
         assert!(avg < 10_000.0);
     }
 

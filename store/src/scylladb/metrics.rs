@@ -5,14 +5,14 @@ use async_trait::async_trait;
 use schemas::time::day_text;
 use scylla::{DeserializeRow, SerializeRow};
 
-use super::counted::Counted;
+use super::kpis::WithKpis;
 use super::{markers, ScyllaStore};
-use crate::count_columns::count_columns;
+use crate::kpi_columns::kpi_columns;
 use crate::model::parse_stored_day;
 use crate::{DailyMetric, DailyMetricsQuery, MetricsStore, Result};
 
-/// A `daily_metrics` row: the counts ([`Counted`]), then these columns.
-type DailyRow = Counted<DailyColumns>;
+/// A `daily_metrics` row: the KPIs ([`WithKpis`]), then these columns.
+type DailyRow = WithKpis<DailyColumns>;
 
 #[derive(DeserializeRow, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
@@ -20,24 +20,19 @@ struct DailyColumns {
     tenant_id: String,
     day: String,
     agent_id: String,
-    latency_p50_ms: Option<f64>,
-    latency_p95_ms: Option<f64>,
-    latency_p99_ms: Option<f64>,
     latency_digest: Vec<u8>,
     is_final: bool,
     updated_at: i64,
 }
 
 fn daily_row(r: &DailyMetric) -> DailyRow {
-    Counted {
+    WithKpis {
         counts: r.counts,
+        latency: r.latency,
         rest: DailyColumns {
             tenant_id: r.tenant_id.clone(),
             day: day_text(r.day),
             agent_id: r.agent_id.clone(),
-            latency_p50_ms: r.latency_p50_ms,
-            latency_p95_ms: r.latency_p95_ms,
-            latency_p99_ms: r.latency_p99_ms,
             latency_digest: r.latency_digest.clone(),
             is_final: r.is_final,
             updated_at: r.updated_at_ms,
@@ -52,9 +47,7 @@ fn into_metric(row: DailyRow) -> Result<DailyMetric> {
         tenant_id: r.tenant_id,
         agent_id: r.agent_id,
         counts: row.counts,
-        latency_p50_ms: r.latency_p50_ms,
-        latency_p95_ms: r.latency_p95_ms,
-        latency_p99_ms: r.latency_p99_ms,
+        latency: row.latency,
         latency_digest: r.latency_digest,
         is_final: r.is_final,
         updated_at_ms: r.updated_at,
@@ -63,9 +56,8 @@ fn into_metric(row: DailyRow) -> Result<DailyMetric> {
 
 /// The columns of [`DailyRow`], in its order.
 const DAILY_COLUMNS: &str = concat!(
-    count_columns!(),
-    ", tenant_id, day, agent_id, latency_p50_ms, latency_p95_ms, latency_p99_ms, latency_digest, \
-     is_final, updated_at"
+    kpi_columns!(),
+    ", tenant_id, day, agent_id, latency_digest, is_final, updated_at"
 );
 
 #[async_trait]

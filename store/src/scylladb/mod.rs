@@ -26,7 +26,7 @@
 mod api_keys;
 mod checkpoints;
 mod config;
-mod counted;
+mod kpis;
 mod metrics;
 mod users;
 mod windows;

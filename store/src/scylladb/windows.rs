@@ -7,10 +7,10 @@ use schemas::time::{day_of_ms, now_ms};
 use schemas::Anomaly;
 use scylla::{DeserializeRow, SerializeRow};
 
-use super::counted::Counted;
+use super::kpis::WithKpis;
 use super::{markers, ScyllaStore};
-use crate::count_columns::count_columns;
 use crate::json_columns::{explanation_from_json, explanation_to_json, features_from_json, features_to_json};
+use crate::kpi_columns::kpi_columns;
 use crate::model::{remaining_ttl_secs, WindowVerdict};
 use crate::{AnomalyQuery, KpiWindowQuery, KpiWindowRow, Result, WindowStore};
 
@@ -90,8 +90,8 @@ impl AnomalyRow {
     }
 }
 
-/// A `kpi_windows` row: the counts ([`Counted`]), then these columns.
-type WindowRow = Counted<WindowColumns>;
+/// A `kpi_windows` row: the KPIs ([`WithKpis`]), then these columns.
+type WindowRow = WithKpis<WindowColumns>;
 
 #[derive(DeserializeRow, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
@@ -102,9 +102,6 @@ struct WindowColumns {
     agent_id: String,
     window_end: i64,
     revision: i32,
-    latency_p50_ms: Option<f64>,
-    latency_p95_ms: Option<f64>,
-    latency_p99_ms: Option<f64>,
     lstm_score: Option<f64>,
     transformer_score: Option<f64>,
     statistical_score: Option<f64>,
@@ -123,8 +120,9 @@ fn epoch_day(ms: i64) -> i32 {
 
 fn window_row(r: &KpiWindowRow) -> WindowRow {
     let v = r.verdict.as_ref();
-    Counted {
+    WithKpis {
         counts: r.counts,
+        latency: r.latency,
         rest: WindowColumns {
             tenant_id: r.tenant_id.clone(),
             day: epoch_day(r.window_start),
@@ -132,9 +130,6 @@ fn window_row(r: &KpiWindowRow) -> WindowRow {
             agent_id: r.agent_id.clone(),
             window_end: r.window_end,
             revision: r.revision,
-            latency_p50_ms: r.latency_p50_ms,
-            latency_p95_ms: r.latency_p95_ms,
-            latency_p99_ms: r.latency_p99_ms,
             lstm_score: v.map(|v| v.lstm_score),
             transformer_score: v.map(|v| v.transformer_score),
             statistical_score: v.and_then(|v| v.statistical_score),
@@ -173,9 +168,7 @@ fn into_window(row: WindowRow) -> Result<KpiWindowRow> {
         window_end: r.window_end,
         revision: r.revision,
         counts: row.counts,
-        latency_p50_ms: r.latency_p50_ms,
-        latency_p95_ms: r.latency_p95_ms,
-        latency_p99_ms: r.latency_p99_ms,
+        latency: row.latency,
         verdict,
         updated_at_ms: r.updated_at,
     })
@@ -183,10 +176,9 @@ fn into_window(row: WindowRow) -> Result<KpiWindowRow> {
 
 /// The columns of [`WindowRow`], in its order.
 const WINDOW_COLUMNS: &str = concat!(
-    count_columns!(),
-    ", tenant_id, day, window_start, agent_id, window_end, revision, latency_p50_ms, latency_p95_ms, \
-     latency_p99_ms, lstm_score, transformer_score, statistical_score, ensemble_score, threshold, \
-     is_anomaly, model_version, explanation, updated_at"
+    kpi_columns!(),
+    ", tenant_id, day, window_start, agent_id, window_end, revision, lstm_score, transformer_score, \
+     statistical_score, ensemble_score, threshold, is_anomaly, model_version, explanation, updated_at"
 );
 const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, window_id, window_end, \
     lstm_score, transformer_score, lstm_normalized, transformer_normalized, ensemble_score, threshold, \

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use rusqlite::params;
 use schemas::time::day_text;
 
-use super::{counts_at, with_counts, SqliteStore};
-use crate::count_columns::count_columns;
+use super::{kpis_at, with_kpis, KpiValues, SqliteStore};
+use crate::kpi_columns::kpi_columns;
 use crate::model::parse_stored_day;
 use crate::{DailyMetric, DailyMetricsQuery, MetricsStore, Result};
 
@@ -50,33 +50,25 @@ fn insert_daily(tx: &rusqlite::Transaction<'_>, rows: &[DailyMetric]) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
     ))?;
     for r in rows {
-        stmt.execute(with_counts(
+        stmt.execute(with_kpis(
             params![r.tenant_id, day_text(r.day), r.agent_id],
-            &r.counts.to_array(),
-            params![
-                r.latency_p50_ms,
-                r.latency_p95_ms,
-                r.latency_p99_ms,
-                r.latency_digest,
-                r.is_final,
-                r.updated_at_ms,
-            ],
+            &KpiValues::of(&r.counts, &r.latency),
+            params![r.latency_digest, r.is_final, r.updated_at_ms],
         ))?;
     }
     Ok(())
 }
 
 fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMetric)> {
+    let (counts, latency) = kpis_at(row, 3)?;
     Ok((
         row.get::<_, String>(1)?,
         DailyMetric {
             tenant_id: row.get(0)?,
             day: time::Date::MIN,
             agent_id: row.get(2)?,
-            counts: counts_at(row, 3)?,
-            latency_p50_ms: row.get(10)?,
-            latency_p95_ms: row.get(11)?,
-            latency_p99_ms: row.get(12)?,
+            counts,
+            latency,
             latency_digest: row.get(13)?,
             is_final: row.get(14)?,
             updated_at_ms: row.get(15)?,
@@ -86,16 +78,16 @@ fn daily_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, DailyMet
 
 const DAILY_COLUMNS: &str = concat!(
     "tenant_id, day, agent_id, ",
-    count_columns!(),
-    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, latency_digest, is_final, updated_at"
+    kpi_columns!(),
+    ", latency_digest, is_final, updated_at"
 );
 
 /// [`DAILY_COLUMNS`] with an empty blob in place of the digest: all of them are in the index
 /// `daily_metrics_summary` (migration 5), which holds no digest.
 const SUMMARY_COLUMNS: &str = concat!(
     "tenant_id, day, agent_id, ",
-    count_columns!(),
-    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, X'', is_final, updated_at"
+    kpi_columns!(),
+    ", X'', is_final, updated_at"
 );
 
 #[async_trait]

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection};
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::time::now_ms;
 
-use crate::count_columns::COUNT_COLUMNS;
+use crate::kpi_columns::{latencies_of, latency_values, COUNT_COLUMNS, LATENCY_COLUMNS};
 use crate::migrations::{self, Migration};
 use crate::{Error, Result, SchemaStore};
 
@@ -52,26 +52,40 @@ pub struct SqliteStore {
     reads: Option<std::sync::mpsc::Sender<ReadJob>>,
 }
 
-/// The [`Counts`] of `row`'s count columns, the first at index `first`
-/// ([`crate::count_columns`]).
-fn counts_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> {
-    let mut values = [0; COUNT_COLUMNS];
-    for (i, value) in values.iter_mut().enumerate() {
+/// The counts and latencies of `row`'s KPI columns, the first at index `first`
+/// ([`crate::kpi_columns`]).
+fn kpis_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<(Counts, Latencies)> {
+    let mut counts = [0; COUNT_COLUMNS];
+    for (i, value) in counts.iter_mut().enumerate() {
         *value = row.get(first + i)?;
     }
-    Ok(Counts::from_array(values))
+    let mut latency = [None; LATENCY_COLUMNS];
+    for (i, value) in latency.iter_mut().enumerate() {
+        *value = row.get(first + COUNT_COLUMNS + i)?;
+    }
+    Ok((Counts::from_array(counts), latencies_of(latency)))
 }
 
-/// The parameters of a row whose count columns stand between `head` and `tail`.
-fn with_counts<'a>(
+/// The values of the KPI columns of `counts` and `latency`.
+struct KpiValues([i64; COUNT_COLUMNS], [Option<f64>; LATENCY_COLUMNS]);
+
+impl KpiValues {
+    fn of(counts: &Counts, latency: &Latencies) -> KpiValues {
+        KpiValues(counts.to_array(), latency_values(latency))
+    }
+}
+
+/// The parameters of a row whose KPI columns stand between `head` and `tail`.
+fn with_kpis<'a>(
     head: &'a [&'a dyn ToSql],
-    counts: &'a [i64; COUNT_COLUMNS],
+    kpis: &'a KpiValues,
     tail: &'a [&'a dyn ToSql],
 ) -> impl rusqlite::Params + 'a {
     rusqlite::params_from_iter(
         head.iter()
             .copied()
-            .chain(counts.iter().map(|c| c as &dyn ToSql))
+            .chain(kpis.0.iter().map(|c| c as &dyn ToSql))
+            .chain(kpis.1.iter().map(|l| l as &dyn ToSql))
             .chain(tail.iter().copied()),
     )
 }

@@ -5,9 +5,9 @@ use rusqlite::params;
 use schemas::time::now_ms;
 use schemas::Anomaly;
 
-use super::{counts_at, with_counts, SqliteStore};
-use crate::count_columns::count_columns;
+use super::{kpis_at, with_kpis, KpiValues, SqliteStore};
 use crate::json_columns::{explanation_from_json, explanation_to_json, features_from_json, features_to_json};
+use crate::kpi_columns::kpi_columns;
 use crate::model::{remaining_ttl_secs, WindowVerdict};
 use crate::{AnomalyQuery, KpiWindowQuery, KpiWindowRow, Result, WindowStore};
 
@@ -17,13 +17,14 @@ const ANOMALY_COLUMNS: &str = "tenant_id, window_start, agent_id, anomaly_id, wi
 
 const WINDOW_COLUMNS: &str = concat!(
     "tenant_id, window_start, agent_id, window_end, revision, ",
-    count_columns!(),
-    ", latency_p50_ms, latency_p95_ms, latency_p99_ms, lstm_score, transformer_score, statistical_score, \
-     ensemble_score, threshold, is_anomaly, model_version, explanation, updated_at"
+    kpi_columns!(),
+    ", lstm_score, transformer_score, statistical_score, ensemble_score, threshold, is_anomaly, \
+     model_version, explanation, updated_at"
 );
 
 /// A `kpi_windows` row and its explanation's JSON (decoded by the caller).
 fn window_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KpiWindowRow, Option<String>)> {
+    let (counts, latency) = kpis_at(row, 5)?;
     let ensemble: Option<f64> = row.get(18)?;
     let verdict = match ensemble {
         None => None,
@@ -45,10 +46,8 @@ fn window_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(KpiWindowRow, O
             agent_id: row.get(2)?,
             window_end: row.get(3)?,
             revision: row.get(4)?,
-            counts: counts_at(row, 5)?,
-            latency_p50_ms: row.get(12)?,
-            latency_p95_ms: row.get(13)?,
-            latency_p99_ms: row.get(14)?,
+            counts,
+            latency,
             verdict,
             updated_at_ms: row.get(23)?,
         },
@@ -164,13 +163,10 @@ impl WindowStore for SqliteStore {
                 ))?;
                 for r in &rows {
                     let v = r.verdict.as_ref();
-                    stmt.execute(with_counts(
+                    stmt.execute(with_kpis(
                         params![r.tenant_id, r.window_start, r.agent_id, r.window_end, r.revision],
-                        &r.counts.to_array(),
+                        &KpiValues::of(&r.counts, &r.latency),
                         params![
-                            r.latency_p50_ms,
-                            r.latency_p95_ms,
-                            r.latency_p99_ms,
                             v.map(|v| v.lstm_score),
                             v.map(|v| v.transformer_score),
                             v.and_then(|v| v.statistical_score),

@@ -1,7 +1,7 @@
 //! The [`MetricsStore`] contract: daily rows replaced whole, read back by tenant, agent and days
 //! (the tenant roll-ups under concurrent writers are in `tests/rollups.rs`).
 
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use store::{DailyMetric, DailyMetricsQuery, MetricsStore, ALL_AGENTS};
 use time::macros::date;
 use time::Date;
@@ -25,9 +25,11 @@ fn daily(tenant: &str, agent: &str, day: Date, total: i64) -> DailyMetric {
             interventions: 5,
             cost_micros: total * 1_000,
         },
-        latency_p50_ms: Some(120.5),
-        latency_p95_ms: Some(900.25),
-        latency_p99_ms: None,
+        latency: Latencies {
+            latency_p50_ms: Some(120.5),
+            latency_p95_ms: Some(900.25),
+            latency_p99_ms: None,
+        },
         latency_digest: vec![0, 1, 2, 255, 0],
         is_final: false,
         updated_at_ms: 1_700_000_000_000,
@@ -42,7 +44,7 @@ pub(crate) async fn daily_upsert_replaces_complete_values(store: &dyn MetricsSto
         .unwrap();
     let mut second = daily("acme", "bot", date!(2026 - 11 - 20), 12);
     second.is_final = true;
-    second.latency_p99_ms = Some(2000.0);
+    second.latency.latency_p99_ms = Some(2000.0);
     // A digest the size of a real day's (larger than a page).
     second.latency_digest = (0..20_000u32).map(|i| (i % 251) as u8).collect();
     store.upsert_daily_metrics(&[second.clone()]).await.unwrap();

@@ -2,7 +2,7 @@
 //! read back in order; and the upgrade of verdicts stored before migration 4, on SQLite and
 //! real ScyllaDB.
 
-use schemas::kpi::Counts;
+use schemas::kpi::{Counts, Latencies};
 use schemas::time::{now_ms, DAY_MS};
 use schemas::{Anomaly, FeatureContribution, KpiExplanation};
 use store::scylladb::{ScyllaConfig, ScyllaStore};
@@ -151,9 +151,11 @@ pub(crate) fn window(tenant: &str, agent: &str, start: i64, total: i64, scored: 
             interventions: 6,
             cost_micros: total * 2_500,
         },
-        latency_p50_ms: (total > 0).then_some(410.5),
-        latency_p95_ms: (total > 0).then_some(1_900.25),
-        latency_p99_ms: (total > 0).then_some(4_000.0),
+        latency: Latencies {
+            latency_p50_ms: (total > 0).then_some(410.5),
+            latency_p95_ms: (total > 0).then_some(1_900.25),
+            latency_p99_ms: (total > 0).then_some(4_000.0),
+        },
         verdict: scored.then(|| WindowVerdict {
             lstm_score: 0.5,
             transformer_score: -0.25,
