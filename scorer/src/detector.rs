@@ -60,7 +60,7 @@ pub mod kpi {
     pub const VOLUME: usize = 5;
 }
 
-const DAY_MS: i64 = 86_400_000;
+const DAY_MS: i64 = schemas::time::DAY_MS;
 /// Slots of the day the volume profile keeps (one per 15-minute window).
 const SLOTS: usize = 96;
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-const DAY_MS: f64 = 86_400_000.0;
+const DAY_MS: f64 = schemas::time::DAY_MS as f64;
 
 /// The rules of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
