@@ -1,6 +1,9 @@
 //! The operations routes: `GET /metrics`, `GET /healthz`, `GET /readyz`.
 
+use std::net::SocketAddr;
+
 use prometheus::{Encoder as _, Registry};
+use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
@@ -61,12 +64,53 @@ pub fn routes(
         .unify()
 }
 
-/// Serves [`routes`] on `listener` until the task is dropped.
-pub async fn serve(
+/// A listener that could not be bound; it names the settings key the address came from
+/// (`aggregator.metrics_listen: cannot bind 0.0.0.0:9100`), the I/O error is its source.
+#[derive(Debug)]
+pub struct BindError {
+    key: String,
+    listen: SocketAddr,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: cannot bind {}", self.key, self.listen)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Binds `listen`, the address of the settings key `key` (named by the error).
+pub async fn bind(listen: SocketAddr, key: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(listen).await.map_err(|source| BindError {
+        key: key.to_string(),
+        listen,
+        source,
+    })
+}
+
+/// Binds `listen` (settings key `key`, see [`bind`]) and serves [`routes`] there on `runtime`
+/// for as long as it runs: the operations server of a service whose work runs on a thread of
+/// its own (aggregator, scorer, alerter).
+pub fn serve_on(
+    runtime: &tokio::runtime::Handle,
+    listen: SocketAddr,
+    key: &str,
     registry: Registry,
-    readiness: impl Into<Readiness> + 'static,
-    listener: tokio::net::TcpListener,
-) {
+    readiness: impl Into<Readiness>,
+) -> Result<(), BindError> {
+    let listener = runtime.block_on(bind(listen, key))?;
+    runtime.spawn(serve(registry, readiness.into(), listener));
+    Ok(())
+}
+
+/// Serves [`routes`] on `listener` until the task is dropped.
+pub async fn serve(registry: Registry, readiness: impl Into<Readiness> + 'static, listener: TcpListener) {
     warp::serve(routes(registry, readiness))
         .incoming(listener)
         .run()
@@ -106,6 +150,48 @@ mod tests {
         assert_eq!(res.headers()["content-type"], "text/plain; version=0.0.4");
         assert!(String::from_utf8_lossy(res.body()).contains("things_total 3"));
         assert_eq!(warp::test::request().path("/other").reply(&r).await.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn a_bind_error_names_the_settings_key() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let e = bind(addr, "scorer.metrics_listen").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("scorer.metrics_listen: cannot bind {addr}")
+        );
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().unwrap().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+    }
+
+    #[test]
+    fn serve_on_serves_the_routes() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        serve_on(
+            runtime.handle(),
+            addr,
+            "x.metrics_listen",
+            Registry::new(),
+            Readiness::new(),
+        )
+        .unwrap();
+        let answer = runtime.block_on(async {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        });
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
     }
 
     #[tokio::test]

@@ -7,10 +7,13 @@
 //!   [`Readiness`] probe passed: `200`, else `503`; the body names each probe with its result);
 //! - [`Readiness`]: the named, async readiness probes of a service ("broker", "store", or a
 //!   flag the service sets once it is ready), each awaited with a timeout;
+//! - [`bind`] / [`serve_on`]: the listener of a settings key (its error names the key), and the
+//!   routes served there on a runtime;
+//! - [`metrics::Registrar`]: a service's metrics, each created and registered in one call;
 //! - [`shutdown_signal`] / [`stop_flag`]: SIGTERM or Ctrl-C, as a future or as a flag.
 //!
-//! Layout: `logging.rs` (tracing set-up), `readiness.rs` (probes), `endpoints.rs` (the routes),
-//! `shutdown.rs` (signals).
+//! Layout: `logging.rs` (tracing set-up), `readiness.rs` (probes), `endpoints.rs` (the routes,
+//! the listener), `metrics.rs` (declaring metrics), `shutdown.rs` (signals).
 //!
 //! ```no_run
 //! # async fn example(listener: tokio::net::TcpListener) {
@@ -31,10 +34,11 @@
 
 mod endpoints;
 mod logging;
+pub mod metrics;
 mod readiness;
 mod shutdown;
 
-pub use endpoints::{endpoints, metrics_text, routes, serve};
+pub use endpoints::{bind, endpoints, metrics_text, routes, serve, serve_on, BindError};
 pub use logging::init_tracing;
 pub use readiness::{Readiness, Report, DEFAULT_PROBE_TIMEOUT};
 pub use shutdown::{shutdown_signal, stop_flag};

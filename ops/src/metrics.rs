@@ -1,0 +1,151 @@
+//! Declaring a service's Prometheus metrics: [`Registrar`] creates each metric and registers it
+//! in one call, so that a service's `Metrics::new()` is a list of one-liners.
+//!
+//! Every method panics when the metric cannot be created (an invalid name or label) or
+//! registered (a name registered twice in the same registry); the message names the metric
+//! (`metric "x_total": Duplicate metrics collector registration attempted`). These are
+//! programming errors of a fixed list, found by the service's first test, not run-time failures.
+
+use prometheus::core::Collector;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Creates metrics and registers them in one registry (its own, or one shared with another
+/// part of the service).
+#[derive(Clone, Default)]
+pub struct Registrar {
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registrar")
+    }
+}
+
+/// `count` buckets from `start`, each `factor` times the previous one.
+pub fn exponential_buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
+    prometheus::exponential_buckets(start, factor, count).expect("buckets")
+}
+
+impl Registrar {
+    /// A registrar with a fresh registry of its own.
+    pub fn new() -> Registrar {
+        Registrar::default()
+    }
+
+    /// A registrar adding to `registry` (a handle: metrics registered here are in `registry`).
+    pub fn on(registry: &Registry) -> Registrar {
+        Registrar {
+            registry: registry.clone(),
+        }
+    }
+
+    /// The registry every metric goes to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition of every metric registered (see [`crate::metrics_text`]).
+    pub fn text(&self) -> Vec<u8> {
+        crate::metrics_text(&self.registry)
+    }
+
+    /// An integer counter.
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(name, IntCounter::new(name, help))
+    }
+
+    /// An integer counter by `labels`.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(name, IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    /// An integer gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(name, IntGauge::new(name, help))
+    }
+
+    /// An integer gauge by `labels`.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(name, IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    /// The per-partition consumer lag of a consuming service: an integer gauge by `partition`
+    /// (records between the partition's high watermark and the next offset to consume).
+    pub fn lag_gauge(&self, name: &str, help: &str) -> IntGaugeVec {
+        self.gauge_vec(name, help, &["partition"])
+    }
+
+    /// A histogram with these bucket upper bounds.
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        self.register(
+            name,
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+        )
+    }
+
+    /// A histogram by `labels`, with these bucket upper bounds.
+    pub fn histogram_vec(&self, name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]) -> HistogramVec {
+        self.register(
+            name,
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels),
+        )
+    }
+
+    fn register<C: Collector + Clone + 'static>(&self, name: &str, made: prometheus::Result<C>) -> C {
+        let metric = made.unwrap_or_else(|e| panic!("metric {name:?}: {e}"));
+        self.registry
+            .register(Box::new(metric.clone()))
+            .unwrap_or_else(|e| panic!("metric {name:?}: {e}"));
+        metric
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_metrics_are_in_the_text_exposition() {
+        let r = Registrar::new();
+        let c = r.counter("things_total", "Things");
+        let v = r.counter_vec("things_by_kind_total", "Things by kind", &["kind"]);
+        let lag = r.lag_gauge("x_consumer_lag", "Lag");
+        let h = r.histogram("x_seconds", "Time", exponential_buckets(0.001, 2.0, 4));
+        c.inc_by(3);
+        v.with_label_values(&["a"]).inc();
+        lag.with_label_values(&["2"]).set(7);
+        h.observe(0.0015);
+        let text = String::from_utf8(r.text()).unwrap();
+        assert!(text.contains("# HELP things_total Things\n"), "{text}");
+        assert!(text.contains("things_total 3\n"), "{text}");
+        assert!(text.contains("things_by_kind_total{kind=\"a\"} 1\n"), "{text}");
+        assert!(text.contains("x_consumer_lag{partition=\"2\"} 7\n"), "{text}");
+        assert!(text.contains("x_seconds_bucket{le=\"0.002\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn a_registrar_on_a_registry_adds_to_it() {
+        let registry = Registry::new();
+        Registrar::on(&registry).gauge("x_open", "Open").set(2);
+        assert!(String::from_utf8(crate::metrics_text(&registry))
+            .unwrap()
+            .contains("x_open 2"));
+    }
+
+    #[test]
+    #[should_panic(expected = "metric \"things_total\": Duplicate metrics collector registration")]
+    fn a_name_registered_twice_panics_naming_the_metric() {
+        let r = Registrar::new();
+        r.counter("things_total", "Things");
+        r.counter("things_total", "Other things");
+    }
+
+    #[test]
+    #[should_panic(expected = "metric \"bad name\"")]
+    fn an_invalid_name_panics_naming_the_metric() {
+        Registrar::new().counter("bad name", "Bad");
+    }
+}
