@@ -123,15 +123,13 @@ fn main() -> anyhow::Result<()> {
                 .context("creating topics")?;
             let stop = ops::stop_flag(runtime.handle());
             let metrics = aggregator::metrics::Metrics::new();
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind(settings.aggregator.metrics_listen))
-                .with_context(|| {
-                    format!(
-                        "aggregator.metrics_listen: cannot bind {}",
-                        settings.aggregator.metrics_listen
-                    )
-                })?;
-            runtime.spawn(aggregator::metrics::serve(metrics.clone(), listener));
+            ops::serve_on(
+                runtime.handle(),
+                settings.aggregator.metrics_listen,
+                "aggregator.metrics_listen",
+                metrics.registry().clone(),
+                metrics.ready.clone(),
+            )?;
             let deps = aggregator::driver::Deps {
                 settings,
                 store,

@@ -4,8 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
-use warp::Filter;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
 /// The aggregator's metrics.
 #[derive(Clone)]
@@ -41,82 +40,42 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
-        let events_in = counter("aggregator_events_in_total", "Task-event records consumed");
-        let late = counter(
-            "aggregator_late_events_total",
-            "Events beyond the allowed lateness",
-        );
-        let windows_out = counter("aggregator_windows_out_total", "KPI windows published");
-        let rows_written = counter("aggregator_daily_rows_written_total", "Daily rows upserted");
-        let watermarks_clamped = counter(
-            "aggregator_watermarks_clamped_total",
-            "Restored partition watermarks beyond the clock plus the allowed skew, clamped back",
-        );
-        let dead_lettered = IntCounterVec::new(
-            Opts::new(
+        let r = ops::metrics::Registrar::new();
+        Metrics {
+            events_in: r.counter("aggregator_events_in_total", "Task-event records consumed"),
+            dead_lettered: r.counter_vec(
                 "aggregator_dead_lettered_total",
                 "Records dead-lettered, by reason",
+                &["reason"],
             ),
-            &["reason"],
-        )
-        .expect("metric");
-        let checkpoint_seconds = Histogram::with_opts(
-            HistogramOpts::new("aggregator_checkpoint_seconds", "Checkpoint duration")
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
-        )
-        .expect("metric");
-        let lag = IntGaugeVec::new(
-            Opts::new(
+            late: r.counter(
+                "aggregator_late_events_total",
+                "Events beyond the allowed lateness",
+            ),
+            windows_out: r.counter("aggregator_windows_out_total", "KPI windows published"),
+            watermarks_clamped: r.counter(
+                "aggregator_watermarks_clamped_total",
+                "Restored partition watermarks beyond the clock plus the allowed skew, clamped back",
+            ),
+            rows_written: r.counter("aggregator_daily_rows_written_total", "Daily rows upserted"),
+            checkpoint_seconds: r.histogram(
+                "aggregator_checkpoint_seconds",
+                "Checkpoint duration",
+                ops::metrics::exponential_buckets(0.001, 2.0, 14),
+            ),
+            lag: r.lag_gauge(
                 "aggregator_consumer_lag",
                 "Records not consumed yet, per partition",
             ),
-            &["partition"],
-        )
-        .expect("metric");
-        for m in [
-            Box::new(events_in.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(dead_lettered.clone()),
-            Box::new(late.clone()),
-            Box::new(windows_out.clone()),
-            Box::new(watermarks_clamped.clone()),
-            Box::new(rows_written.clone()),
-            Box::new(checkpoint_seconds.clone()),
-            Box::new(lag.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
-        Metrics {
-            registry,
-            events_in,
-            dead_lettered,
-            late,
-            windows_out,
-            watermarks_clamped,
-            rows_written,
-            checkpoint_seconds,
-            lag,
             ready: Arc::new(AtomicBool::new(false)),
+            registry: r.registry().clone(),
         }
     }
 
-    /// The text exposition of every metric.
-    pub fn text(&self) -> Vec<u8> {
-        ops::metrics_text(&self.registry)
+    /// The registry every metric is in (served by [`ops::serve_on`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
-}
-
-/// The operations routes (`/metrics`, `/healthz`, `/readyz`).
-pub fn routes(
-    metrics: Metrics,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    ops::routes(metrics.registry, metrics.ready)
-}
-
-/// Serves the operations routes on `listener` until the task is dropped.
-pub async fn serve(metrics: Metrics, listener: tokio::net::TcpListener) {
-    ops::serve(metrics.registry, metrics.ready, listener).await;
 }
 
 #[cfg(test)]
@@ -128,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn counters_are_exposed_and_readiness_follows_the_flag() {
         let m = Metrics::new();
-        let r = routes(m.clone());
+        let r = ops::routes(m.registry().clone(), m.ready.clone());
         assert_eq!(
             warp::test::request().path("/readyz").reply(&r).await.status(),
             503

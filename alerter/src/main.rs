@@ -42,19 +42,13 @@ fn main() -> anyhow::Result<()> {
                 .context("creating topics")?;
             let stop = ops::stop_flag(runtime.handle());
             let metrics = alerter::metrics::Metrics::new();
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind(settings.alerter.metrics_listen))
-                .with_context(|| {
-                    format!(
-                        "alerter.metrics_listen: cannot bind {}",
-                        settings.alerter.metrics_listen
-                    )
-                })?;
-            runtime.spawn(ops::serve(
+            ops::serve_on(
+                runtime.handle(),
+                settings.alerter.metrics_listen,
+                "alerter.metrics_listen",
                 metrics.registry.clone(),
                 metrics.ready.clone(),
-                listener,
-            ));
+            )?;
             let deps = alerter::service::Deps {
                 settings,
                 store,

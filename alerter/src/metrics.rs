@@ -3,9 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// The alerter's metrics.
 #[derive(Clone)]
@@ -49,21 +47,18 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
-        let by_receiver = |name: &str, help: &str| {
-            IntCounterVec::new(Opts::new(name, help), &["receiver"]).expect("metric")
-        };
-        let m = Metrics {
-            verdicts_in: counter("alerter_verdicts_in_total", "Anomaly verdicts consumed"),
-            dead_lettered: IntCounterVec::new(
-                Opts::new("alerter_dead_lettered_total", "Records dead-lettered, by reason"),
+        let r = ops::metrics::Registrar::new();
+        let by_receiver = |name: &str, help: &str| r.counter_vec(name, help, &["receiver"]);
+        Metrics {
+            verdicts_in: r.counter("alerter_verdicts_in_total", "Anomaly verdicts consumed"),
+            dead_lettered: r.counter_vec(
+                "alerter_dead_lettered_total",
+                "Records dead-lettered, by reason",
                 &["reason"],
-            )
-            .expect("metric"),
-            alerts_open: IntGauge::new("alerter_alerts_open", "Alerts open now").expect("metric"),
-            alerts_opened: counter("alerter_alerts_opened_total", "Alerts opened"),
-            alerts_resolved: counter("alerter_alerts_resolved_total", "Alerts resolved"),
+            ),
+            alerts_open: r.gauge("alerter_alerts_open", "Alerts open now"),
+            alerts_opened: r.counter("alerter_alerts_opened_total", "Alerts opened"),
+            alerts_resolved: r.counter("alerter_alerts_resolved_total", "Alerts resolved"),
             sent: by_receiver("alerter_notifications_sent_total", "Requests a receiver accepted"),
             retried: by_receiver(
                 "alerter_notifications_retried_total",
@@ -73,48 +68,23 @@ impl Metrics {
                 "alerter_notifications_failed_total",
                 "Notifications refused by a receiver (4xx), not retried",
             ),
-            delivery_delay_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "alerter_delivery_delay_seconds",
-                    "From a verdict's scoring to its alert's delivery",
-                )
-                .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("buckets")),
-            )
-            .expect("metric"),
-            checkpoint_seconds: Histogram::with_opts(
-                HistogramOpts::new("alerter_checkpoint_seconds", "Checkpoint duration")
-                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
-            )
-            .expect("metric"),
-            last_checkpoint_timestamp: IntGauge::new(
+            delivery_delay_seconds: r.histogram(
+                "alerter_delivery_delay_seconds",
+                "From a verdict's scoring to its alert's delivery",
+                ops::metrics::exponential_buckets(0.01, 2.0, 14),
+            ),
+            checkpoint_seconds: r.histogram(
+                "alerter_checkpoint_seconds",
+                "Checkpoint duration",
+                ops::metrics::exponential_buckets(0.001, 2.0, 14),
+            ),
+            last_checkpoint_timestamp: r.gauge(
                 "alerter_last_checkpoint_timestamp_seconds",
                 "Unix time of the last checkpoint saved",
-            )
-            .expect("metric"),
-            lag: IntGaugeVec::new(
-                Opts::new("alerter_consumer_lag", "Records not consumed yet, per partition"),
-                &["partition"],
-            )
-            .expect("metric"),
+            ),
+            lag: r.lag_gauge("alerter_consumer_lag", "Records not consumed yet, per partition"),
             ready: Arc::new(AtomicBool::new(false)),
-            registry,
-        };
-        for c in [
-            Box::new(m.verdicts_in.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.dead_lettered.clone()),
-            Box::new(m.alerts_open.clone()),
-            Box::new(m.alerts_opened.clone()),
-            Box::new(m.alerts_resolved.clone()),
-            Box::new(m.sent.clone()),
-            Box::new(m.retried.clone()),
-            Box::new(m.failed.clone()),
-            Box::new(m.delivery_delay_seconds.clone()),
-            Box::new(m.checkpoint_seconds.clone()),
-            Box::new(m.last_checkpoint_timestamp.clone()),
-            Box::new(m.lag.clone()),
-        ] {
-            m.registry.register(c).expect("register metric");
+            registry: r.registry().clone(),
         }
-        m
     }
 }

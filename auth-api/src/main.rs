@@ -96,9 +96,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let service = service(&settings).await?;
             let listen = service.config().listen;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("auth_api.listen: cannot bind {listen}"))?;
+            let listener = ops::bind(listen, "auth_api.listen").await?;
             tracing::info!(%listen, bcrypt_cost = service.config().bcrypt_cost, "auth-api listening");
             auth_api::run(listener, service, ops::shutdown_signal()).await;
         }

@@ -1,9 +1,7 @@
 //! Prometheus metrics of the service (`GET /metrics`). Labels are low-cardinality: route
 //! templates (never raw paths with tenant ids), statuses, outcome and reason names.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// The metrics; cheap to clone (shared handles).
 #[derive(Clone)]
@@ -45,72 +43,45 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
-            c
-        };
-        let requests = counter_vec(
-            "auth_api_requests_total",
-            "Requests by route and status",
-            &["route", "status"],
-        );
-        let logins = counter_vec("auth_api_logins_total", "Login attempts by outcome", &["outcome"]);
-        let registrations = counter_vec(
-            "auth_api_registrations_total",
-            "Registrations by outcome",
-            &["outcome"],
-        );
-        let token_rejections = counter_vec(
-            "auth_api_token_rejections_total",
-            "Refused bearer tokens by reason",
-            &["reason"],
-        );
-        let latency = HistogramVec::new(
-            HistogramOpts::new("auth_api_request_duration_seconds", "Request latency").buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                5.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("unique metric");
-        let bcrypt_seconds = Histogram::with_opts(
-            HistogramOpts::new("auth_api_bcrypt_seconds", "One bcrypt hash or verification")
-                .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0]),
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(bcrypt_seconds.clone()))
-            .expect("unique metric");
-        let bcrypt_rejected = IntCounter::new(
-            "auth_api_bcrypt_rejected_total",
-            "bcrypt jobs refused because the wait queue was full",
-        )
-        .expect("metric");
-        let bcrypt_queued = IntGauge::new("auth_api_bcrypt_queued", "bcrypt jobs waiting").expect("metric");
-        let bcrypt_running = IntGauge::new("auth_api_bcrypt_running", "bcrypt jobs running").expect("metric");
-        for m in [
-            Box::new(bcrypt_rejected.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(bcrypt_queued.clone()),
-            Box::new(bcrypt_running.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
+        let r = ops::metrics::Registrar::new();
         Metrics {
-            registry,
-            requests,
-            latency,
-            logins,
-            registrations,
-            token_rejections,
-            bcrypt_seconds,
-            bcrypt_rejected,
-            bcrypt_queued,
-            bcrypt_running,
+            requests: r.counter_vec(
+                "auth_api_requests_total",
+                "Requests by route and status",
+                &["route", "status"],
+            ),
+            logins: r.counter_vec("auth_api_logins_total", "Login attempts by outcome", &["outcome"]),
+            registrations: r.counter_vec(
+                "auth_api_registrations_total",
+                "Registrations by outcome",
+                &["outcome"],
+            ),
+            token_rejections: r.counter_vec(
+                "auth_api_token_rejections_total",
+                "Refused bearer tokens by reason",
+                &["reason"],
+            ),
+            latency: r.histogram_vec(
+                "auth_api_request_duration_seconds",
+                "Request latency",
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0,
+                ],
+                &["route"],
+            ),
+            bcrypt_seconds: r.histogram(
+                "auth_api_bcrypt_seconds",
+                "One bcrypt hash or verification",
+                vec![0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0],
+            ),
+            bcrypt_rejected: r.counter(
+                "auth_api_bcrypt_rejected_total",
+                "bcrypt jobs refused because the wait queue was full",
+            ),
+            bcrypt_queued: r.gauge("auth_api_bcrypt_queued", "bcrypt jobs waiting"),
+            bcrypt_running: r.gauge("auth_api_bcrypt_running", "bcrypt jobs running"),
+            registry: r.registry().clone(),
         }
     }
 

@@ -195,9 +195,7 @@ async fn serve(settings: settings::Settings) -> anyhow::Result<()> {
         max_future_skew_ms: settings.events.max_future_skew_ms(),
     };
     let gateway = gateway::Gateway::with_otlp(sink, store, limits, &settings.ingest.otlp);
-    let listener = tokio::net::TcpListener::bind(settings.ingest.listen)
-        .await
-        .with_context(|| format!("ingest.listen: cannot bind {}", settings.ingest.listen))?;
+    let listener = ops::bind(settings.ingest.listen, "ingest.listen").await?;
     tracing::info!(listen = %settings.ingest.listen, "ingest gateway listening");
     warp::serve(gateway::routes(gateway))
         .incoming(listener)

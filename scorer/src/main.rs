@@ -383,15 +383,13 @@ fn main() -> anyhow::Result<()> {
                 &[&topics.kpi_windows, &topics.anomalies, &topics.dead_letter],
             ))?;
             let metrics = Metrics::new();
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind(settings.scorer.metrics_listen))
-                .with_context(|| {
-                    format!(
-                        "scorer.metrics_listen: cannot bind {}",
-                        settings.scorer.metrics_listen
-                    )
-                })?;
-            runtime.spawn(scorer::metrics::serve(metrics.clone(), listener));
+            ops::serve_on(
+                runtime.handle(),
+                settings.scorer.metrics_listen,
+                "scorer.metrics_listen",
+                metrics.registry().clone(),
+                metrics.ready.clone(),
+            )?;
             let stop = ops::stop_flag(runtime.handle());
             let deps = service::Deps {
                 settings: settings.clone(),

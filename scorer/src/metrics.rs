@@ -5,8 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
-use warp::Filter;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
 /// The scorer's metrics.
 #[derive(Clone)]
@@ -44,75 +43,49 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
-        let windows_in = counter("scorer_windows_in_total", "KPI windows consumed");
-        let windows_scored = counter("scorer_windows_scored_total", "KPI windows scored");
-        let anomalies_flagged = counter("scorer_anomalies_flagged_total", "Windows flagged as anomalies");
-        let windows_skipped = IntCounterVec::new(
-            Opts::new("scorer_windows_skipped_total", "Windows not scored, by reason"),
-            &["reason"],
-        )
-        .expect("metric");
-        let batch_seconds = Histogram::with_opts(
-            HistogramOpts::new("scorer_batch_seconds", "Inference time per batch (both models)")
-                .buckets(prometheus::exponential_buckets(0.00005, 2.0, 16).expect("buckets")),
-        )
-        .expect("metric");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("scorer_batch_windows", "Windows per inference batch")
-                .buckets(prometheus::exponential_buckets(1.0, 2.0, 12).expect("buckets")),
-        )
-        .expect("metric");
-        let reloads = IntCounterVec::new(
-            Opts::new("scorer_model_reloads_total", "Model set reloads by result"),
-            &["result"],
-        )
-        .expect("metric");
-        let model_version = IntGaugeVec::new(
-            Opts::new("scorer_model_info", "1 for the model set version in use"),
-            &["version"],
-        )
-        .expect("metric");
-        let lag = IntGaugeVec::new(
-            Opts::new(
+        let r = ops::metrics::Registrar::new();
+        let buckets = ops::metrics::exponential_buckets;
+        Metrics {
+            windows_in: r.counter("scorer_windows_in_total", "KPI windows consumed"),
+            lag: r.lag_gauge(
                 "scorer_consumer_lag",
                 "KPI-window records not yet scored and committed, per partition",
             ),
-            &["partition"],
-        )
-        .expect("metric");
-        for m in [
-            Box::new(windows_in.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(lag.clone()),
-            Box::new(windows_skipped.clone()),
-            Box::new(windows_scored.clone()),
-            Box::new(anomalies_flagged.clone()),
-            Box::new(batch_seconds.clone()),
-            Box::new(batch_size.clone()),
-            Box::new(reloads.clone()),
-            Box::new(model_version.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
-        Metrics {
-            registry,
-            windows_in,
-            windows_skipped,
-            windows_scored,
-            anomalies_flagged,
-            batch_seconds,
-            batch_size,
-            reloads,
-            model_version,
-            lag,
+            windows_skipped: r.counter_vec(
+                "scorer_windows_skipped_total",
+                "Windows not scored, by reason",
+                &["reason"],
+            ),
+            windows_scored: r.counter("scorer_windows_scored_total", "KPI windows scored"),
+            anomalies_flagged: r.counter("scorer_anomalies_flagged_total", "Windows flagged as anomalies"),
+            batch_seconds: r.histogram(
+                "scorer_batch_seconds",
+                "Inference time per batch (both models)",
+                buckets(0.00005, 2.0, 16),
+            ),
+            batch_size: r.histogram(
+                "scorer_batch_windows",
+                "Windows per inference batch",
+                buckets(1.0, 2.0, 12),
+            ),
+            reloads: r.counter_vec(
+                "scorer_model_reloads_total",
+                "Model set reloads by result",
+                &["result"],
+            ),
+            model_version: r.gauge_vec(
+                "scorer_model_info",
+                "1 for the model set version in use",
+                &["version"],
+            ),
             ready: Arc::new(AtomicBool::new(false)),
+            registry: r.registry().clone(),
         }
     }
 
-    /// The text exposition of every metric.
-    pub fn text(&self) -> Vec<u8> {
-        ops::metrics_text(&self.registry)
+    /// The registry every metric is in (served by [`ops::serve_on`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Marks `version` as the model set in use.
@@ -120,18 +93,6 @@ impl Metrics {
         self.model_version.reset();
         self.model_version.with_label_values(&[version]).set(1);
     }
-}
-
-/// The operations routes (`/metrics`, `/healthz`, `/readyz`).
-pub fn routes(
-    metrics: Metrics,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    ops::routes(metrics.registry, metrics.ready)
-}
-
-/// Serves the operations routes on `listener` until the task is dropped.
-pub async fn serve(metrics: Metrics, listener: tokio::net::TcpListener) {
-    ops::serve(metrics.registry, metrics.ready, listener).await;
 }
 
 #[cfg(test)]
@@ -143,7 +104,7 @@ mod tests {
     #[tokio::test]
     async fn ready_only_once_marked_and_metrics_are_exposed() {
         let m = Metrics::new();
-        let r = routes(m.clone());
+        let r = ops::routes(m.registry().clone(), m.ready.clone());
         let res = warp::test::request().path("/readyz").reply(&r).await;
         assert_eq!(res.status(), 503);
         m.ready.store(true, Ordering::Relaxed);

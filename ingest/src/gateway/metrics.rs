@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
 use warp::http::StatusCode;
 
 pub(crate) struct Metrics {
@@ -17,53 +17,32 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Metrics {
-        let registry = Registry::new();
-        let accepted = IntCounter::new(
-            "ingest_events_accepted_total",
-            "Events acknowledged by the broker",
-        )
-        .expect("metric");
-        let rejected = IntCounterVec::new(
-            Opts::new("ingest_events_rejected_total", "Events rejected, by reason"),
-            &["reason"],
-        )
-        .expect("metric");
-        let failed = IntCounterVec::new(
-            Opts::new(
+        let r = ops::metrics::Registrar::new();
+        Metrics {
+            accepted: r.counter(
+                "ingest_events_accepted_total",
+                "Events acknowledged by the broker",
+            ),
+            rejected: r.counter_vec(
+                "ingest_events_rejected_total",
+                "Events rejected, by reason",
+                &["reason"],
+            ),
+            failed: r.counter_vec(
                 "ingest_events_failed_total",
                 "Valid events not delivered, by cause",
+                &["cause"],
             ),
-            &["cause"],
-        )
-        .expect("metric");
-        let requests = IntCounterVec::new(
-            Opts::new("ingest_requests_total", "Requests by status"),
-            &["status"],
-        )
-        .expect("metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new("ingest_request_duration_seconds", "Request latency").buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        for m in [
-            Box::new(accepted.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rejected.clone()),
-            Box::new(failed.clone()),
-            Box::new(requests.clone()),
-            Box::new(latency.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
-        Metrics {
-            registry,
-            accepted,
-            rejected,
-            failed,
-            requests,
-            latency,
+            requests: r.counter_vec("ingest_requests_total", "Requests by status", &["status"]),
+            latency: r.histogram_vec(
+                "ingest_request_duration_seconds",
+                "Request latency",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+                &["route"],
+            ),
+            registry: r.registry().clone(),
         }
     }
 

@@ -21,7 +21,7 @@ pub mod response;
 
 use std::time::Instant;
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -43,55 +43,29 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(registry: &Registry) -> Metrics {
-        let received = IntCounter::new(
-            "ingest_otlp_spans_received_total",
-            "Spans in readable OTLP requests",
-        )
-        .expect("metric");
-        let mapped = IntCounter::new(
-            "ingest_otlp_spans_mapped_total",
-            "Agent spans mapped to valid task events",
-        )
-        .expect("metric");
-        let ignored = IntCounterVec::new(
-            Opts::new(
+        let r = ops::metrics::Registrar::on(registry);
+        let by_reason = |name: &str, help: &str| r.counter_vec(name, help, &["reason"]);
+        Metrics {
+            received: r.counter(
+                "ingest_otlp_spans_received_total",
+                "Spans in readable OTLP requests",
+            ),
+            mapped: r.counter(
+                "ingest_otlp_spans_mapped_total",
+                "Agent spans mapped to valid task events",
+            ),
+            ignored: by_reason(
                 "ingest_otlp_spans_ignored_total",
                 "Spans accepted without a task, by reason",
             ),
-            &["reason"],
-        )
-        .expect("metric");
-        let rejected = IntCounterVec::new(
-            Opts::new(
+            rejected: by_reason(
                 "ingest_otlp_spans_rejected_total",
                 "Agent spans refused in partial_success, by reason",
             ),
-            &["reason"],
-        )
-        .expect("metric");
-        let requests_refused = IntCounterVec::new(
-            Opts::new(
+            requests_refused: by_reason(
                 "ingest_otlp_requests_refused_total",
                 "OTLP requests refused whole, by reason",
             ),
-            &["reason"],
-        )
-        .expect("metric");
-        for m in [
-            Box::new(received.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(mapped.clone()),
-            Box::new(ignored.clone()),
-            Box::new(rejected.clone()),
-            Box::new(requests_refused.clone()),
-        ] {
-            registry.register(m).expect("unique metric");
-        }
-        Metrics {
-            received,
-            mapped,
-            ignored,
-            rejected,
-            requests_refused,
         }
     }
 }
