@@ -217,26 +217,93 @@ fn parse_query<T: DeserializeOwned>(query: &str) -> crate::Result<T> {
     })
 }
 
-/// The body of the daily-metrics route (serialized straight from the rows, no JSON tree).
+/// The body of a tenant route: the tenant's id next to the fields of the route's own body
+/// (serialized straight from the rows, no JSON tree).
 #[derive(serde::Serialize)]
-struct DailyResponse {
+struct TenantResponse<B> {
     tenant_id: String,
+    #[serde(flatten)]
+    body: B,
+}
+
+/// The body of the daily-metrics route, next to the tenant id.
+#[derive(serde::Serialize)]
+struct DailyBody {
     rows: Vec<crate::dashboard::DailyRow>,
 }
 
-/// The body of the KPI-windows route.
+/// The body of the anomalies route, next to the tenant id.
 #[derive(serde::Serialize)]
-struct WindowsResponse {
-    tenant_id: String,
-    #[serde(flatten)]
-    body: crate::dashboard::WindowsBody,
+struct AnomaliesBody {
+    anomalies: Vec<schemas::Anomaly>,
 }
 
-/// The body of the anomalies route.
-#[derive(serde::Serialize)]
-struct AnomaliesResponse {
-    tenant_id: String,
-    anomalies: Vec<schemas::Anomaly>,
+/// The query of a `GET /api/v1/tenants/{tenant}/...` route and the service call it makes.
+trait TenantQuery: DeserializeOwned + Send + 'static {
+    /// What the route answers next to the tenant id.
+    type Body: serde::Serialize + Send;
+
+    /// The answer for `tenant`, granted to `user`.
+    fn fetch<'a>(
+        &'a self,
+        svc: &'a AuthService,
+        user: &'a User,
+        tenant: &'a str,
+    ) -> impl std::future::Future<Output = crate::Result<Self::Body>> + Send + 'a;
+}
+
+impl TenantQuery for DailyParams {
+    type Body = DailyBody;
+
+    async fn fetch(&self, svc: &AuthService, user: &User, tenant: &str) -> crate::Result<DailyBody> {
+        let rows = svc.daily_metrics(user, tenant, self).await?;
+        Ok(DailyBody { rows })
+    }
+}
+
+impl TenantQuery for AnomalyParams {
+    type Body = AnomaliesBody;
+
+    async fn fetch(&self, svc: &AuthService, user: &User, tenant: &str) -> crate::Result<AnomaliesBody> {
+        let anomalies = svc.anomalies(user, tenant, self).await?;
+        Ok(AnomaliesBody { anomalies })
+    }
+}
+
+impl TenantQuery for WindowParams {
+    type Body = crate::dashboard::WindowsBody;
+
+    async fn fetch(&self, svc: &AuthService, user: &User, tenant: &str) -> crate::Result<Self::Body> {
+        svc.windows(user, tenant, self).await
+    }
+}
+
+/// A tenant route: `GET` on `path` (its one parameter the percent-encoded tenant id) for an
+/// authenticated user, the raw query parsed as `Q`, answered `200` with the tenant id and
+/// `Q`'s body, or the error's response.
+fn tenant_get<Q: TenantQuery>(
+    path: impl Filter<Extract = (String,), Error = Rejection> + Clone,
+    svc: &Arc<AuthService>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    path.and(warp::get())
+        .and(with_service(svc))
+        .and(authenticated(svc))
+        .and(raw_query())
+        .then(
+            |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
+                let result = async {
+                    let tenant = decode_path_param("tenant", &tenant)?;
+                    let params: Q = parse_query(&query)?;
+                    let body = params.fetch(&svc, &user, &tenant).await?;
+                    Ok(TenantResponse {
+                        tenant_id: tenant,
+                        body,
+                    })
+                }
+                .await;
+                respond(StatusCode::OK, result)
+            },
+        )
 }
 
 fn json_reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
@@ -359,68 +426,14 @@ pub fn routes(svc: Arc<AuthService>) -> impl Filter<Extract = (impl Reply,), Err
             )
         });
 
-    let daily = warp::path!("api" / "v1" / "tenants" / String / "metrics" / "daily")
-        .and(warp::get())
-        .and(with_service(&svc))
-        .and(authenticated(&svc))
-        .and(raw_query())
-        .then(
-            |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
-                let result = async {
-                    let tenant = decode_path_param("tenant", &tenant)?;
-                    let params: DailyParams = parse_query(&query)?;
-                    let rows = svc.daily_metrics(&user, &tenant, &params).await?;
-                    Ok(DailyResponse {
-                        tenant_id: tenant,
-                        rows,
-                    })
-                }
-                .await;
-                respond(StatusCode::OK, result)
-            },
-        );
-
-    let anomalies = warp::path!("api" / "v1" / "tenants" / String / "anomalies")
-        .and(warp::get())
-        .and(with_service(&svc))
-        .and(authenticated(&svc))
-        .and(raw_query())
-        .then(
-            |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
-                let result = async {
-                    let tenant = decode_path_param("tenant", &tenant)?;
-                    let params: AnomalyParams = parse_query(&query)?;
-                    let anomalies = svc.anomalies(&user, &tenant, &params).await?;
-                    Ok(AnomaliesResponse {
-                        tenant_id: tenant,
-                        anomalies,
-                    })
-                }
-                .await;
-                respond(StatusCode::OK, result)
-            },
-        );
-
-    let windows = warp::path!("api" / "v1" / "tenants" / String / "windows")
-        .and(warp::get())
-        .and(with_service(&svc))
-        .and(authenticated(&svc))
-        .and(raw_query())
-        .then(
-            |tenant: String, svc: Arc<AuthService>, user: User, query: String| async move {
-                let result = async {
-                    let tenant = decode_path_param("tenant", &tenant)?;
-                    let params: WindowParams = parse_query(&query)?;
-                    let body = svc.windows(&user, &tenant, &params).await?;
-                    Ok(WindowsResponse {
-                        tenant_id: tenant,
-                        body,
-                    })
-                }
-                .await;
-                respond(StatusCode::OK, result)
-            },
-        );
+    let daily = tenant_get::<DailyParams>(
+        warp::path!("api" / "v1" / "tenants" / String / "metrics" / "daily"),
+        &svc,
+    );
+    let anomalies =
+        tenant_get::<AnomalyParams>(warp::path!("api" / "v1" / "tenants" / String / "anomalies"), &svc);
+    let windows =
+        tenant_get::<WindowParams>(warp::path!("api" / "v1" / "tenants" / String / "windows"), &svc);
 
     let openapi = warp::path!("api" / "openapi.json").and(warp::get()).map(|| {
         warp::reply::with_header(crate::openapi::DOCUMENT, "content-type", "application/json").into_response()
