@@ -136,12 +136,9 @@ fn main() -> anyhow::Result<()> {
                 runtime: runtime.handle().clone(),
                 metrics,
             };
-            let handle = std::thread::Builder::new()
-                .name("aggregator".into())
-                .spawn(move || aggregator::driver::run(deps, stop))?;
-            handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("aggregator thread panicked"))??;
+            ops::run_on_thread("aggregator", move || {
+                aggregator::driver::run(deps, stop).map_err(anyhow::Error::from)
+            })?;
         }
     }
     Ok(())

@@ -55,12 +55,9 @@ fn main() -> anyhow::Result<()> {
                 runtime: runtime.handle().clone(),
                 metrics,
             };
-            let handle = std::thread::Builder::new()
-                .name("alerter".into())
-                .spawn(move || alerter::service::run(deps, stop))?;
-            handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("alerter thread panicked"))??;
+            ops::run_on_thread("alerter", move || {
+                alerter::service::run(deps, stop).map_err(anyhow::Error::from)
+            })?;
         }
     }
     Ok(())

@@ -10,7 +10,8 @@
 //! - [`bind`] / [`serve_on`]: the listener of a settings key (its error names the key), and the
 //!   routes served there on a runtime;
 //! - [`metrics::Registrar`]: a service's metrics, each created and registered in one call;
-//! - [`shutdown_signal`] / [`stop_flag`]: SIGTERM or Ctrl-C, as a future or as a flag.
+//! - [`shutdown_signal`] / [`stop_flag`]: SIGTERM or Ctrl-C, as a future or as a flag;
+//!   [`run_on_thread`]: a service's loop on a named thread of its own, waited for.
 //!
 //! Layout: `logging.rs` (tracing set-up), `readiness.rs` (probes), `endpoints.rs` (the routes,
 //! the listener), `metrics.rs` (declaring metrics), `shutdown.rs` (signals).
@@ -41,4 +42,4 @@ mod shutdown;
 pub use endpoints::{bind, endpoints, metrics_text, routes, serve, serve_on, BindError};
 pub use logging::init_tracing;
 pub use readiness::{Readiness, Report, DEFAULT_PROBE_TIMEOUT};
-pub use shutdown::{shutdown_signal, stop_flag};
+pub use shutdown::{run_on_thread, shutdown_signal, stop_flag};

@@ -40,9 +40,34 @@ pub fn stop_flag(runtime: &tokio::runtime::Handle) -> Arc<AtomicBool> {
     stop
 }
 
+/// Runs `work` on a thread named `name` and waits for it: the consuming loop of a service,
+/// which polls its [`stop_flag`]. A panic on that thread comes back as the error
+/// `"{name} thread panicked"`.
+pub fn run_on_thread<T, E>(name: &str, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<std::io::Error> + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)?
+        .join()
+        .map_err(|_| std::io::Error::other(format!("{name} thread panicked")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_on_thread_names_the_thread_and_reports_its_panic() {
+        let name = run_on_thread("worker", || {
+            Ok::<_, std::io::Error>(std::thread::current().name().map(str::to_string))
+        });
+        assert_eq!(name.unwrap().as_deref(), Some("worker"));
+        let panicked = run_on_thread("worker", || -> std::io::Result<()> { panic!("boom") });
+        assert_eq!(panicked.unwrap_err().to_string(), "worker thread panicked");
+    }
 
     #[tokio::test]
     async fn sigterm_sets_the_stop_flag() {
