@@ -112,15 +112,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Run => {
-            let store = runtime
-                .block_on(store::open_migrated(&settings.store.url))
-                .context("opening the store")?;
-            runtime
-                .block_on(kafka_io::ensure_topics(
-                    &settings.kafka,
-                    &settings.kafka.topics.all(),
-                ))
-                .context("creating topics")?;
+            let store = runtime.block_on(kafka_io::open_store_and_topics(&settings))?;
             let stop = ops::stop_flag(runtime.handle());
             let metrics = aggregator::metrics::Metrics::new();
             ops::serve_on(

@@ -1,6 +1,5 @@
 //! `alerter` binary: see the crate docs.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,15 +30,7 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let store = runtime
-                .block_on(store::open_migrated(&settings.store.url))
-                .context("opening the store")?;
-            runtime
-                .block_on(kafka_io::ensure_topics(
-                    &settings.kafka,
-                    &settings.kafka.topics.all(),
-                ))
-                .context("creating topics")?;
+            let store = runtime.block_on(kafka_io::open_store_and_topics(&settings))?;
             let stop = ops::stop_flag(runtime.handle());
             let metrics = alerter::metrics::Metrics::new();
             ops::serve_on(

@@ -122,6 +122,31 @@ pub async fn ensure_topics(kafka: &settings::Kafka, topics: &[&str]) -> Result<(
     Ok(())
 }
 
+/// Why a consuming service could not start: its store, or its topics.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("opening the store")]
+    Store(#[source] store::Error),
+    /// The topics could not be created.
+    #[error("creating topics")]
+    Topics(#[source] Error),
+}
+
+/// What a consuming service (aggregator, alerter) opens before it runs: the migrated store,
+/// then every topic of the pipeline ([`ensure_topics`]).
+pub async fn open_store_and_topics(
+    settings: &settings::Settings,
+) -> Result<std::sync::Arc<dyn store::Store>, StartError> {
+    let store = store::open_migrated(&settings.store.url)
+        .await
+        .map_err(StartError::Store)?;
+    ensure_topics(&settings.kafka, &settings.kafka.topics.all())
+        .await
+        .map_err(StartError::Topics)?;
+    Ok(store)
+}
+
 /// The partitions of `topic` that a fixed `assignment` names: `all` (from the topic's
 /// metadata) or the listed ones, each of them; [`Error::NotFixed`] for `group`.
 pub fn fixed_assignment<C: rdkafka::consumer::ConsumerContext>(
