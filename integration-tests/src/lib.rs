@@ -333,6 +333,38 @@ pub async fn create_output_topics(broker: &TansuBroker, env: &[(String, String)]
     }
 }
 
+/// Sets a pipeline up on `broker` for the services of `env`: the task-event topic
+/// (`events_partitions`), the output topics (`output_partitions`) and the store's schema.
+pub async fn prepare_pipeline(
+    broker: &TansuBroker,
+    env: &[(String, String)],
+    events_partitions: i32,
+    output_partitions: i32,
+) {
+    broker
+        .create_topic(
+            env_value(env, "AGENTOPS__KAFKA__TOPICS__TASK_EVENTS"),
+            events_partitions,
+        )
+        .await;
+    create_output_topics(broker, env, output_partitions).await;
+    run_bin("aggregator", &["migrate"], env);
+}
+
+/// `AGENTOPS__<SERVICE>__ASSIGNMENT=all` for each service: it owns every partition of its input
+/// without a consumer group (no joins to wait for, and Tansu never expires a SIGKILLed member).
+pub fn own_all_partitions(services: &[&str]) -> Vec<(String, String)> {
+    services
+        .iter()
+        .map(|s| {
+            (
+                format!("AGENTOPS__{}__ASSIGNMENT", s.to_uppercase().replace('-', "_")),
+                "all".to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The committed model set of the scorer.
 pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scorer/models")

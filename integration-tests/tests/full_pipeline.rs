@@ -238,15 +238,11 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
                 "full-pipeline-test-secret-of-at-least-32-bytes".to_string(),
             ),
             ("AGENTOPS__AUTH_API__BCRYPT_COST", "4".to_string()),
-            // Tansu never expires SIGKILLed group members: consumers own their partitions.
-            ("AGENTOPS__AGGREGATOR__ASSIGNMENT", "all".to_string()),
-            ("AGENTOPS__SCORER__ASSIGNMENT", "all".to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
-    broker.create_topic(&topic, 4).await;
-    integration_tests::create_output_topics(&broker, &env, 2).await;
-    run_bin("aggregator", &["migrate"], &env);
+    env.extend(integration_tests::own_all_partitions(&["aggregator", "scorer"]));
+    integration_tests::prepare_pipeline(&broker, &env, 4, 2).await;
     let api_key = run_bin("ingest", &["api-key", "create", "--tenant", TENANT], &env)
         .trim()
         .to_string();

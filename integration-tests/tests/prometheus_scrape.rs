@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{env_value, free_port, pipeline_env, run_bin, unique_topic, Service, TansuBroker};
+use integration_tests::{env_value, free_port, pipeline_env, unique_topic, Service, TansuBroker};
 use serde_json::Value;
 
 const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
@@ -219,16 +219,15 @@ async fn prometheus_scrapes_every_service_and_loads_the_rules() {
                 "prometheus-scrape-test-secret-of-at-least-32-bytes".to_string(),
             ),
             ("AGENTOPS__ALERTER__CONSUMER_GROUP", unique_topic("alerter")),
-            // Own every partition: no group joins to wait for.
-            ("AGENTOPS__AGGREGATOR__ASSIGNMENT", "all".to_string()),
-            ("AGENTOPS__SCORER__ASSIGNMENT", "all".to_string()),
-            ("AGENTOPS__ALERTER__ASSIGNMENT", "all".to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
-    broker.create_topic(&topic, 1).await;
-    integration_tests::create_output_topics(&broker, &env, 1).await;
-    run_bin("aggregator", &["migrate"], &env);
+    env.extend(integration_tests::own_all_partitions(&[
+        "aggregator",
+        "scorer",
+        "alerter",
+    ]));
+    integration_tests::prepare_pipeline(&broker, &env, 1, 1).await;
 
     let log = |name: &str| dir.path().join(format!("{name}.log"));
     let _services = [

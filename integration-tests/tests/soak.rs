@@ -51,17 +51,10 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
     let mut env = pipeline_env(&broker, &db, &topic, 500);
     let gateway_port = free_port();
     env.extend(
-        [
-            ("AGENTOPS__INGEST__LISTEN", format!("127.0.0.1:{gateway_port}")),
-            // Tansu never expires SIGKILLed group members: consumers own their partitions.
-            ("AGENTOPS__AGGREGATOR__ASSIGNMENT", "all".to_string()),
-            ("AGENTOPS__SCORER__ASSIGNMENT", "all".to_string()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
+        [("AGENTOPS__INGEST__LISTEN", format!("127.0.0.1:{gateway_port}"))].map(|(k, v)| (k.to_string(), v)),
     );
-    broker.create_topic(&topic, 4).await;
-    integration_tests::create_output_topics(&broker, &env, 2).await;
-    run_bin("aggregator", &["migrate"], &env);
+    env.extend(integration_tests::own_all_partitions(&["aggregator", "scorer"]));
+    integration_tests::prepare_pipeline(&broker, &env, 4, 2).await;
     let keys: BTreeMap<String, String> = TENANTS
         .iter()
         .map(|t| {
