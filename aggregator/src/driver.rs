@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_io::checkpoint::{OutputSink, Position, Saved, StateStore};
+use kafka_io::checkpoint::{lags, OutputSink, Position, Saved, StateStore};
 use kafka_io::stored::StoredCheckpoints;
 use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -41,17 +41,9 @@ use crate::daily::to_metric;
 use crate::engine::{EngineConfig, Outcome, PartitionState};
 use crate::{Error, Result};
 
-/// What the driver needs, built by `main` (or a test) from the settings.
-pub struct Deps {
-    /// Settings of the whole pipeline.
-    pub settings: settings::Settings,
-    /// The store (daily rows, checkpoints).
-    pub store: Arc<dyn Store>,
-    /// Runtime handle for the async clients.
-    pub runtime: Handle,
-    /// Metrics (shared with the operations endpoints).
-    pub metrics: crate::metrics::Metrics,
-}
+/// What the driver needs (the store: daily rows, checkpoints), built by
+/// [`kafka_io::service::run`] (or a test) from the settings.
+pub type Deps = kafka_io::service::Deps<crate::metrics::Metrics>;
 
 struct Partition {
     state: PartitionState,
@@ -115,7 +107,7 @@ impl Handler for Aggregator {
             None => (PartitionState::default(), 0),
         };
         tracing::info!(partition, next_offset, "partition restored from checkpoint");
-        self.metrics.ready.store(true, Ordering::Relaxed);
+        self.metrics.consumer.ready.store(true, Ordering::Relaxed);
         self.partitions.insert(
             partition,
             Partition {
@@ -209,9 +201,7 @@ impl Handler for Aggregator {
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
         // Lag from the high watermarks of the client's statistics (no request here: a
         // ListOffsets would queue behind the broker's long-polled fetch and delay the checkpoint).
-        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
-            self.metrics.lag.with_label_values(&[&partition]).set(lag);
-        }
+        self.metrics.consumer.set_lags(lags(positions));
         let elapsed = self.checkpoint_started.elapsed();
         self.metrics.checkpoint_seconds.observe(elapsed.as_secs_f64());
         tracing::debug!(

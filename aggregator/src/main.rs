@@ -1,19 +1,11 @@
 //! `aggregator` binary: see the crate docs.
 
+use aggregator::driver;
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    config: settings::ConfigArgs,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -52,13 +44,9 @@ fn parse_day(flag: &str, value: &str) -> anyhow::Result<time::Date> {
 
 fn main() -> anyhow::Result<()> {
     ops::init_tracing("info");
-    let cli = Cli::parse();
-    let settings = cli.config.load()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    match cli.command {
+    let (command, settings) = settings::cli!(Command).load()?;
+    let runtime = ops::runtime()?;
+    match command {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Migrate => {
             runtime.block_on(store::open_migrated(&settings.store.url))?;
@@ -112,25 +100,8 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Run => {
-            let store = runtime.block_on(kafka_io::open_store_and_topics(&settings))?;
-            let stop = ops::stop_flag(runtime.handle());
-            let metrics = aggregator::metrics::Metrics::new();
-            ops::serve_on(
-                runtime.handle(),
-                settings.aggregator.metrics_listen,
-                "aggregator.metrics_listen",
-                metrics.registry().clone(),
-                metrics.ready.clone(),
-            )?;
-            let deps = aggregator::driver::Deps {
-                settings,
-                store,
-                runtime: runtime.handle().clone(),
-                metrics,
-            };
-            ops::run_on_thread("aggregator", move || {
-                aggregator::driver::run(deps, stop).map_err(anyhow::Error::from)
-            })?;
+            let listen = settings.aggregator.metrics_listen;
+            kafka_io::service::run(runtime.handle(), "aggregator", listen, settings, driver::run)?;
         }
     }
     Ok(())

@@ -1,15 +1,15 @@
 //! Prometheus metrics of the aggregator and its operations endpoints: `GET /metrics`,
 //! `GET /healthz` and `GET /readyz` (partitions are assigned and restored).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
+use ops::metrics::ConsumerMetrics;
+use prometheus::{Histogram, IntCounter, IntCounterVec};
 
 /// The aggregator's metrics.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    /// `aggregator_consumer_lag` (records not consumed yet, per partition), the readiness flag
+    /// (partitions are assigned and restored) and the registry of every metric here.
+    pub consumer: ConsumerMetrics,
     /// Records consumed (not counting the replay of records a restored state already holds).
     pub events_in: IntCounter,
     /// Records sent to the dead-letter topic, by reason.
@@ -25,21 +25,17 @@ pub struct Metrics {
     pub rows_written: IntCounter,
     /// Seconds per checkpoint (deliveries, rows, roll-ups, checkpoint rows, commit).
     pub checkpoint_seconds: Histogram,
-    /// Records between the partition's high watermark and the next offset to consume.
-    pub lag: IntGaugeVec,
-    /// Partitions are assigned and restored.
-    pub ready: Arc<AtomicBool>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+impl AsRef<ConsumerMetrics> for Metrics {
+    fn as_ref(&self) -> &ConsumerMetrics {
+        &self.consumer
     }
 }
 
-impl Metrics {
+impl Default for Metrics {
     /// Fresh metrics in their own registry.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let r = ops::metrics::Registrar::new();
         Metrics {
             events_in: r.counter("aggregator_events_in_total", "Task-event records consumed"),
@@ -63,44 +59,26 @@ impl Metrics {
                 "Checkpoint duration",
                 ops::metrics::exponential_buckets(0.001, 2.0, 14),
             ),
-            lag: r.lag_gauge(
+            consumer: r.consumer(
                 "aggregator_consumer_lag",
                 "Records not consumed yet, per partition",
             ),
-            ready: Arc::new(AtomicBool::new(false)),
-            registry: r.registry().clone(),
         }
-    }
-
-    /// The registry every metric is in (served by [`ops::serve_on`]).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
     use super::*;
 
-    #[tokio::test]
-    async fn counters_are_exposed_and_readiness_follows_the_flag() {
-        let m = Metrics::new();
-        let r = ops::routes(m.registry().clone(), m.ready.clone());
-        assert_eq!(
-            warp::test::request().path("/readyz").reply(&r).await.status(),
-            503
-        );
-        m.ready.store(true, Ordering::Relaxed);
+    /// The names and labels the alerts and dashboards use (the readiness flag and the routes
+    /// are `ops`'s, tested there).
+    #[test]
+    fn counters_and_lag_are_exposed_under_their_names() {
+        let m = Metrics::default();
         m.dead_lettered.with_label_values(&["invalid_event"]).inc();
-        m.lag.with_label_values(&["3"]).set(42);
-        assert_eq!(
-            warp::test::request().path("/readyz").reply(&r).await.status(),
-            200
-        );
-        let body = warp::test::request().path("/metrics").reply(&r).await;
-        let text = String::from_utf8(body.body().to_vec()).unwrap();
+        m.consumer.set_lags([("3".to_string(), 42)]);
+        let text = String::from_utf8(ops::metrics_text(m.consumer.registry())).unwrap();
         assert!(
             text.contains("aggregator_dead_lettered_total{reason=\"invalid_event\"} 1"),
             "{text}"

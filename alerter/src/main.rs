@@ -1,15 +1,7 @@
 //! `alerter` binary: see the crate docs.
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    config: settings::ConfigArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+use alerter::service;
+use clap::Subcommand;
 
 #[derive(Subcommand)]
 enum Command {
@@ -21,34 +13,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     ops::init_tracing("info");
-    let cli = Cli::parse();
-    let settings = cli.config.load()?;
-    match cli.command {
+    let (command, settings) = settings::cli!(Command).load()?;
+    match command {
         Command::CheckConfig => println!("{:#?}", settings.alerter),
         Command::Run => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let store = runtime.block_on(kafka_io::open_store_and_topics(&settings))?;
-            let stop = ops::stop_flag(runtime.handle());
-            let metrics = alerter::metrics::Metrics::new();
-            ops::serve_on(
-                runtime.handle(),
-                settings.alerter.metrics_listen,
-                "alerter.metrics_listen",
-                metrics.registry.clone(),
-                metrics.ready.clone(),
-            )?;
-            let deps = alerter::service::Deps {
-                settings,
-                store,
-                runtime: runtime.handle().clone(),
-                metrics,
-            };
-            ops::run_on_thread("alerter", move || {
-                alerter::service::run(deps, stop).map_err(anyhow::Error::from)
-            })?;
+            let runtime = ops::runtime()?;
+            let listen = settings.alerter.metrics_listen;
+            kafka_io::service::run(runtime.handle(), "alerter", listen, settings, service::run)?;
         }
     }
     Ok(())

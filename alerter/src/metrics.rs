@@ -1,15 +1,14 @@
 //! Prometheus metrics of the alerter (served with `/healthz` and `/readyz` by `ops`).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use ops::metrics::ConsumerMetrics;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 
 /// The alerter's metrics.
 #[derive(Clone)]
 pub struct Metrics {
-    /// The registry holding them all.
-    pub registry: Registry,
+    /// `alerter_consumer_lag` (records not consumed yet, per partition), the readiness flag
+    /// (partitions are assigned and restored) and the registry holding them all.
+    pub consumer: ConsumerMetrics,
     /// Verdicts consumed (not counting the replay of records a restored state already holds).
     pub verdicts_in: IntCounter,
     /// Records sent to the dead-letter topic, by reason.
@@ -32,21 +31,11 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// Unix time of the last checkpoint saved.
     pub last_checkpoint_timestamp: IntGauge,
-    /// Records between the partition's high watermark and the next offset to consume.
-    pub lag: IntGaugeVec,
-    /// Partitions are assigned and restored.
-    pub ready: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
     /// Fresh metrics in their own registry.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let r = ops::metrics::Registrar::new();
         let by_receiver = |name: &str, help: &str| r.counter_vec(name, help, &["receiver"]);
         Metrics {
@@ -82,9 +71,13 @@ impl Metrics {
                 "alerter_last_checkpoint_timestamp_seconds",
                 "Unix time of the last checkpoint saved",
             ),
-            lag: r.lag_gauge("alerter_consumer_lag", "Records not consumed yet, per partition"),
-            ready: Arc::new(AtomicBool::new(false)),
-            registry: r.registry().clone(),
+            consumer: r.consumer("alerter_consumer_lag", "Records not consumed yet, per partition"),
         }
+    }
+}
+
+impl AsRef<ConsumerMetrics> for Metrics {
+    fn as_ref(&self) -> &ConsumerMetrics {
+        &self.consumer
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_io::checkpoint::{OutputSink, Position, Saved, StateStore};
+use kafka_io::checkpoint::{lags, OutputSink, Position, Saved, StateStore};
 use kafka_io::stored::StoredCheckpoints;
 use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -31,7 +31,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use schemas::codec::Decoder;
 use schemas::time::now_ms;
 use schemas::Anomaly;
-use store::Store;
 use tokio::runtime::Handle;
 
 use crate::alertmanager::rfc3339;
@@ -40,17 +39,9 @@ use crate::metrics::Metrics;
 use crate::receivers::{Outbox, Receivers};
 use crate::{Error, Result};
 
-/// What the service needs, built by `main` (or a test).
-pub struct Deps {
-    /// Settings of the whole pipeline.
-    pub settings: settings::Settings,
-    /// The store (checkpoints).
-    pub store: Arc<dyn Store>,
-    /// Runtime handle for the async clients.
-    pub runtime: Handle,
-    /// Metrics (shared with the operations endpoints).
-    pub metrics: Metrics,
-}
+/// What the service needs (the store: checkpoints), built by [`kafka_io::service::run`] (or a
+/// test).
+pub type Deps = kafka_io::service::Deps<Metrics>;
 
 struct Partition {
     book: AlertBook,
@@ -139,7 +130,7 @@ impl Handler for Alerter {
         );
         self.refresh_open_gauge();
         self.resend_due = true;
-        self.metrics.ready.store(true, Ordering::Relaxed);
+        self.metrics.consumer.ready.store(true, Ordering::Relaxed);
         Ok(next_offset)
     }
 
@@ -206,9 +197,7 @@ impl Handler for Alerter {
     }
 
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
-        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
-            self.metrics.lag.with_label_values(&[&partition]).set(lag);
-        }
+        self.metrics.consumer.set_lags(lags(positions));
         self.refresh_open_gauge();
         self.metrics.last_checkpoint_timestamp.set(now_ms() / 1000);
         self.metrics

@@ -177,7 +177,7 @@ async fn one_notification_per_incident_resolved_after_it_ends_and_re_sends_are_m
     let hook_addr = free_addr();
     let hook_base = format!("http://{hook_addr}");
     let am = start_alertmanager(&format!("{hook_base}/am")).await;
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let receivers = Receivers::new(&settings(&am.url, &hook_base), metrics.clone()).unwrap();
     let stop = AtomicBool::new(false);
     // The recorder is down at first: the signed webhook is retried until it comes up.

@@ -10,16 +10,7 @@ use auth_api::admin;
 use auth_api::config::Config;
 use auth_api::passwords::Hasher;
 use auth_api::service::AuthService;
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    config: settings::ConfigArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Subcommand;
 
 #[derive(Subcommand)]
 enum Command {
@@ -82,9 +73,8 @@ async fn store(settings: &settings::Settings) -> anyhow::Result<std::sync::Arc<d
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ops::init_tracing("info");
-    let cli = Cli::parse();
-    let settings = cli.config.load()?;
-    match cli.command {
+    let (command, settings) = settings::cli!(Command).load()?;
+    match command {
         Command::CheckConfig => {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             Config::from_settings(&settings.auth_api, cpus)?;

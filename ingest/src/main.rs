@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
@@ -18,15 +18,6 @@ use schemas::{TaskEvent, TaskStatus};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    config: settings::ConfigArgs,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -320,9 +311,8 @@ async fn generate(settings: &settings::Settings, args: &GenArgs) -> anyhow::Resu
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ops::init_tracing("warn");
-    let cli = Cli::parse();
-    let settings = cli.config.load()?;
-    match cli.command {
+    let (command, settings) = settings::cli!(Command).load()?;
+    match command {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Topics => {
             kafka_io::ensure_topics(&settings.kafka, &settings.kafka.topics.all()).await?;

@@ -15,6 +15,9 @@
 //!   plug their handlers into; [`checkpoint`]: its checkpoint protocol (deliver outputs, write
 //!   the store, save state with offsets, commit) as a plain function over small traits;
 //!   [`stored::StoredCheckpoints`]: partition state with its next offset in the store.
+//! - [`open_store_and_topics`]: what a consuming service opens before it runs;
+//!   [`service::run`]: the whole start of the aggregator and the alerter (store and topics,
+//!   stop flag, operations endpoints, the loop on a thread of its own).
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
 //!   next batch).
@@ -22,6 +25,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod service;
 pub mod stored;
 pub mod worker;
 

@@ -10,11 +10,15 @@
 //! - [`bind`] / [`serve_on`]: the listener of a settings key (its error names the key), and the
 //!   routes served there on a runtime;
 //! - [`metrics::Registrar`]: a service's metrics, each created and registered in one call;
+//!   [`metrics::ConsumerMetrics`]: a consuming service's lag and readiness flag, served with
+//!   its registry;
 //! - [`shutdown_signal`] / [`stop_flag`]: SIGTERM or Ctrl-C, as a future or as a flag;
-//!   [`run_on_thread`]: a service's loop on a named thread of its own, waited for.
+//!   [`run_on_thread`]: a service's loop on a named thread of its own, waited for, with
+//!   [`runtime`] (2 worker threads) beside it.
 //!
 //! Layout: `logging.rs` (tracing set-up), `readiness.rs` (probes), `endpoints.rs` (the routes,
-//! the listener), `metrics.rs` (declaring metrics), `shutdown.rs` (signals).
+//! the listener), `metrics.rs` (declaring metrics), `shutdown.rs` (signals, the runtime and
+//! thread of a service's loop).
 //!
 //! ```no_run
 //! # async fn example(listener: tokio::net::TcpListener) {
@@ -42,4 +46,4 @@ mod shutdown;
 pub use endpoints::{bind, endpoints, metrics_text, routes, serve, serve_on, BindError};
 pub use logging::init_tracing;
 pub use readiness::{Readiness, Report, DEFAULT_PROBE_TIMEOUT};
-pub use shutdown::{run_on_thread, shutdown_signal, stop_flag};
+pub use shutdown::{run_on_thread, runtime, shutdown_signal, stop_flag};

@@ -1,15 +1,22 @@
 //! Declaring a service's Prometheus metrics: [`Registrar`] creates each metric and registers it
-//! in one call, so that a service's `Metrics::new()` is a list of one-liners.
+//! in one call, so that a service's `Metrics::default()` is a list of one-liners; a consuming
+//! service's lag and readiness flag are one [`ConsumerMetrics`] ([`Registrar::consumer`]).
 //!
 //! Every method panics when the metric cannot be created (an invalid name or label) or
 //! registered (a name registered twice in the same registry); the message names the metric
 //! (`metric "x_total": Duplicate metrics collector registration attempted`). These are
 //! programming errors of a fixed list, found by the service's first test, not run-time failures.
 
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+use crate::BindError;
 
 /// Creates metrics and registers them in one registry (its own, or one shared with another
 /// part of the service).
@@ -78,6 +85,16 @@ impl Registrar {
         self.gauge_vec(name, help, &["partition"])
     }
 
+    /// The lag gauge of a consuming service ([`Registrar::lag_gauge`] `name`, `help`) and its
+    /// readiness flag, not ready yet; with this registrar's registry.
+    pub fn consumer(&self, lag_name: &str, lag_help: &str) -> ConsumerMetrics {
+        ConsumerMetrics {
+            lag: self.lag_gauge(lag_name, lag_help),
+            ready: Arc::new(AtomicBool::new(false)),
+            registry: self.registry.clone(),
+        }
+    }
+
     /// A histogram with these bucket upper bounds.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
         self.register(
@@ -103,6 +120,49 @@ impl Registrar {
     }
 }
 
+/// What a consuming service (aggregator, scorer, alerter) reports of its consumer, with the
+/// registry that holds all of the service's metrics: what its `/metrics` and `/readyz` serve.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    registry: Registry,
+    /// Records between the partition's high watermark and the next offset to consume, by
+    /// `partition`.
+    pub lag: IntGaugeVec,
+    /// The service is ready (`/readyz`'s probe "ready"); set by the service.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ConsumerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsumerMetrics")
+    }
+}
+
+impl ConsumerMetrics {
+    /// The registry every metric of the service is in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Sets the lag of each `(partition, records)` given; other partitions keep theirs.
+    pub fn set_lags(&self, lags: impl IntoIterator<Item = (String, i64)>) {
+        for (partition, lag) in lags {
+            self.lag.with_label_values(&[&partition]).set(lag);
+        }
+    }
+
+    /// Serves `/metrics` (the registry) and `/readyz` (the flag) on `listen` (see
+    /// [`crate::serve_on`]; `key` names the setting in the error).
+    pub fn serve_on(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        listen: SocketAddr,
+        key: &str,
+    ) -> Result<(), BindError> {
+        crate::serve_on(runtime, listen, key, self.registry.clone(), self.ready.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +184,23 @@ mod tests {
         assert!(text.contains("things_by_kind_total{kind=\"a\"} 1\n"), "{text}");
         assert!(text.contains("x_consumer_lag{partition=\"2\"} 7\n"), "{text}");
         assert!(text.contains("x_seconds_bucket{le=\"0.002\"} 1\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn consumer_metrics_serve_their_lag_and_readiness() {
+        let r = Registrar::new();
+        let consumer = r.consumer("x_consumer_lag", "Lag");
+        r.counter("x_total", "Things").inc();
+        let routes = crate::routes(consumer.registry().clone(), consumer.ready.clone());
+        let readyz = || warp::test::request().path("/readyz").reply(&routes);
+        assert_eq!(readyz().await.status(), 503);
+        consumer.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(readyz().await.status(), 200);
+        consumer.set_lags([("0".to_string(), 5), ("3".to_string(), 0)]);
+        let text = String::from_utf8(r.text()).unwrap();
+        assert!(text.contains("x_consumer_lag{partition=\"0\"} 5\n"), "{text}");
+        assert!(text.contains("x_consumer_lag{partition=\"3\"} 0\n"), "{text}");
+        assert!(text.contains("x_total 1\n"), "{text}");
     }
 
     #[test]

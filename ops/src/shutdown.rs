@@ -1,4 +1,5 @@
-//! Stopping on SIGTERM or Ctrl-C, the same way in every binary.
+//! Stopping on SIGTERM or Ctrl-C, the same way in every binary; the runtime and the thread of
+//! a service whose loop runs on a thread of its own.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,16 @@ pub fn stop_flag(runtime: &tokio::runtime::Handle) -> Arc<AtomicBool> {
         flag.store(true, Ordering::Relaxed);
     });
     stop
+}
+
+/// The Tokio runtime beside a service's own loop ([`run_on_thread`]): multi-threaded, with 2
+/// worker threads and every driver (I/O, time) enabled; it runs the clients' futures, the
+/// operations endpoints and the [`stop_flag`] watcher.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// Runs `work` on a thread named `name` and waits for it: the consuming loop of a service,

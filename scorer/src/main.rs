@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use schemas::{Anomaly, KpiWindow};
 use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
@@ -13,15 +13,6 @@ use scorer::{assess, evaluation, latency, offline, service, tuning};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(flatten)]
-    config: settings::ConfigArgs,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -149,15 +140,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     ops::init_tracing("info,ort=warn");
-    let cli = Cli::parse();
-    let settings = cli.config.load()?;
+    let (command, settings) = settings::cli!(Command).load()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let load_models = |dir: Option<PathBuf>| -> anyhow::Result<ModelSet> {
         let dir = dir.unwrap_or_else(|| PathBuf::from(&settings.scorer.model_dir));
         init_runtime(&runtime_path(&settings.scorer.onnxruntime_path))?;
         Ok(ModelSet::load(&dir, settings.scorer.intra_threads)?)
     };
-    match cli.command {
+    match command {
         Command::CheckConfig => println!("{settings:#?}"),
         Command::Latency => {
             let topics = &settings.kafka.topics;
@@ -382,13 +372,11 @@ fn main() -> anyhow::Result<()> {
                 &settings.kafka,
                 &[&topics.kpi_windows, &topics.anomalies, &topics.dead_letter],
             ))?;
-            let metrics = Metrics::new();
-            ops::serve_on(
+            let metrics = Metrics::default();
+            metrics.consumer.serve_on(
                 runtime.handle(),
                 settings.scorer.metrics_listen,
                 "scorer.metrics_listen",
-                metrics.registry().clone(),
-                metrics.ready.clone(),
             )?;
             let stop = ops::stop_flag(runtime.handle());
             let deps = service::Deps {

@@ -2,15 +2,16 @@
 //! `GET /healthz` (the process runs) and `GET /readyz` (a model set is loaded and partitions are
 //! assigned).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
+use ops::metrics::ConsumerMetrics;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 
 /// The scorer's metrics.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    /// `scorer_consumer_lag` (records behind the high watermark per input partition, from the
+    /// client's statistics: high watermark minus committed offset), the readiness flag (a model
+    /// set is loaded and the consumer runs) and the registry of every metric here.
+    pub consumer: ConsumerMetrics,
     /// KPI windows consumed.
     pub windows_in: IntCounter,
     /// Windows skipped, by reason (`undecodable`, `window_length`, `stale`, `warm_up`).
@@ -27,27 +28,24 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// 1 for the version in use.
     pub model_version: IntGaugeVec,
-    /// Records behind the high watermark per input partition (from the client's statistics:
-    /// high watermark minus committed offset).
-    pub lag: IntGaugeVec,
-    /// Ready: a model set is loaded and the consumer runs.
-    pub ready: Arc<AtomicBool>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Metrics {
+    /// Marks `version` as the model set in use.
+    pub fn set_version(&self, version: &str) {
+        self.model_version.reset();
+        self.model_version.with_label_values(&[version]).set(1);
+    }
+}
+
+impl Default for Metrics {
     /// Fresh metrics in their own registry.
-    pub fn new() -> Self {
+    fn default() -> Self {
         let r = ops::metrics::Registrar::new();
         let buckets = ops::metrics::exponential_buckets;
         Metrics {
             windows_in: r.counter("scorer_windows_in_total", "KPI windows consumed"),
-            lag: r.lag_gauge(
+            consumer: r.consumer(
                 "scorer_consumer_lag",
                 "KPI-window records not yet scored and committed, per partition",
             ),
@@ -78,20 +76,7 @@ impl Metrics {
                 "1 for the model set version in use",
                 &["version"],
             ),
-            ready: Arc::new(AtomicBool::new(false)),
-            registry: r.registry().clone(),
         }
-    }
-
-    /// The registry every metric is in (served by [`ops::serve_on`]).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Marks `version` as the model set in use.
-    pub fn set_version(&self, version: &str) {
-        self.model_version.reset();
-        self.model_version.with_label_values(&[version]).set(1);
     }
 }
 
@@ -103,11 +88,11 @@ mod tests {
 
     #[tokio::test]
     async fn ready_only_once_marked_and_metrics_are_exposed() {
-        let m = Metrics::new();
-        let r = ops::routes(m.registry().clone(), m.ready.clone());
+        let m = Metrics::default();
+        let r = ops::routes(m.consumer.registry().clone(), m.consumer.ready.clone());
         let res = warp::test::request().path("/readyz").reply(&r).await;
         assert_eq!(res.status(), 503);
-        m.ready.store(true, Ordering::Relaxed);
+        m.consumer.ready.store(true, Ordering::Relaxed);
         m.windows_in.inc();
         m.set_version("v1");
         let res = warp::test::request().path("/readyz").reply(&r).await;

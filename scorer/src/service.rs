@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_io::checkpoint::{OutputSink, Position, Saved, StateStore};
+use kafka_io::checkpoint::{lags, OutputSink, Position, Saved, StateStore};
 use kafka_io::worker::{Checkpoints, Handler, WorkerConfig};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -247,7 +247,7 @@ impl Handler for Scorer {
     fn assign(&mut self, partition: i32, committed: Option<i64>) -> Result<i64> {
         let next = committed.unwrap_or(0);
         self.partitions.insert(partition, Partition::default());
-        self.metrics.ready.store(true, Ordering::Relaxed);
+        self.metrics.consumer.ready.store(true, Ordering::Relaxed);
         Ok(next)
     }
 
@@ -339,9 +339,7 @@ impl Handler for Scorer {
     }
 
     fn checkpointed(&mut self, positions: &[Position]) -> Result<()> {
-        for (partition, lag) in kafka_io::checkpoint::lags(positions) {
-            self.metrics.lag.with_label_values(&[&partition]).set(lag);
-        }
+        self.metrics.consumer.set_lags(lags(positions));
         if let Some(candidate) = self.reload.take() {
             self.reload(candidate);
         }

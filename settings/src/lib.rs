@@ -11,6 +11,9 @@
 //! fails with one [`Error`] that names the key and what is wrong with it. Unknown keys are
 //! errors too, so a typo never passes silently. Secrets are [`Secret`]s: masked when printed.
 //!
+//! A service binary's command line is a [`Cli`]: `--config` ([`ConfigArgs`]) and the binary's
+//! own subcommands, parsed with [`cli!`] (which names the binary in `--help` and `--version`).
+//!
 //! ```
 //! use std::collections::HashMap;
 //! let env = HashMap::from([("AGENTOPS__KAFKA__BROKERS".to_string(), "kafka:9092".to_string())]);
@@ -29,7 +32,7 @@ use std::collections::HashMap;
 
 pub use alerter::{Alerter, PagerDuty, Webhook, MIN_WEBHOOK_SECRET_BYTES};
 pub use assignment::Assignment;
-pub use cli::ConfigArgs;
+pub use cli::{Cli, ConfigArgs};
 pub use secret::Secret;
 pub use sections::*;
 
