@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::detector::DetectorParams;
-use crate::evaluation::{judge_at, pick_threshold, Protocol};
+use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol};
 use crate::manifest::Manifest;
 use crate::models::ModelSet;
 use crate::offline::{self, Label, Member, Scored, Series};
@@ -130,7 +130,7 @@ pub fn tune(
     set: &mut ModelSet,
     normal: &[PathBuf],
     tuning: Option<&Path>,
-    budget: f64,
+    budget: &Budget,
     max_batch: usize,
 ) -> Result<Manifest> {
     let window_ms = set.manifest.window_ms();
@@ -194,8 +194,8 @@ pub struct CleanRow {
 pub struct Table {
     /// The rules.
     pub protocol: Protocol,
-    /// False-alarm budget on the tuning set.
-    pub budget: f64,
+    /// The budget on the tuning set.
+    pub budget: Budget,
     /// Tuning set.
     pub tuning: String,
     /// Unseen sets.
@@ -214,10 +214,14 @@ impl Table {
     /// The table in Markdown.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "Tuning set {}; unseen sets {}; thresholds picked on the tuning set with at most {} false alarms per series-day; an alarm is credited when it starts at most {} min before an incident, inside it, or at most {} min after it; mean ± sd over the unseen sets.\n\n",
+            "Tuning set {}; unseen sets {}; thresholds picked on the tuning set with at most {} false alarms per series-day{}; an alarm is credited when it starts at most {} min before an incident, inside it, or at most {} min after it; mean ± sd over the unseen sets.\n\n",
             self.tuning,
             self.eval.join(", "),
-            self.budget,
+            self.budget.false_alarms_per_series_day,
+            self.budget
+                .median_step_delay_ms
+                .map(|d| format!(" and a median delay of step incidents of at most {} min where one reaches it", d / 60_000))
+                .unwrap_or_default(),
             self.protocol.lead_ms / 60_000,
             self.protocol.grace_ms / 60_000,
         );
@@ -255,7 +259,7 @@ fn build_table(
     unseen: &[(DataSet, Vec<Scored>)],
     clean: &[(DataSet, Vec<Scored>)],
     protocol: &Protocol,
-    budget: f64,
+    budget: &Budget,
     model_version: String,
 ) -> Table {
     let mut rows = Vec::new();
@@ -279,7 +283,7 @@ fn build_table(
     }
     Table {
         protocol: *protocol,
-        budget,
+        budget: *budget,
         tuning: tuning.0.name.clone(),
         eval: unseen.iter().map(|d| d.0.name.clone()).collect(),
         clean: clean.iter().map(|d| d.0.name.clone()).collect(),
@@ -295,7 +299,7 @@ pub fn evaluate_statistical(
     tuning: &Path,
     eval: &[PathBuf],
     clean: &[PathBuf],
-    budget: f64,
+    budget: &Budget,
 ) -> Result<Table> {
     let protocol = Protocol::default();
     let seq_len = 16;
@@ -329,7 +333,7 @@ pub fn evaluate(
     tuning: &Path,
     eval: &[PathBuf],
     clean: &[PathBuf],
-    budget: f64,
+    budget: &Budget,
     max_batch: usize,
 ) -> Result<Table> {
     let protocol = protocol_of(&set.manifest);

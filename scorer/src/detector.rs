@@ -79,6 +79,15 @@ pub struct DetectorParams {
     pub cusum_k: f64,
     /// CUSUM ceiling.
     pub cusum_cap: f64,
+    /// Tasks' worth of evidence that one window's allowance `cusum_k` is set for. With it, the
+    /// success and intervention CUSUMs accumulate per task rather than per window (a
+    /// likelihood ratio for a fixed per-task shift): a window holding `r²` reference windows'
+    /// worth of evidence adds `r·(z − k·r)`, and evidence for normal keeps `½^(r²)` of the sum.
+    /// A quiet night's small windows then add up instead of each being charged a whole window's
+    /// allowance (a window of 2 tasks cannot reach `z > k`). Latency, cost and volume keep one
+    /// window as the unit. Without it (older model sets), every window counts as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cusum_reference_tasks: Option<f64>,
     /// A KPI whose CUSUM is above this does not update its baseline.
     pub freeze_at: f64,
     /// A KPI stops learning for at most this many windows in a row: a change that lasts
@@ -100,6 +109,7 @@ impl Default for DetectorParams {
             warmup_windows: 96,
             cusum_k: 1.5,
             cusum_cap: 12.0,
+            cusum_reference_tasks: Some(12.0),
             freeze_at: 4.0,
             max_freeze_windows: 96,
             volume_dispersion_prior: 0.25,
@@ -119,6 +129,7 @@ impl DetectorParams {
             ("freeze_at", self.freeze_at),
             ("z_clip", self.z_clip),
             ("huber", self.huber),
+            ("cusum_reference_tasks", self.cusum_reference_tasks.unwrap_or(1.0)),
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -452,6 +463,9 @@ impl SeriesDetector {
         let mut z = [0.0; KPI_COUNT];
         let mut defined = [false; KPI_COUNT];
         let mut expected = [None; KPI_COUNT];
+        // Tasks' worth of evidence each rate's z-score rests on (its inverse variance in units
+        // of one task's).
+        let mut information = [0.0; 2];
         let n = w.tasks.max(0) as f64;
         let busy = n > 0.0;
 
@@ -474,6 +488,7 @@ impl SeriesDetector {
             let dispersion = b.dispersion.or(1.0).max(1.0);
             z[r] = (HARM[r] * rate_z[r] / dispersion.sqrt()).clamp(-p.z_clip, p.z_clip);
             defined[r] = true;
+            information[r] = n / (widen * widen * dispersion);
             let sd = (rate * (1.0 - rate) / n).sqrt() * widen * dispersion.sqrt();
             expected[r] = Some(Expected {
                 observed: hits[r] / n,
@@ -546,12 +561,20 @@ impl SeriesDetector {
             }
             // Evidence for normal (z < 0) halves what was accumulated, so an alarm ends soon
             // after its cause does and a dip below the threshold does not start a new one.
+            // How many reference windows' worth of evidence this window holds: for a defined
+            // rate with a reference, its tasks' worth over the reference; otherwise one (an
+            // undefined KPI drains by k).
+            let r2 = match p.cusum_reference_tasks {
+                Some(reference) if defined[k] && k <= kpi::INTERVENTION => information[k] / reference,
+                _ => 1.0,
+            };
+            let r = r2.sqrt();
             let kept = if defined[k] && z[k] < 0.0 {
-                self.cusum[k] * RELIEF
+                self.cusum[k] * RELIEF.powf(r2)
             } else {
                 self.cusum[k]
             };
-            self.cusum[k] = (kept + z[k] - p.cusum_k).clamp(0.0, p.cusum_cap);
+            self.cusum[k] = (kept + r * (z[k] - p.cusum_k * r)).clamp(0.0, p.cusum_cap);
         }
         let warm = self.seen >= p.warmup_windows;
 
@@ -728,6 +751,38 @@ mod tests {
         assert!(
             x.low < x.expected && x.expected < x.high && x.observed < x.low,
             "{x:?}"
+        );
+    }
+
+    #[test]
+    fn small_windows_add_up_per_task_on_the_rates() {
+        // A quiet series (3 to 5 tasks per window in the late morning) whose success rate falls
+        // from 0.9 to 0.5 for 4 hours: a small window is charged only its share of the
+        // allowance, so per task the evidence adds up faster than per window.
+        let peak = |p: &DetectorParams| {
+            let mut rng = Lcg(9);
+            let mut d = SeriesDetector::new();
+            let days = 3 * 96;
+            let mut go = |range: std::ops::Range<i64>, success: f64| -> Vec<Evidence> {
+                range
+                    .map(|i| d.observe(&normal(&mut rng, i, 3.0, success, 1.0), p))
+                    .collect()
+            };
+            go(0..days + 10 * 4, 0.9);
+            go(days + 10 * 4..days + 14 * 4, 0.5)
+                .iter()
+                .map(|e| e.cusum[kpi::SUCCESS])
+                .fold(0.0, f64::max)
+        };
+        let per_task = peak(&DetectorParams::default());
+        let per_window = peak(&DetectorParams {
+            cusum_reference_tasks: None,
+            ..DetectorParams::default()
+        });
+        assert!(per_task >= 5.0, "per task: {per_task}");
+        assert!(
+            per_window < per_task - 1.5,
+            "per window {per_window} vs per task {per_task}"
         );
     }
 

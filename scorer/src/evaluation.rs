@@ -165,6 +165,20 @@ impl Report {
         self.flagged_inside as f64 / self.flagged_windows as f64
     }
 
+    /// The `q` quantile of the delays of the step incidents (all kinds but `slow_drift`), a
+    /// missed one counting as `i64::MAX`; `None` without step incidents.
+    pub fn step_delay_with_misses_ms(&self, q: f64) -> Option<i64> {
+        let mut d: Vec<i64> = Vec::new();
+        for (kind, &(caught, total)) in &self.per_kind {
+            if kind.as_str() == STEP_EXCEPT {
+                continue;
+            }
+            d.extend(self.delays_by_kind.get(kind).into_iter().flatten().copied());
+            d.extend(std::iter::repeat_n(i64::MAX, total.saturating_sub(caught)));
+        }
+        quantile(&d, q)
+    }
+
     /// The `q` quantile of the delays of incidents not of kind `except`.
     pub fn delay_quantile_ms_except(&self, except: &str, q: f64) -> Option<i64> {
         let d: Vec<i64> = self
@@ -318,14 +332,63 @@ pub fn judge_at(series: &[SeriesScores], threshold: f64, protocol: &Protocol) ->
     total
 }
 
-/// The threshold picked on a tuning set: the best F1 among the thresholds whose false alarms
-/// per series-day (all series) stay within `budget` (ties: the higher threshold); if none
-/// does, the threshold with the fewest false alarms. Candidates: the distinct scores (at most
-/// `max_candidates` of them, evenly by rank).
+/// What a detector tuned on a tuning set may cost there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budget {
+    /// Most false alarms per series-day (all series).
+    pub false_alarms_per_series_day: f64,
+    /// Longest median delay of the step incidents (every kind but `slow_drift`), a missed one
+    /// counting as never caught (so catching fewer cannot shorten it); `None`: unbounded.
+    pub median_step_delay_ms: Option<i64>,
+}
+
+impl Budget {
+    /// Only a false-alarm budget.
+    pub fn false_alarms(per_series_day: f64) -> Budget {
+        Budget {
+            false_alarms_per_series_day: per_series_day,
+            median_step_delay_ms: None,
+        }
+    }
+
+    /// Whether `r` keeps to the false-alarm budget.
+    pub fn false_alarms_fit(&self, r: &Report) -> bool {
+        r.false_alarms_per_series_day() <= self.false_alarms_per_series_day
+    }
+
+    /// Whether `r` keeps to the whole budget (with a delay bound, a set without step
+    /// incidents does not: there is no delay to bound).
+    pub fn fits(&self, r: &Report) -> bool {
+        self.false_alarms_fit(r)
+            && self
+                .median_step_delay_ms
+                .is_none_or(|max| r.step_delay_with_misses_ms(0.5).is_some_and(|d| d <= max))
+    }
+
+    /// How well `r` keeps to the budget: 2 within all of it, 1 within the false alarms only, 0
+    /// over.
+    pub fn rank(&self, r: &Report) -> u8 {
+        if self.fits(r) {
+            2
+        } else if self.false_alarms_fit(r) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// The incident kind that is not a step change (its delay is not bounded by the budget).
+pub const STEP_EXCEPT: &str = "slow_drift";
+
+/// The threshold picked on a tuning set: the best F1 among the thresholds within the whole
+/// `budget` (ties: the higher threshold); if none is, the best F1 within its false alarms; if
+/// none is, the threshold with the fewest false alarms. Candidates: the distinct scores (at
+/// most `max_candidates` of them, evenly by rank).
 pub fn pick_threshold(
     series: &[SeriesScores],
     protocol: &Protocol,
-    budget: f64,
+    budget: &Budget,
     max_candidates: usize,
 ) -> (f64, Report) {
     let mut all: Vec<f64> = series
@@ -343,7 +406,7 @@ pub fn pick_threshold(
     candidates.push(*all.last().expect("not empty"));
     // Just above the highest score: flags nothing.
     candidates.push(all.last().expect("not empty") + 1e-9);
-    let mut best: Option<(f64, Report)> = None;
+    let mut best: Option<(u8, f64, Report)> = None;
     let mut fewest: Option<(f64, Report)> = None;
     for &t in &candidates {
         let r = judge_at(series, t, protocol);
@@ -355,11 +418,18 @@ pub fn pick_threshold(
         if fewer {
             fewest = Some((t, r.clone()));
         }
-        if fa <= budget && best.as_ref().is_none_or(|(_, b)| r.f1() >= b.f1()) {
-            best = Some((t, r));
+        let rank = budget.rank(&r);
+        if rank > 0
+            && best
+                .as_ref()
+                .is_none_or(|(b_rank, _, b)| rank > *b_rank || (rank == *b_rank && r.f1() >= b.f1()))
+        {
+            best = Some((rank, t, r));
         }
     }
-    best.or(fewest).expect("at least one candidate")
+    best.map(|(_, t, r)| (t, r))
+        .or(fewest)
+        .expect("at least one candidate")
 }
 
 #[cfg(test)]
@@ -489,15 +559,63 @@ mod tests {
                 incidents: vec![inc(10, 20)],
             },
         ];
-        let (t, r) = pick_threshold(&scored, &p, 0.0, 1000);
+        let (t, r) = pick_threshold(&scored, &p, &Budget::false_alarms(0.0), 1000);
         assert!(t > 5.0 - 1e-12 || r.false_alarms == 0, "{t}");
         assert_eq!(r.false_alarms, 0);
-        let (t, r) = pick_threshold(&scored, &p, 0.6, 1000);
+        let (t, r) = pick_threshold(&scored, &p, &Budget::false_alarms(0.6), 1000);
         assert!(
             t <= 3.95,
             "with budget for one false alarm the incident is caught: {t}"
         );
         assert_eq!(r.caught, 1);
+    }
+
+    #[test]
+    fn a_delay_bound_picks_the_threshold_that_catches_in_time() {
+        let p = Protocol::default();
+        let day = (DAY_MS as i64 / W) as usize;
+        // An incident whose score rises by 1 per window from its start, and a control series
+        // that peaks at 5 once.
+        let mut slow = vec![Some(0.0); day];
+        for (i, s) in slow.iter_mut().enumerate().take(30).skip(10) {
+            *s = Some((i - 10) as f64);
+        }
+        let mut control = vec![Some(0.0); day];
+        control[50] = Some(5.0);
+        let series = |scores, incidents: Vec<Incident>| SeriesScores {
+            starts: (0..day as i64).map(|i| i * W).collect(),
+            scores,
+            control: incidents.is_empty(),
+            incidents,
+        };
+        let scored = vec![series(slow, vec![inc(10, 30)]), series(control, vec![])];
+        // No false alarm allowed: above 5, caught after 7 windows (105 min) or later (ties go
+        // to the higher threshold).
+        let strict = Budget::false_alarms(0.0);
+        let (t, r) = pick_threshold(&scored, &p, &strict, 1000);
+        assert!(t > 5.0, "{t}");
+        assert_eq!((r.caught, r.false_alarms), (1, 0));
+        assert!(r.delays_ms[0] >= 7 * W, "{:?}", r.delays_ms);
+        // Bounded at 40 min as well: nothing fits both, the best within the false alarms stays.
+        let bounded = Budget {
+            median_step_delay_ms: Some(40 * 60_000),
+            ..strict
+        };
+        assert!(!bounded.fits(&r) && bounded.false_alarms_fit(&r));
+        assert_eq!(pick_threshold(&scored, &p, &bounded, 1000).0, t);
+        // With room for the control's false alarm, only a threshold of at most 1 catches within
+        // 40 min (window 11 ends 30 min after the start; window 12, 45 min).
+        let roomy = Budget {
+            false_alarms_per_series_day: 1.0,
+            ..bounded
+        };
+        let (t, r) = pick_threshold(&scored, &p, &roomy, 1000);
+        assert!(t > 0.0 && t <= 1.0, "{t}");
+        assert!(roomy.fits(&r));
+        assert_eq!(
+            (r.caught, r.false_alarms, r.delays_ms.clone()),
+            (1, 1, vec![2 * W])
+        );
     }
 
     proptest! {

@@ -1,14 +1,15 @@
 //! Choosing thresholds and ensemble weights on a tuning set, and the evaluation table over
 //! unseen sets (pure, over [`SeriesScores`]).
 //!
-//! Every detector row gets its threshold on the tuning set under the false-alarm budget
+//! Every detector row gets its threshold on the tuning set under the budget (false alarms, and
+//! optionally the median delay of step incidents)
 //! ([`pick_threshold`]), then is judged on each unseen set at that threshold; the table
 //! reports the mean and the standard deviation over the unseen sets, the pooled delays and
 //! the pooled catches per incident kind. The "flag every window" row needs no threshold.
 
 use serde::Serialize;
 
-use crate::evaluation::{judge_at, pick_threshold, Protocol, Report, SeriesScores};
+use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol, Report, SeriesScores};
 
 /// How many candidate thresholds a sweep tries.
 pub const CANDIDATES: usize = 400;
@@ -135,7 +136,8 @@ pub fn row(
 }
 
 /// The best weights (on a grid of `steps` per member, summing to 1) and threshold on the
-/// tuning set under the budget: highest F1, then fewest false alarms. `scores(w)` gives the
+/// tuning set: within the whole budget before within its false alarms only, then highest F1,
+/// then fewest false alarms. `scores(w)` gives the
 /// tuning set's scores for weights `w = (lstm, transformer, statistical)`; `allowed` masks
 /// members that must keep weight 0; every allowed member gets at least one step (a member of
 /// the ensemble is in it).
@@ -144,7 +146,7 @@ pub fn tune_weights(
     allowed: (bool, bool, bool),
     steps: usize,
     protocol: &Protocol,
-    budget: f64,
+    budget: &Budget,
 ) -> ((f64, f64, f64), f64, Report) {
     let steps = steps.max(1);
     let mut best: Option<((f64, f64, f64), f64, Report)> = None;
@@ -161,9 +163,8 @@ pub fn tune_weights(
             }
             let (t, r) = pick_threshold(&scores(w), protocol, budget, CANDIDATES);
             let better = best.as_ref().is_none_or(|(_, _, b)| {
-                let fits = r.false_alarms_per_series_day() <= budget;
-                let b_fits = b.false_alarms_per_series_day() <= budget;
-                (fits && !b_fits)
+                let (fits, b_fits) = (budget.rank(&r), budget.rank(b));
+                fits > b_fits
                     || (fits == b_fits
                         && (r.f1() > b.f1()
                             || (r.f1() == b.f1()

@@ -37,7 +37,8 @@ def _evaluate(scorer, models: Path, data: dict, budget: float, write: bool) -> s
 
     args = ["evaluate", "--models", str(models), "--tuning", str(data["tuning"].path),
             "--eval", *[str(d.path) for d in data["eval"]],
-            "--clean", *[str(d.path) for d in data["clean"]], "--budget", str(budget)]
+            "--clean", *[str(d.path) for d in data["clean"]], "--budget", str(budget),
+            "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)]
     if write:
         args += ["--out", str(models / "evaluation.json"), "--markdown", str(models / "evaluation.md")]
     return run(scorer, args, log)
@@ -124,6 +125,7 @@ def cmd_all(args) -> int:
         "eval_seeds": list(config.EVAL_SEEDS),
         "clean_sets": [{"seed": s, "tasks_per_day": t} for s, t in config.CLEAN_SETS],
         "false_alarm_budget": config.FALSE_ALARM_BUDGET,
+        "max_median_delay_min": config.MAX_MEDIAN_DELAY_MIN,
         "seed": config.SEED,
         "python": platform.python_version(),
         "torch": torch.__version__.split("+")[0],
@@ -141,7 +143,8 @@ def cmd_all(args) -> int:
         "transformer_lean_graph_max_abs_diff": lean_diff,
         "tuning": "scorer tune: each autoencoder calibrated on the validation seeds' warm windows (median and "
                   "1.4826 MAD of ln error); weights (grid of tenths) and threshold with the best event F1 on the "
-                  "tuning seed among those within the false-alarm budget",
+                  "tuning seed among those within the false-alarm budget and the median-delay bound (within "
+                  "the false alarms only where none reaches the bound)",
     }
     write_json(out / "manifest.json", build_manifest(out, detector, training, args.date))
     _tune_and_finish(scorer, out, data, args.date)
@@ -188,7 +191,8 @@ def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     from .scoring import OnnxModel
 
     run(scorer, ["tune", "--models", str(out), "--normal", *[str(d.path) for d in data["val"]],
-                 "--tuning", str(data["tuning"].path), "--budget", str(config.FALSE_ALARM_BUDGET)], log)
+                 "--tuning", str(data["tuning"].path), "--budget", str(config.FALSE_ALARM_BUDGET),
+                 "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)], log)
     manifest = set_version(json.loads((out / "manifest.json").read_text()), out, date)
     write_json(out / "manifest.json", manifest)
     log(f"  manifest version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
@@ -306,7 +310,7 @@ def cmd_fit(args) -> int:
     manifest["ensemble"] = base["ensemble"]
     write_json(out / "manifest.json", manifest)
     tune = ["tune", "--models", str(out), "--normal", *[str(d) for d in val_dirs],
-            "--budget", str(config.FALSE_ALARM_BUDGET)]
+            "--budget", str(config.FALSE_ALARM_BUDGET), "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)]
     if args.tuning:
         tune += ["--tuning", str(args.tuning)]
     run(scorer, tune, log)

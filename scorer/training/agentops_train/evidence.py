@@ -65,7 +65,9 @@ class Evidence:
 
 def evidence(scorer: Path, dataset: Path, detector: Path | None = None, log=print) -> Evidence:
     out = Path(dataset) / "evidence"
-    if not (out / "features.json").exists():
+    cached = out / "features.json"
+    # Cached per data set; computed again when the scorer binary (the detector) is newer.
+    if not cached.exists() or cached.stat().st_mtime < Path(scorer).stat().st_mtime:
         args = ["features", "--windows", str(Path(dataset) / "windows.csv"), "--out", str(out)]
         if detector is not None:
             args += ["--detector", str(detector)]
