@@ -162,28 +162,7 @@ pub struct WindowRow {
     #[serde(flatten)]
     pub kpis: Kpis,
     /// The scorer's verdict.
-    pub verdict: Option<VerdictView>,
-}
-
-/// The verdict on one window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VerdictView {
-    /// LSTM autoencoder, calibrated score.
-    pub lstm_score: f64,
-    /// Transformer autoencoder, calibrated score.
-    pub transformer_score: f64,
-    /// Statistical member (largest CUSUM), if it scored.
-    pub statistical_score: Option<f64>,
-    /// Ensemble score.
-    pub ensemble_score: f64,
-    /// Threshold of the ensemble.
-    pub threshold: f64,
-    /// Flagged as an anomaly.
-    pub is_anomaly: bool,
-    /// Model set.
-    pub model_version: String,
-    /// The KPIs against the series' normal range, most evidence first.
-    pub explanation: Vec<schemas::KpiExplanation>,
+    pub verdict: Option<store::WindowVerdict>,
 }
 
 impl From<&KpiWindowRow> for WindowRow {
@@ -194,16 +173,7 @@ impl From<&KpiWindowRow> for WindowRow {
             window_end: w.window_end,
             revision: w.revision,
             kpis: Kpis::new(w.counts, w.latency),
-            verdict: w.verdict.as_ref().map(|v| VerdictView {
-                lstm_score: v.lstm_score,
-                transformer_score: v.transformer_score,
-                statistical_score: v.statistical_score,
-                ensemble_score: v.ensemble_score,
-                threshold: v.threshold,
-                is_anomaly: v.is_anomaly,
-                model_version: v.model_version.clone(),
-                explanation: v.explanation.clone(),
-            }),
+            verdict: w.verdict.clone(),
         }
     }
 }

@@ -164,8 +164,9 @@ pub struct KpiWindowRow {
     pub updated_at_ms: i64,
 }
 
-/// The scorer's verdict on one window, as a dashboard shows it.
-#[derive(Debug, Clone, PartialEq)]
+/// The scorer's verdict on one window, as a dashboard shows it (its JSON is the dashboard's
+/// `verdict` object).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WindowVerdict {
     /// The LSTM autoencoder's calibrated score (robust z-score).
     pub lstm_score: f64,
