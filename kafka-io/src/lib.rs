@@ -356,38 +356,26 @@ mod tests {
 
     #[test]
     fn a_skipped_checkpoint_offset_seeks_back_twice_as_far() {
-        assert_eq!(
-            resume_verdict(4_000, 5_000, 5_001, 1_000),
-            ResumeVerdict::SeekBack(3_000)
-        );
-        assert_eq!(
-            resume_verdict(3_000, 5_000, 5_300, 1_000),
-            ResumeVerdict::SeekBack(1_000)
-        );
-        assert_eq!(
-            resume_verdict(1_000, 5_000, 5_300, 1_000),
-            ResumeVerdict::SeekBack(0)
-        );
-        assert_eq!(
-            resume_verdict(500, 1_500, 1_501, 1_000),
-            ResumeVerdict::SeekBack(0)
-        );
+        // (fetched from, resume point, first offset fetched, rewind) -> where to seek.
+        for (fetch_from, resume_at, first, rewind, to) in [
+            (4_000, 5_000, 5_001, 1_000, 3_000),
+            (3_000, 5_000, 5_300, 1_000, 1_000),
+            (1_000, 5_000, 5_300, 1_000, 0),
+            (500, 1_500, 1_501, 1_000, 0),
+            // A zero rewind still seeks back.
+            (5_000, 5_000, 5_001, 0, 4_998),
+            (4_998, 5_000, 5_001, 0, 4_996),
+        ] {
+            assert_eq!(
+                resume_verdict(fetch_from, resume_at, first, rewind),
+                ResumeVerdict::SeekBack(to),
+                "fetched from {fetch_from}, resume at {resume_at}, first {first}, rewind {rewind}"
+            );
+        }
     }
 
     #[test]
     fn a_gap_from_the_beginning_of_the_log_is_reported_as_lost() {
         assert_eq!(resume_verdict(0, 5_000, 7_000, 1_000), ResumeVerdict::Lost);
-    }
-
-    #[test]
-    fn a_zero_rewind_still_seeks_back() {
-        assert_eq!(
-            resume_verdict(5_000, 5_000, 5_001, 0),
-            ResumeVerdict::SeekBack(4_998)
-        );
-        assert_eq!(
-            resume_verdict(4_998, 5_000, 5_001, 0),
-            ResumeVerdict::SeekBack(4_996)
-        );
     }
 }
