@@ -84,8 +84,7 @@ pub struct DetectorParams {
     /// likelihood ratio for a fixed per-task shift): a window holding `r²` reference windows'
     /// worth of evidence adds `r·(z − k·r)`, and evidence for normal keeps `½^(r²)` of the sum.
     /// A quiet night's small windows then add up instead of each being charged a whole window's
-    /// allowance (a window of 2 tasks cannot reach `z > k`). Latency, cost and volume keep one
-    /// window as the unit. Without it (older model sets), every window counts as one.
+    /// allowance. Latency, cost and volume keep one window as the unit. Without it (older model sets), every window counts as one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cusum_reference_tasks: Option<f64>,
     /// A KPI whose CUSUM is above this does not update its baseline.
