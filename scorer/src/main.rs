@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use schemas::{Anomaly, KpiWindow};
 use scorer::detector::DetectorParams;
 use scorer::features::FEATURES;
@@ -13,6 +13,31 @@ use scorer::{assess, evaluation, latency, offline, service, tuning};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What a detector tuned on the tuning set may cost there (`tune`, `evaluate`).
+#[derive(Args)]
+struct BudgetArgs {
+    /// Most false alarms per series-day allowed on the tuning set.
+    #[arg(long, default_value_t = 0.005)]
+    budget: f64,
+    /// Longest median delay (minutes) of the step incidents (all kinds but slow drift, a
+    /// missed one counting as never caught) allowed on the tuning set, where a threshold
+    /// within the false alarms reaches it; 0: unbounded. 5 min under the 30-min target:
+    /// what is picked on one tuning seed is optimistic for unseen ones.
+    #[arg(long, default_value_t = 25)]
+    max_median_delay_min: i64,
+}
+
+impl BudgetArgs {
+    /// The budget (a delay of 0 minutes: unbounded).
+    fn budget(&self) -> evaluation::Budget {
+        evaluation::Budget {
+            false_alarms_per_series_day: self.budget,
+            median_step_delay_ms: (self.max_median_delay_min > 0)
+                .then_some(self.max_median_delay_min * 60_000),
+        }
+    }
+}
 
 #[derive(Subcommand)]
 enum Command {
@@ -66,15 +91,8 @@ enum Command {
         /// without it only the calibration is fitted and the weights and threshold are kept.
         #[arg(long)]
         tuning: Option<PathBuf>,
-        /// Most false alarms per series-day allowed on the tuning set.
-        #[arg(long, default_value_t = 0.005)]
-        budget: f64,
-        /// Longest median delay (minutes) of the step incidents (all kinds but slow drift, a
-        /// missed one counting as never caught) allowed on the tuning set, where a threshold
-        /// within the false alarms reaches it; 0: unbounded. 5 min under the 30-min target:
-        /// what is picked on one tuning seed is optimistic for unseen ones.
-        #[arg(long, default_value_t = 25)]
-        max_median_delay_min: i64,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Export stored KPI windows (the `kpi_windows` table, see `store.window_retention_days`)
     /// as a windows CSV: a tenant's own history for `scorer tune`, `scorer offline` or
@@ -109,15 +127,8 @@ enum Command {
         /// Clean sets (no incidents): false alarms only.
         #[arg(long, num_args = 1..)]
         clean: Vec<PathBuf>,
-        /// Most false alarms per series-day allowed on the tuning set.
-        #[arg(long, default_value_t = 0.005)]
-        budget: f64,
-        /// Longest median delay (minutes) of the step incidents (all kinds but slow drift, a
-        /// missed one counting as never caught) allowed on the tuning set, where a threshold
-        /// within the false alarms reaches it; 0: unbounded. 5 min under the 30-min target:
-        /// what is picked on one tuning seed is optimistic for unseen ones.
-        #[arg(long, default_value_t = 25)]
-        max_median_delay_min: i64,
+        #[command(flatten)]
+        budget: BudgetArgs,
         /// Only the statistical member (no ONNX models needed).
         #[arg(long)]
         statistical_only: bool,
@@ -320,9 +331,8 @@ fn main() -> anyhow::Result<()> {
             normal,
             tuning,
             budget,
-            max_median_delay_min,
         } => {
-            let budget = budget_of(budget, max_median_delay_min);
+            let budget = budget.budget();
             let mut set = load_models(Some(models.clone()))?;
             let manifest = assess::tune(
                 &mut set,
@@ -349,13 +359,12 @@ fn main() -> anyhow::Result<()> {
             eval,
             clean,
             budget,
-            max_median_delay_min,
             statistical_only,
             detector,
             out,
             markdown,
         } => {
-            let budget = budget_of(budget, max_median_delay_min);
+            let budget = budget.budget();
             let table = if statistical_only {
                 let params = read_detector(detector.as_deref())?;
                 assess::evaluate_statistical(&params, &tuning, &eval, &clean, &budget)?
@@ -526,13 +535,5 @@ fn print_alarms(tenant: &str, flagged: &[schemas::Anomaly], incidents: &[serde_j
                 utc(incident.end_ms)
             );
         }
-    }
-}
-
-/// The tuning budget from the command line (a delay of 0 minutes: unbounded).
-fn budget_of(false_alarms: f64, max_median_delay_min: i64) -> evaluation::Budget {
-    evaluation::Budget {
-        false_alarms_per_series_day: false_alarms,
-        median_step_delay_ms: (max_median_delay_min > 0).then_some(max_median_delay_min * 60_000),
     }
 }
