@@ -32,13 +32,16 @@ def _datasets(work: Path, ingest: str | None, keep_events: bool):
     }
 
 
-def _evaluate(scorer, models: Path, data: dict, budget: float, write: bool) -> str:
+# The tuning budget as `scorer tune` and `scorer evaluate` take it.
+BUDGET_ARGS = ["--budget", str(config.FALSE_ALARM_BUDGET), "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)]
+
+
+def _evaluate(scorer, models: Path, data: dict, write: bool) -> str:
     from .evidence import run
 
     args = ["evaluate", "--models", str(models), "--tuning", str(data["tuning"].path),
             "--eval", *[str(d.path) for d in data["eval"]],
-            "--clean", *[str(d.path) for d in data["clean"]], "--budget", str(budget),
-            "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)]
+            "--clean", *[str(d.path) for d in data["clean"]], *BUDGET_ARGS]
     if write:
         args += ["--out", str(models / "evaluation.json"), "--markdown", str(models / "evaluation.md")]
     return run(scorer, args, log)
@@ -191,8 +194,7 @@ def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     from .scoring import OnnxModel
 
     run(scorer, ["tune", "--models", str(out), "--normal", *[str(d.path) for d in data["val"]],
-                 "--tuning", str(data["tuning"].path), "--budget", str(config.FALSE_ALARM_BUDGET),
-                 "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)], log)
+                 "--tuning", str(data["tuning"].path), *BUDGET_ARGS], log)
     manifest = set_version(json.loads((out / "manifest.json").read_text()), out, date)
     write_json(out / "manifest.json", manifest)
     log(f"  manifest version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
@@ -204,7 +206,7 @@ def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     write_json(out / "reference.json",
                build_reference(tune_ev, tuning.incidents, tuning.windows.window_starts(), manifest, lstm, tr))
     log(f"5/5 evaluation on seeds {config.EVAL_SEEDS} and clean traffic {config.CLEAN_SETS} (`scorer evaluate`)")
-    log(_evaluate(scorer, out, data, config.FALSE_ALARM_BUDGET, write=True))
+    log(_evaluate(scorer, out, data, write=True))
 
 
 def cmd_tune(args) -> int:
@@ -309,8 +311,7 @@ def cmd_fit(args) -> int:
     # Without a labelled tuning set the base set's weights and threshold are kept.
     manifest["ensemble"] = base["ensemble"]
     write_json(out / "manifest.json", manifest)
-    tune = ["tune", "--models", str(out), "--normal", *[str(d) for d in val_dirs],
-            "--budget", str(config.FALSE_ALARM_BUDGET), "--max-median-delay-min", str(config.MAX_MEDIAN_DELAY_MIN)]
+    tune = ["tune", "--models", str(out), "--normal", *[str(d) for d in val_dirs], *BUDGET_ARGS]
     if args.tuning:
         tune += ["--tuning", str(args.tuning)]
     run(scorer, tune, log)
@@ -328,7 +329,7 @@ def cmd_evaluate(args) -> int:
     from .evidence import scorer_binary
 
     data = _datasets(Path(args.work), args.ingest, args.keep_events)
-    log(_evaluate(scorer_binary(args.scorer), Path(args.models), data, config.FALSE_ALARM_BUDGET, args.write))
+    log(_evaluate(scorer_binary(args.scorer), Path(args.models), data, args.write))
     return 0
 
 
