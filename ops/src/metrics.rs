@@ -79,17 +79,12 @@ impl Registrar {
         self.register(name, IntGaugeVec::new(Opts::new(name, help), labels))
     }
 
-    /// The per-partition consumer lag of a consuming service: an integer gauge by `partition`
-    /// (records between the partition's high watermark and the next offset to consume).
-    pub fn lag_gauge(&self, name: &str, help: &str) -> IntGaugeVec {
-        self.gauge_vec(name, help, &["partition"])
-    }
-
-    /// The lag gauge of a consuming service ([`Registrar::lag_gauge`] `name`, `help`) and its
+    /// The consumer lag of a consuming service (an integer gauge `lag_name` by `partition`:
+    /// records between the partition's high watermark and the next offset to consume) and its
     /// readiness flag, not ready yet; with this registrar's registry.
     pub fn consumer(&self, lag_name: &str, lag_help: &str) -> ConsumerMetrics {
         ConsumerMetrics {
-            lag: self.lag_gauge(lag_name, lag_help),
+            lag: self.gauge_vec(lag_name, lag_help, &["partition"]),
             ready: Arc::new(AtomicBool::new(false)),
             registry: self.registry.clone(),
         }
@@ -172,11 +167,11 @@ mod tests {
         let r = Registrar::new();
         let c = r.counter("things_total", "Things");
         let v = r.counter_vec("things_by_kind_total", "Things by kind", &["kind"]);
-        let lag = r.lag_gauge("x_consumer_lag", "Lag");
+        let consumer = r.consumer("x_consumer_lag", "Lag");
         let h = r.histogram("x_seconds", "Time", exponential_buckets(0.001, 2.0, 4));
         c.inc_by(3);
         v.with_label_values(&["a"]).inc();
-        lag.with_label_values(&["2"]).set(7);
+        consumer.set_lags([("2".to_string(), 7)]);
         h.observe(0.0015);
         let text = String::from_utf8(r.text()).unwrap();
         assert!(text.contains("# HELP things_total Things\n"), "{text}");
