@@ -165,29 +165,31 @@ impl Report {
         self.flagged_inside as f64 / self.flagged_windows as f64
     }
 
-    /// The `q` quantile of the delays of the step incidents (all kinds but `slow_drift`), a
-    /// missed one counting as `i64::MAX`; `None` without step incidents.
-    pub fn step_delay_with_misses_ms(&self, q: f64) -> Option<i64> {
+    /// The delays of the step incidents caught (all kinds but [`NOT_A_STEP`]), and with
+    /// `misses` one `i64::MAX` ("never") for each step incident missed.
+    fn step_delays_ms(&self, misses: bool) -> Vec<i64> {
         let mut d: Vec<i64> = Vec::new();
         for (kind, &(caught, total)) in &self.per_kind {
-            if kind.as_str() == STEP_EXCEPT {
+            if kind.as_str() == NOT_A_STEP {
                 continue;
             }
             d.extend(self.delays_by_kind.get(kind).into_iter().flatten().copied());
-            d.extend(std::iter::repeat_n(i64::MAX, total.saturating_sub(caught)));
+            if misses {
+                d.extend(std::iter::repeat_n(i64::MAX, total.saturating_sub(caught)));
+            }
         }
-        quantile(&d, q)
+        d
     }
 
-    /// The `q` quantile of the delays of incidents not of kind `except`.
-    pub fn delay_quantile_ms_except(&self, except: &str, q: f64) -> Option<i64> {
-        let d: Vec<i64> = self
-            .delays_by_kind
-            .iter()
-            .filter(|(k, _)| k.as_str() != except)
-            .flat_map(|(_, d)| d.iter().copied())
-            .collect();
-        quantile(&d, q)
+    /// The `q` quantile of the delays of the step incidents caught; `None` without any.
+    pub fn step_delay_quantile_ms(&self, q: f64) -> Option<i64> {
+        quantile(&self.step_delays_ms(false), q)
+    }
+
+    /// The `q` quantile of the delays of the step incidents, a missed one counting as
+    /// `i64::MAX`; `None` without step incidents.
+    pub fn step_delay_with_misses_ms(&self, q: f64) -> Option<i64> {
+        quantile(&self.step_delays_ms(true), q)
     }
 }
 
@@ -378,8 +380,9 @@ impl Budget {
     }
 }
 
-/// The incident kind that is not a step change (its delay is not bounded by the budget).
-pub const STEP_EXCEPT: &str = "slow_drift";
+/// The incident kind that is not a step change: its delay is not a step incident's (the
+/// table's delay column and the budget's delay bound leave it out).
+pub const NOT_A_STEP: &str = "slow_drift";
 
 /// The threshold picked on a tuning set: the best F1 among the thresholds within the whole
 /// `budget` (ties: the higher threshold); if none is, the best F1 within its false alarms; if

@@ -224,8 +224,8 @@ pub fn markdown(rows: &[Row], sets: usize) -> String {
             pm(&r.false_alarms_per_series_day, 4),
             pm(&r.false_alarms_per_control_series_day, 4),
             pm(&r.inside_share, 3),
-            minutes(r.pooled.delay_quantile_ms_except("slow_drift", 0.5)),
-            minutes(r.pooled.delay_quantile_ms_except("slow_drift", 0.9)),
+            minutes(r.pooled.step_delay_quantile_ms(0.5)),
+            minutes(r.pooled.step_delay_quantile_ms(0.9)),
             kinds.join(" / "),
         ));
     }
