@@ -150,9 +150,9 @@ for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"
 AGENTOPS_LOG_FORMAT=json "$BIN/alerter" run >"$RUN_DIR/alerter.log" 2>&1 & echo $! >"$RUN_DIR/alerter.pid"
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:8080/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 days="${DEMO_DAYS:-7}"
-log "generating $days simulated days (2 tenants x 4 agents, incidents) through the HTTP gateway"
+log "generating $days simulated days (2 tenants x 4 agents, incidents in working hours) through the HTTP gateway"
 "$BIN/ingest" gen --to http --out "$RUN_DIR/demo" --tenants 2 --agents 4 --control-agents 1 \
-  --days "$days" --start 2025-10-01 --tasks-per-day 2000
+  --days "$days" --start 2025-10-01 --tasks-per-day 2000 --incidents-in-working-hours
 log "waiting for the aggregator and the scorer to catch up"
 wait_caught_up
 last=$(date -u -d "2025-10-01 + $((days - 1)) days" +%F)

@@ -124,6 +124,10 @@ struct GenArgs {
     /// Inject no incidents.
     #[arg(long)]
     no_incidents: bool,
+    /// Start every incident in its tenant's working hours (a weekday, 09:00-17:00 local time)
+    /// instead of at any time (the demo; the evaluation uses any time).
+    #[arg(long)]
+    incidents_in_working_hours: bool,
     /// Skip the ground truth (throughput runs).
     #[arg(long)]
     no_truth: bool,
@@ -159,6 +163,7 @@ impl GenArgs {
             very_late_rate: self.very_late_rate,
             malformed_rate: self.malformed_rate,
             incidents: !self.no_incidents,
+            incidents_in_working_hours: self.incidents_in_working_hours,
             ..GenConfig::default()
         })
     }

@@ -35,6 +35,12 @@ pub struct GenConfig {
     pub malformed_rate: f64,
     /// Whether to inject incidents.
     pub incidents: bool,
+    /// Whether incidents start in the tenant's working hours (a weekday, 09:00-17:00 local
+    /// time) instead of at any time: for a demo whose every incident should carry enough
+    /// tasks to be seen. The evaluation keeps any time (night-time incidents on quiet series
+    /// are real, and some are too small for any detector).
+    #[serde(default)]
+    pub incidents_in_working_hours: bool,
 }
 
 impl Default for GenConfig {
@@ -54,6 +60,7 @@ impl Default for GenConfig {
             very_late_delay_ms: (3_600_000, 6 * 3_600_000),
             malformed_rate: 0.0005,
             incidents: true,
+            incidents_in_working_hours: false,
         }
     }
 }

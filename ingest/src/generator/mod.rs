@@ -226,6 +226,30 @@ fn weekly(day_index: i64) -> f64 {
     }
 }
 
+/// Whether `ms` lies in working hours (a weekday, 09:00-17:00) of a UTC offset of `offset_h`.
+fn in_working_hours(ms: i64, offset_h: i64) -> bool {
+    let local = ms + offset_h * HOUR_MS;
+    let weekday = (local.div_euclid(DAY_MS) + 3).rem_euclid(7); // 0 = Monday
+    let hour = local.rem_euclid(DAY_MS) / HOUR_MS;
+    weekday < 5 && (9..17).contains(&hour)
+}
+
+/// The first start in working hours at or after `start_ms` (in whole hours) that is still
+/// before `latest`, else the last one at or after `earliest`, else `start_ms` unchanged.
+fn working_hours_start(start_ms: i64, earliest: i64, latest: i64, offset_h: i64) -> i64 {
+    let forward = (0..)
+        .map(|h| start_ms + h * HOUR_MS)
+        .take_while(|t| *t < latest)
+        .find(|t| in_working_hours(*t, offset_h));
+    let backward = || {
+        (1..)
+            .map(|h| start_ms - h * HOUR_MS)
+            .take_while(|t| *t >= earliest)
+            .find(|t| in_working_hours(*t, offset_h))
+    };
+    forward.or_else(backward).unwrap_or(start_ms)
+}
+
 /// The generator: profiles and incidents are fixed at construction; [`Generator::hours`]
 /// yields the stream.
 #[derive(Debug, Clone)]
@@ -259,7 +283,11 @@ impl Generator {
                     // Leave the first third of the period clean: a baseline to learn from.
                     let earliest = start + (end - start) / 3;
                     let latest = (end - duration).max(earliest + 1);
-                    let start_ms = rng.random_range(earliest..latest) / 60_000 * 60_000;
+                    let mut start_ms = rng.random_range(earliest..latest) / 60_000 * 60_000;
+                    if config.incidents_in_working_hours {
+                        let offset = TENANT_UTC_OFFSETS[t as usize % TENANT_UTC_OFFSETS.len()];
+                        start_ms = working_hours_start(start_ms, earliest, latest, offset);
+                    }
                     Incident {
                         tenant_id: tenant_id.clone(),
                         agent_id: agent_id.clone(),
@@ -665,6 +693,47 @@ mod tests {
         assert!(controls
             .iter()
             .all(|(t, a, _)| !incidents.iter().any(|i| &i.tenant_id == t && &i.agent_id == a)));
+    }
+
+    #[test]
+    fn working_hours_move_only_the_incidents_starts() {
+        let c = GenConfig {
+            days: 12,
+            tasks_per_series_per_day: 10.0,
+            ..GenConfig::default()
+        };
+        let any_time = Generator::new(c.clone()).unwrap().incidents();
+        let working = Generator::new(GenConfig {
+            incidents_in_working_hours: true,
+            ..c.clone()
+        })
+        .unwrap()
+        .incidents();
+        let offset =
+            |i: &Incident| TENANT_UTC_OFFSETS[TENANT_NAMES.iter().position(|n| *n == i.tenant_id).unwrap()];
+        assert_eq!(any_time.len(), working.len());
+        assert!(
+            any_time.iter().any(|i| !in_working_hours(i.start_ms, offset(i))),
+            "the seed should have an incident outside working hours to move"
+        );
+        for (a, w) in any_time.iter().zip(&working) {
+            let local = w.start_ms + offset(w) * HOUR_MS;
+            let hour = local.rem_euclid(DAY_MS) / HOUR_MS;
+            let weekday = (local.div_euclid(DAY_MS) + 3).rem_euclid(7);
+            assert!(
+                weekday < 5 && (9..17).contains(&hour),
+                "{w:?}: weekday {weekday} hour {hour}"
+            );
+            assert_eq!((a.kind, a.end_ms - a.start_ms), (w.kind, w.end_ms - w.start_ms));
+            assert!(w.start_ms >= c.start_ms + (c.end_ms() - c.start_ms) / 3 && w.end_ms <= c.end_ms());
+        }
+        // Boundaries: 09:00 is inside, 17:00 and Saturday are not (UTC offset 0; 2025-10-03 is a Friday).
+        let friday = 1_759_449_600_000;
+        assert!(in_working_hours(friday + 9 * HOUR_MS, 0));
+        assert!(!in_working_hours(friday + 9 * HOUR_MS - 1, 0));
+        assert!(!in_working_hours(friday + 17 * HOUR_MS, 0));
+        assert!(!in_working_hours(friday + DAY_MS + 10 * HOUR_MS, 0));
+        assert!(in_working_hours(friday + 10 * HOUR_MS, -5) == in_working_hours(friday + 5 * HOUR_MS, 0));
     }
 
     #[test]
