@@ -23,7 +23,7 @@ use crate::detector::{DetectorParams, Evidence, WindowStats, KPIS};
 use crate::evaluation::{Incident, SeriesScores};
 use crate::features::{FEATURES, FEATURE_COUNT};
 use crate::models::{Batch, ModelSet, StatInput};
-use crate::scoring::{top_features, Verdict};
+use crate::scoring::{explained_kpis, top_features, Verdict};
 use crate::{Error, Result};
 
 /// Parses an epoch-ms or RFC 3339 timestamp.
@@ -397,7 +397,7 @@ pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<()> {
         for ((start, v), e) in s.starts.iter().zip(&s.verdicts).zip(&s.evidence) {
             let Some(v) = v else { continue };
             let top = top_features(&v.contributions, &FEATURES, 1);
-            let kpi = e.ranked().first().copied();
+            let kpi = explained_kpis(e, v).first().copied();
             let ex = kpi.and_then(|k| e.expected[k]);
             let num = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
             w.write_record([

@@ -22,6 +22,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::detector::{Evidence, KPI_COUNT};
+use crate::features::FEATURE_COUNT;
+
+const _: () = assert!(FEATURE_COUNT == KPI_COUNT, "feature f is KPI f's evidence");
+
 /// Maps a model's raw error onto the common scale.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -201,6 +206,22 @@ pub fn top_features<'a>(contributions: &[f64], names: &[&'a str], k: usize) -> V
         .take(k)
         .map(|f| (names[f], contributions[f]))
         .collect()
+}
+
+/// The KPIs that explain a window, most first: those with accumulated evidence (the detector's
+/// CUSUMs, [`Evidence::ranked`]); a flagged window without any (the autoencoders alone raised
+/// it, e.g. once an incident's CUSUM has been relieved) by its feature contributions, feature
+/// `f` being KPI `f`'s evidence. So every flagged window names its KPIs, and the same KPI keeps
+/// its name from the first flagged window of an incident to the last.
+pub fn explained_kpis(evidence: &Evidence, verdict: &Verdict) -> Vec<usize> {
+    let ranked = evidence.ranked();
+    if !ranked.is_empty() || !verdict.is_anomaly {
+        return ranked;
+    }
+    let c = &verdict.contributions;
+    let mut order: Vec<usize> = (0..KPI_COUNT.min(c.len())).filter(|k| c[*k] > 0.0).collect();
+    order.sort_by(|a, b| c[*b].total_cmp(&c[*a]).then(a.cmp(b)));
+    order
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ use crate::features::{self, FEATURES};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::models::{Batch, ModelSet, StatInput};
-use crate::scoring::{top_features, Verdict};
+use crate::scoring::{explained_kpis, top_features, Verdict};
 use crate::{Error, Result};
 
 /// How many contributing features a verdict names.
@@ -103,7 +103,7 @@ pub fn anomaly_of(
         model_version: manifest.version.clone(),
         scored_at,
         statistical_score: Some(verdict.statistical),
-        explanation: explanation(evidence),
+        explanation: explanation(evidence, verdict),
     }
 }
 
@@ -131,11 +131,11 @@ pub fn window_row(window: &KpiWindow, verdict: Option<&Anomaly>, now: i64) -> st
     }
 }
 
-/// The KPIs with accumulated evidence, most first, next to what is normal for the series
-/// (entries with a value that is not finite are left out: they could not be stored as JSON).
-pub fn explanation(evidence: &Evidence) -> Vec<KpiExplanation> {
-    evidence
-        .ranked()
+/// The KPIs that explain the window ([`explained_kpis`]), next to what is normal for the
+/// series (entries with a value that is not finite are left out: they could not be stored as
+/// JSON).
+pub fn explanation(evidence: &Evidence, verdict: &Verdict) -> Vec<KpiExplanation> {
+    explained_kpis(evidence, verdict)
         .into_iter()
         .filter_map(|k| {
             let x = evidence.expected[k]?;
@@ -477,7 +477,7 @@ mod tests {
     use schemas::kpi::{Counts, Latencies};
 
     use super::*;
-    use crate::detector::Expected;
+    use crate::detector::{Expected, KPI_COUNT};
 
     #[test]
     fn a_window_row_keeps_the_counts_and_the_calibrated_scores_of_its_verdict() {
@@ -573,7 +573,26 @@ mod tests {
             Some(x(2.0)),
             Some(x(3.0)),
         ];
-        let kpis: Vec<String> = explanation(&e).into_iter().map(|k| k.kpi).collect();
-        assert_eq!(kpis, ["success_rate", "cost_per_task_micros", "tasks"]);
+        let mut v = Verdict {
+            lstm_raw: 1.0,
+            transformer_raw: 1.0,
+            lstm_normalized: 4.0,
+            transformer_normalized: 4.0,
+            statistical: 9.0,
+            ensemble: 5.0,
+            is_anomaly: true,
+            contributions: vec![0.1, 0.0, 0.2, 0.0, 0.0, 0.7],
+        };
+        let kpis = |e: &Evidence, v: &Verdict| -> Vec<String> {
+            explanation(e, v).into_iter().map(|k| k.kpi).collect()
+        };
+        assert_eq!(kpis(&e, &v), ["success_rate", "cost_per_task_micros", "tasks"]);
+        // A flagged window without accumulated evidence is explained by its contributions
+        // (P50's observed value is not finite, so it is left out).
+        e.cusum = [0.0; KPI_COUNT];
+        assert_eq!(kpis(&e, &v), ["tasks", "success_rate"]);
+        // Not flagged: nothing to explain.
+        v.is_anomaly = false;
+        assert!(kpis(&e, &v).is_empty());
     }
 }
