@@ -18,7 +18,7 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _datasets(work: Path, ingest: str | None, keep_events: bool):
+def _datasets(work: Path, ingest: str | None, keep_events: bool, eval_seeds: list[int] | None = None):
     from .data import ensure_dataset, ingest_binary
 
     binary = ingest_binary(ingest)
@@ -27,7 +27,7 @@ def _datasets(work: Path, ingest: str | None, keep_events: bool):
         "train": [mk(s, False) for s in config.TRAIN_SEEDS],
         "val": [mk(s, False) for s in config.VAL_SEEDS],
         "tuning": mk(config.TUNING_SEED, True),
-        "eval": [mk(s, True) for s in config.EVAL_SEEDS],
+        "eval": [mk(s, True) for s in (eval_seeds or config.EVAL_SEEDS)],
         "clean": [mk(s, False, per_day) for s, per_day in config.CLEAN_SETS],
     }
 
@@ -328,7 +328,10 @@ def cmd_fit(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evidence import scorer_binary
 
-    data = _datasets(Path(args.work), args.ingest, args.keep_events)
+    if args.write and args.eval_seeds:
+        log("--write records the evaluation seeds' table next to the models; other seeds are printed only")
+        return 2
+    data = _datasets(Path(args.work), args.ingest, args.keep_events, args.eval_seeds)
     log(_evaluate(scorer_binary(args.scorer), Path(args.models), data, args.write))
     return 0
 
@@ -392,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     common(e)
     e.add_argument("--models", default="scorer/models")
     e.add_argument("--write", action="store_true", help="rewrite evaluation.json/.md next to the models")
+    e.add_argument("--eval-seeds", type=int, nargs="+", metavar="SEED",
+                   help=f"judge on these incident seeds instead of {config.EVAL_SEEDS} (printed, not written)")
     e.set_defaults(fn=cmd_evaluate)
 
     args = p.parse_args(argv)
