@@ -3,7 +3,7 @@
 //! per series-day, incidents in working hours) goes through the aggregator's windowing engine
 //! in arrival order and is scored by the committed model set exactly as `scorer offline`
 //! scores a windows CSV. Every one of the 6 injected incidents is caught, with at most one
-//! false alarm (the demo target). Needs `ORT_DYLIB_PATH` (set by scripts/test.sh).
+//! false alarm (what the README promises of the demo). Needs `ORT_DYLIB_PATH` (set by scripts/test.sh).
 
 use std::collections::BTreeMap;
 
