@@ -59,17 +59,9 @@ fn the_demo_week_catches_all_six_incidents_with_at_most_one_false_alarm() {
     let csv = dir.path().join("windows.csv");
     write_windows(
         &csv,
-        windows.into_values().map(|w| WindowRecord {
-            tenant_id: w.tenant_id,
-            agent_id: w.agent_id,
-            window_start: w.window_start.to_string(),
-            tasks_total: w.counts.tasks_total,
-            succeeded: w.counts.succeeded,
-            tasks_with_intervention: w.counts.tasks_with_intervention,
-            cost_micros: w.counts.cost_micros,
-            latency_p50_ms: w.latency.latency_p50_ms,
-            latency_p95_ms: w.latency.latency_p95_ms,
-        }),
+        windows
+            .into_values()
+            .map(|w| WindowRecord::of(w.tenant_id, w.agent_id, w.window_start, &w.counts, &w.latency)),
     )
     .unwrap();
 

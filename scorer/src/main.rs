@@ -225,17 +225,7 @@ fn main() -> anyhow::Result<()> {
                     to_ms,
                 };
                 records.extend(runtime.block_on(store.kpi_windows(&query))?.into_iter().map(|w| {
-                    offline::WindowRecord {
-                        tenant_id: w.tenant_id,
-                        agent_id: w.agent_id,
-                        window_start: w.window_start.to_string(),
-                        tasks_total: w.counts.tasks_total,
-                        succeeded: w.counts.succeeded,
-                        tasks_with_intervention: w.counts.tasks_with_intervention,
-                        cost_micros: w.counts.cost_micros,
-                        latency_p50_ms: w.latency.latency_p50_ms,
-                        latency_p95_ms: w.latency.latency_p95_ms,
-                    }
+                    offline::WindowRecord::of(w.tenant_id, w.agent_id, w.window_start, &w.counts, &w.latency)
                 }));
             }
             let n = offline::write_windows(&out, records)?;

@@ -70,6 +70,29 @@ pub struct WindowRecord {
     pub latency_p95_ms: Option<f64>,
 }
 
+impl WindowRecord {
+    /// The row of a KPI window (as the aggregator emits it or the store keeps it).
+    pub fn of(
+        tenant_id: String,
+        agent_id: String,
+        window_start: i64,
+        counts: &schemas::kpi::Counts,
+        latency: &schemas::kpi::Latencies,
+    ) -> WindowRecord {
+        WindowRecord {
+            tenant_id,
+            agent_id,
+            window_start: window_start.to_string(),
+            tasks_total: counts.tasks_total,
+            succeeded: counts.succeeded,
+            tasks_with_intervention: counts.tasks_with_intervention,
+            cost_micros: counts.cost_micros,
+            latency_p50_ms: latency.latency_p50_ms,
+            latency_p95_ms: latency.latency_p95_ms,
+        }
+    }
+}
+
 /// Writes windows as a CSV that [`read_windows`] (and the training package) reads.
 pub fn write_windows(path: &Path, windows: impl IntoIterator<Item = WindowRecord>) -> Result<usize> {
     let io = |e: &dyn std::fmt::Display| Error::Input {
@@ -529,16 +552,23 @@ mod tests {
     fn written_windows_read_back_as_the_same_series() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("windows.csv");
-        let record = |agent: &str, start: i64, tasks: i64| WindowRecord {
-            tenant_id: "acme".into(),
-            agent_id: agent.into(),
-            window_start: start.to_string(),
-            tasks_total: tasks,
-            succeeded: tasks / 2,
-            tasks_with_intervention: tasks.min(1),
-            cost_micros: 100 * tasks,
-            latency_p50_ms: (tasks > 0).then_some(1_250.5),
-            latency_p95_ms: (tasks > 0).then_some(4_000.0),
+        // The rows as `scorer export-windows` makes them from stored KPI windows.
+        let record = |agent: &str, start: i64, tasks: i64| {
+            let counts = schemas::kpi::Counts {
+                tasks_total: tasks,
+                succeeded: tasks / 2,
+                failed: tasks - tasks / 2,
+                tasks_with_intervention: tasks.min(1),
+                interventions: tasks.min(1) * 2,
+                cost_micros: 100 * tasks,
+                ..Default::default()
+            };
+            let latency = schemas::kpi::Latencies {
+                latency_p50_ms: (tasks > 0).then_some(1_250.5),
+                latency_p95_ms: (tasks > 0).then_some(4_000.0),
+                latency_p99_ms: (tasks > 0).then_some(9_000.0),
+            };
+            WindowRecord::of("acme".into(), agent.into(), start, &counts, &latency)
         };
         let rows = [
             record("a", 0, 3),
