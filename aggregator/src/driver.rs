@@ -19,7 +19,8 @@
 //! Resuming is done a little *before* the checkpointed offset, skipping what the state already
 //! reflects, and the worker checks the first record fetched (see [`kafka_io::resume_verdict`]): some brokers
 //! (Tansu 0.6) answer a fetch from the middle of a record batch with the *next* batch, which
-//! would silently skip the rest of the batch. A gap is repaired by seeking further back.
+//! would silently skip the rest of the batch. A gap is repaired by seeking further back, at a
+//! resume and between any two consecutive records.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

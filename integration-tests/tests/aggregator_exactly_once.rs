@@ -259,13 +259,13 @@ async fn daily_rows_equal_ground_truth_across_sigkills_with_duplicates_and_poiso
     let _agg = Service::start("aggregator", &["run"], &owning_all(&f.env), &log);
     producer.await.unwrap();
     assert_matches_truth(&f, &truth, Duration::from_secs(120)).await;
-    let repairs = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .matches("seeking further back")
-        .count();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let repairs = text.matches("seeking further back").count();
+    let gaps = text.matches("skipped records mid-stream").count();
     eprintln!(
         "{} events ({} distinct), about 24 poison records, {kills} SIGKILLs mid-stream, {} starts, \
-         {repairs} resumes repaired after the broker skipped records; {} daily rows equal",
+         {repairs} resumes repaired after the broker skipped records, {gaps} gaps mid-stream \
+         refetched; {} daily rows equal",
         events.len(),
         events.iter().map(|e| &e.event_id).collect::<HashSet<_>>().len(),
         kills + 1,

@@ -20,7 +20,8 @@
 //!   stop flag, operations endpoints, the loop on a thread of its own).
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
-//!   next batch).
+//!   next batch); the worker applies it after every seek, and seeks back on any gap between
+//!   consecutive records of a partition.
 #![deny(missing_docs)]
 
 pub mod checkpoint;

@@ -102,16 +102,125 @@ pub trait Handler: Send + 'static {
 }
 
 /// The worker's bookkeeping of one assigned partition.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 struct Tracked {
     /// Every record before it is reflected in the handler's state (fixed at assignment).
     resume_at: i64,
     /// The next offset to consume.
     next_offset: i64,
+    /// Every record before it has been handled (or, for checkpoints in the store, is reflected
+    /// in the restored state): a record below it is skipped, one above it is a gap.
+    handled_to: i64,
     /// Last offset committed to Kafka.
     committed: Option<i64>,
-    /// Where the current fetch started, until its first record was checked.
-    unverified_fetch_from: Option<i64>,
+    /// The current fetch, until its first record was checked: where it started and the offset
+    /// that record must not be beyond.
+    unverified: Option<Unverified>,
+}
+
+/// A fetch whose first record has not been checked yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Unverified {
+    fetch_from: i64,
+    must_cover: i64,
+}
+
+/// What to do with a fetched record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Admit {
+    /// Hand it to the handler (`replayed`: only to rebuild state).
+    Handle { replayed: bool },
+    /// Already handled or reflected in the state.
+    Skip,
+    /// The broker skipped records before it: fetch again from this offset.
+    SeekBack(i64),
+}
+
+impl Tracked {
+    fn new(resume_at: i64, fetch_from: i64, checkpoints: Checkpoints, committed: Option<i64>) -> Tracked {
+        Tracked {
+            resume_at,
+            next_offset: resume_at,
+            handled_to: match checkpoints {
+                Checkpoints::InStore => resume_at,
+                Checkpoints::InKafka => fetch_from,
+            },
+            committed,
+            unverified: (resume_at > 0).then_some(Unverified {
+                fetch_from,
+                must_cover: resume_at,
+            }),
+        }
+    }
+
+    /// Judges the record at `offset`. The first record of a fetch must not lie beyond the
+    /// point it has to cover ([`resume_verdict`]); later ones must follow the last handled one
+    /// without a gap: offsets in a topic written without transactions are contiguous, and a
+    /// broker that answers a fetch from the middle of a record batch with the next batch (Tansu
+    /// 0.6; librdkafka fetches from mid-batch after a size-limited response) would otherwise
+    /// lose the rest of that batch without a trace. A gap is repaired like a resume: seek
+    /// further back, skip what was handled, check the first record again.
+    fn admit(&mut self, partition: i32, offset: i64, checkpoints: Checkpoints, rewind: i64) -> Admit {
+        if let Some(u) = self.unverified.take() {
+            match resume_verdict(u.fetch_from, u.must_cover, offset, rewind) {
+                ResumeVerdict::Covered => {}
+                ResumeVerdict::SeekBack(to) => {
+                    tracing::warn!(
+                        partition,
+                        fetch_from = u.fetch_from,
+                        first_fetched = offset,
+                        must_cover = u.must_cover,
+                        seek_to = to,
+                        "broker skipped records: seeking further back"
+                    );
+                    self.unverified = Some(Unverified {
+                        fetch_from: to,
+                        must_cover: u.must_cover,
+                    });
+                    return Admit::SeekBack(to);
+                }
+                ResumeVerdict::Lost => {
+                    tracing::error!(
+                        partition,
+                        first_fetched = offset,
+                        must_cover = u.must_cover,
+                        "records are no longer in the log: consuming from the first one there"
+                    );
+                    self.handled_to = self.handled_to.max(offset);
+                }
+            }
+            // A resume may start anywhere up to the point it must cover (the replay of state
+            // rebuilt from Kafka is then shorter, as before).
+            if offset > self.handled_to && offset <= u.must_cover {
+                self.handled_to = offset;
+            }
+        } else if offset > self.handled_to {
+            tracing::warn!(
+                partition,
+                expected = self.handled_to,
+                fetched = offset,
+                "broker skipped records mid-stream: seeking back"
+            );
+            let to = (self.handled_to - 2 * rewind.max(1)).max(0);
+            self.unverified = Some(Unverified {
+                fetch_from: to,
+                must_cover: self.handled_to,
+            });
+            return Admit::SeekBack(to);
+        }
+        if offset < self.handled_to {
+            return Admit::Skip;
+        }
+        Admit::Handle {
+            replayed: checkpoints == Checkpoints::InKafka && offset < self.resume_at,
+        }
+    }
+
+    /// The handler took the record at `offset`.
+    fn handled(&mut self, offset: i64) {
+        self.handled_to = self.handled_to.max(offset + 1);
+        self.next_offset = self.next_offset.max(offset + 1);
+    }
 }
 
 /// Everything the poll loop and the rebalance callbacks change, behind one lock.
@@ -283,18 +392,14 @@ where
             );
             self.partitions.insert(
                 partition,
-                Tracked {
-                    resume_at,
-                    next_offset: resume_at,
-                    committed: from_kafka,
-                    unverified_fetch_from: (resume_at > 0).then_some(fetch_from),
-                },
+                Tracked::new(resume_at, fetch_from, self.checkpoints, from_kafka),
             );
         }
         Ok(())
     }
 
-    /// Checks the first record fetched after positioning, then hands the record to the handler.
+    /// Admits the record ([`Tracked::admit`]: the first one after positioning checked, gaps
+    /// repaired, handled ones skipped), then hands it to the handler.
     fn handle<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -305,46 +410,22 @@ where
         let Some(tracked) = self.partitions.get_mut(&partition) else {
             return Ok(());
         };
-        if let Some(fetch_from) = tracked.unverified_fetch_from.take() {
-            match resume_verdict(fetch_from, tracked.resume_at, offset, self.rewind) {
-                ResumeVerdict::Covered => {}
-                ResumeVerdict::SeekBack(to) => {
-                    tracing::warn!(
-                        partition,
-                        fetch_from,
-                        first_fetched = offset,
-                        next_offset = tracked.resume_at,
-                        seek_to = to,
-                        "broker skipped records on resume: seeking further back"
-                    );
-                    tracked.unverified_fetch_from = Some(to);
-                    consumer
-                        .seek(
-                            &self.topic,
-                            partition,
-                            Offset::Offset(to),
-                            Duration::from_secs(10),
-                        )
-                        .map_err(Error::from)?;
-                    return Ok(());
-                }
-                ResumeVerdict::Lost => tracing::error!(
+        match tracked.admit(partition, offset, self.checkpoints, self.rewind) {
+            Admit::Skip => Ok(()),
+            Admit::SeekBack(to) => consumer
+                .seek(
+                    &self.topic,
                     partition,
-                    first_fetched = offset,
-                    next_offset = tracked.resume_at,
-                    "records before the resume point are no longer in the log"
-                ),
+                    Offset::Offset(to),
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| Error::from(e).into()),
+            Admit::Handle { replayed } => {
+                self.handler.handle(message, replayed)?;
+                tracked.handled(offset);
+                Ok(())
             }
         }
-        let replayed = match self.checkpoints {
-            // Already reflected in the restored state.
-            Checkpoints::InStore if offset < tracked.next_offset => return Ok(()),
-            Checkpoints::InStore => false,
-            Checkpoints::InKafka => offset < tracked.resume_at,
-        };
-        self.handler.handle(message, replayed)?;
-        tracked.next_offset = tracked.next_offset.max(offset + 1);
-        Ok(())
     }
 
     /// Runs the checkpoint protocol over every assigned partition; drops the partitions another
@@ -486,5 +567,81 @@ where
             last_checkpoint = Instant::now();
             unsaved = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds offsets to `t`, handling each admitted one; returns what each got.
+    fn feed(t: &mut Tracked, checkpoints: Checkpoints, rewind: i64, offsets: &[i64]) -> Vec<Admit> {
+        offsets
+            .iter()
+            .map(|&o| {
+                let a = t.admit(0, o, checkpoints, rewind);
+                if let Admit::Handle { .. } = a {
+                    t.handled(o);
+                }
+                a
+            })
+            .collect()
+    }
+
+    const HANDLE: Admit = Admit::Handle { replayed: false };
+    const REPLAY: Admit = Admit::Handle { replayed: true };
+
+    #[test]
+    fn a_gap_mid_stream_is_refetched_and_nothing_is_handled_twice() {
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
+        // 103 and 104 never came: the broker answered the fetch from 103 with a later batch.
+        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 102, 105]);
+        assert_eq!(got, [HANDLE, HANDLE, HANDLE, Admit::SeekBack(101)]);
+        // The refetch starts before the gap: what was handled is skipped, the gap is filled.
+        let got = feed(&mut t, Checkpoints::InStore, 0, &[101, 102, 103, 104, 105]);
+        assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE, HANDLE]);
+        assert_eq!((t.handled_to, t.next_offset), (106, 106));
+    }
+
+    #[test]
+    fn a_refetch_that_skips_again_goes_further_back() {
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
+        assert_eq!(
+            feed(&mut t, Checkpoints::InStore, 0, &[120]),
+            [Admit::SeekBack(98)]
+        );
+        assert_eq!(
+            feed(&mut t, Checkpoints::InStore, 0, &[120]),
+            [Admit::SeekBack(96)]
+        );
+        let got = feed(&mut t, Checkpoints::InStore, 0, &[90, 99, 100, 101]);
+        assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE]);
+    }
+
+    #[test]
+    fn state_rebuilt_from_kafka_is_replayed_then_consumed() {
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
+        let got = feed(&mut t, Checkpoints::InKafka, 4, &[96, 97, 98, 99, 100, 101]);
+        assert_eq!(got, [REPLAY, REPLAY, REPLAY, REPLAY, HANDLE, HANDLE]);
+        // A gap in the replay is repaired too; the refetch skips what was replayed.
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
+        let got = feed(&mut t, Checkpoints::InKafka, 4, &[96, 97, 99]);
+        assert_eq!(got, [REPLAY, REPLAY, Admit::SeekBack(90)]);
+        let got = feed(&mut t, Checkpoints::InKafka, 4, &[90, 97, 98, 99, 100]);
+        assert_eq!(got, [Admit::Skip, Admit::Skip, REPLAY, REPLAY, HANDLE]);
+        // A resume that starts late but still covers the checkpoint replays less, as before.
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
+        assert_eq!(
+            feed(&mut t, Checkpoints::InKafka, 4, &[98, 99, 100]),
+            [REPLAY, REPLAY, HANDLE]
+        );
+    }
+
+    #[test]
+    fn records_gone_from_the_log_are_consumed_from_the_first_one_there() {
+        // No checkpoint; retention removed offsets below 50.
+        let mut t = Tracked::new(0, 0, Checkpoints::InStore, None);
+        assert_eq!(feed(&mut t, Checkpoints::InStore, 0, &[50]), [Admit::SeekBack(0)]);
+        assert_eq!(feed(&mut t, Checkpoints::InStore, 0, &[50, 51]), [HANDLE, HANDLE]);
     }
 }
