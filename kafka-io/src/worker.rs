@@ -116,6 +116,9 @@ struct Tracked {
     /// The current fetch, until its first record was checked: where it started and the offset
     /// that record must not be beyond.
     unverified: Option<Unverified>,
+    /// The last gap refetched (expected offset, offset fetched instead): met again after the
+    /// refetch, the records are not in the log and the gap is accepted.
+    refetched_gap: Option<(i64, i64)>,
 }
 
 /// A fetch whose first record has not been checked yet.
@@ -150,6 +153,7 @@ impl Tracked {
                 fetch_from,
                 must_cover: resume_at,
             }),
+            refetched_gap: None,
         }
     }
 
@@ -195,18 +199,30 @@ impl Tracked {
                 self.handled_to = offset;
             }
         } else if offset > self.handled_to {
-            tracing::warn!(
-                partition,
-                expected = self.handled_to,
-                fetched = offset,
-                "broker skipped records mid-stream: seeking back"
-            );
-            let to = (self.handled_to - 2 * rewind.max(1)).max(0);
-            self.unverified = Some(Unverified {
-                fetch_from: to,
-                must_cover: self.handled_to,
-            });
-            return Admit::SeekBack(to);
+            let gap = (self.handled_to, offset);
+            if self.refetched_gap == Some(gap) {
+                tracing::error!(
+                    partition,
+                    expected = gap.0,
+                    fetched = offset,
+                    "records missing from the log (fetched again, same gap): consuming on"
+                );
+                self.handled_to = offset;
+            } else {
+                tracing::warn!(
+                    partition,
+                    expected = gap.0,
+                    fetched = offset,
+                    "broker skipped records mid-stream: seeking back"
+                );
+                self.refetched_gap = Some(gap);
+                let to = (self.handled_to - 2 * rewind.max(1)).max(0);
+                self.unverified = Some(Unverified {
+                    fetch_from: to,
+                    must_cover: self.handled_to,
+                });
+                return Admit::SeekBack(to);
+            }
         }
         if offset < self.handled_to {
             return Admit::Skip;
@@ -634,6 +650,21 @@ mod tests {
         assert_eq!(
             feed(&mut t, Checkpoints::InKafka, 4, &[98, 99, 100]),
             [REPLAY, REPLAY, HANDLE]
+        );
+    }
+
+    #[test]
+    fn a_gap_that_is_really_in_the_log_is_accepted_after_one_refetch() {
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
+        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 105]);
+        assert_eq!(got, [HANDLE, HANDLE, Admit::SeekBack(100)]);
+        // The refetch shows the same gap: no endless loop, consumption goes on.
+        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 105, 106]);
+        assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE]);
+        // A later, different gap is refetched again.
+        assert_eq!(
+            feed(&mut t, Checkpoints::InStore, 0, &[109]),
+            [Admit::SeekBack(105)]
         );
     }
 
