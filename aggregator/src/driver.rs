@@ -19,8 +19,9 @@
 //! Resuming is done a little *before* the checkpointed offset, skipping what the state already
 //! reflects, and the worker checks the first record fetched (see [`kafka_io::resume_verdict`]): some brokers
 //! (Tansu 0.6) answer a fetch from the middle of a record batch with the *next* batch, which
-//! would silently skip the rest of the batch. A gap is repaired by seeking further back, at a
-//! resume and between any two consecutive records.
+//! would silently skip the rest of the batch (or, inside the last batch, return nothing). A gap
+//! is repaired by seeking further back: at a resume, between any two consecutive records, and
+//! when a fetch brings nothing while the log holds more.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

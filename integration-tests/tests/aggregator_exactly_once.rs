@@ -288,3 +288,64 @@ async fn daily_rows_equal_ground_truth_when_a_second_instance_joins_and_leaves()
     assert_matches_truth(&f, &truth, Duration::from_secs(120)).await;
     drop(first);
 }
+
+/// Resuming inside the *last* batch of a partition: Tansu answers a fetch from the middle of a
+/// batch with the next batch, and there is none, so the fetch returns nothing, no first record
+/// is ever checked, and without the worker's stall check the rest of the batch would never be
+/// read (the partition shows a lag and its last records are missing from the rows). The
+/// checkpoint is planted at offset 5 of one 10-record batch with an empty state, so the rows
+/// must count exactly records 5 to 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_inside_the_last_batch_reads_the_rest_of_it() {
+    let f = fixture().await;
+    let mut events = workload(10, 23);
+    events.truncate(10);
+    let producer: FutureProducer = f.broker.client_config().set("linger.ms", "200").create().unwrap();
+    let encoder = Encoder::<TaskEvent>::single_object();
+    let pending: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let bytes = encoder.encode(e).unwrap();
+            producer
+                .send_result(FutureRecord::to(&f.topic).partition(0).key("k").payload(&bytes))
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    for d in pending {
+        offsets.push(d.await.unwrap().unwrap().offset);
+    }
+    assert_eq!(
+        offsets,
+        (0..10).collect::<Vec<i64>>(),
+        "one partition, offsets 0..9"
+    );
+
+    integration_tests::run_bin("aggregator", &["migrate"], &f.env);
+    let store = store::sqlite::SqliteStore::open(&f.db).await.unwrap();
+    store::CheckpointStore::save_checkpoint(
+        &store,
+        &store::Checkpoint {
+            consumer_group: integration_tests::env_value(&f.env, "AGENTOPS__AGGREGATOR__CONSUMER_GROUP")
+                .to_string(),
+            topic: f.topic.clone(),
+            partition: 0,
+            next_offset: 5,
+            state: aggregator::engine::PartitionState::default().to_bytes(),
+            updated_at_ms: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let truth = ground_truth(&events[5..]);
+    let log = f.dir.path().join("aggregator.log");
+    let _agg = Service::start("aggregator", &["run"], &owning_all(&f.env), &log);
+    assert_matches_truth(&f, &truth, Duration::from_secs(60)).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!(
+        "stall repairs: {}",
+        text.matches("no records from the broker although the log holds some")
+            .count()
+    );
+}

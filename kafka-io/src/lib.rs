@@ -20,8 +20,9 @@
 //!   stop flag, operations endpoints, the loop on a thread of its own).
 //! - [`resume_verdict`]: whether a consumer that resumed a little before an offset really got
 //!   the records from there (some brokers answer a fetch from the middle of a batch with the
-//!   next batch); the worker applies it after every seek, and seeks back on any gap between
-//!   consecutive records of a partition.
+//!   next batch); the worker applies it after every seek, seeks back on any gap between
+//!   consecutive records of a partition, and on a fetch that brings nothing while the log
+//!   holds records beyond it (a resume inside the last batch).
 #![deny(missing_docs)]
 
 pub mod checkpoint;

@@ -119,13 +119,25 @@ struct Tracked {
     /// The last gap refetched (expected offset, offset fetched instead): met again after the
     /// refetch, the records are not in the log and the gap is accepted.
     refetched_gap: Option<(i64, i64)>,
+    /// When a record last arrived (or the partition was last positioned).
+    last_progress: Instant,
+    /// The high watermark at which waiting for a stalled fetch was given up (nothing further
+    /// back to fetch from).
+    stall_given_up: Option<i64>,
 }
+
+/// How long a partition may get nothing while the log holds records for it before its fetch
+/// counts as stalled ([`Tracked::stalled`]); well above a fetch's wait.
+const STALL_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A fetch whose first record has not been checked yet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Unverified {
     fetch_from: i64,
     must_cover: i64,
+    /// The least a further seek goes back ([`resume_verdict`]): the configured rewind after
+    /// an assignment, nothing after a gap (the distance then doubles from 2 records).
+    min_rewind: i64,
 }
 
 /// What to do with a fetched record.
@@ -140,7 +152,14 @@ enum Admit {
 }
 
 impl Tracked {
-    fn new(resume_at: i64, fetch_from: i64, checkpoints: Checkpoints, committed: Option<i64>) -> Tracked {
+    fn new(
+        resume_at: i64,
+        fetch_from: i64,
+        checkpoints: Checkpoints,
+        committed: Option<i64>,
+        rewind: i64,
+        now: Instant,
+    ) -> Tracked {
         Tracked {
             resume_at,
             next_offset: resume_at,
@@ -152,8 +171,11 @@ impl Tracked {
             unverified: (resume_at > 0).then_some(Unverified {
                 fetch_from,
                 must_cover: resume_at,
+                min_rewind: rewind,
             }),
             refetched_gap: None,
+            last_progress: now,
+            stall_given_up: None,
         }
     }
 
@@ -164,9 +186,10 @@ impl Tracked {
     /// 0.6; librdkafka fetches from mid-batch after a size-limited response) would otherwise
     /// lose the rest of that batch without a trace. A gap is repaired like a resume: seek
     /// further back, skip what was handled, check the first record again.
-    fn admit(&mut self, partition: i32, offset: i64, checkpoints: Checkpoints, rewind: i64) -> Admit {
+    fn admit(&mut self, partition: i32, offset: i64, checkpoints: Checkpoints, now: Instant) -> Admit {
+        self.last_progress = now;
         if let Some(u) = self.unverified.take() {
-            match resume_verdict(u.fetch_from, u.must_cover, offset, rewind) {
+            match resume_verdict(u.fetch_from, u.must_cover, offset, u.min_rewind) {
                 ResumeVerdict::Covered => {}
                 ResumeVerdict::SeekBack(to) => {
                     tracing::warn!(
@@ -177,10 +200,7 @@ impl Tracked {
                         seek_to = to,
                         "broker skipped records: seeking further back"
                     );
-                    self.unverified = Some(Unverified {
-                        fetch_from: to,
-                        must_cover: u.must_cover,
-                    });
+                    self.unverified = Some(Unverified { fetch_from: to, ..u });
                     return Admit::SeekBack(to);
                 }
                 ResumeVerdict::Lost => {
@@ -216,10 +236,11 @@ impl Tracked {
                     "broker skipped records mid-stream: seeking back"
                 );
                 self.refetched_gap = Some(gap);
-                let to = (self.handled_to - 2 * rewind.max(1)).max(0);
+                let to = (self.handled_to - 2).max(0);
                 self.unverified = Some(Unverified {
                     fetch_from: to,
                     must_cover: self.handled_to,
+                    min_rewind: 0,
                 });
                 return Admit::SeekBack(to);
             }
@@ -229,6 +250,57 @@ impl Tracked {
         }
         Admit::Handle {
             replayed: checkpoints == Checkpoints::InKafka && offset < self.resume_at,
+        }
+    }
+
+    /// Where to fetch from again when nothing arrived for `patience` although the log holds
+    /// records from where this partition fetches (`high_watermark` above it): a broker that
+    /// answers a fetch from the middle of the *last* batch with the next batch returns nothing
+    /// at all, and the rest of the log would never be read. The refetch is checked like a gap's;
+    /// `None` while fetching works, or once there is nothing further back to fetch from.
+    fn stalled(
+        &mut self,
+        partition: i32,
+        high_watermark: i64,
+        now: Instant,
+        patience: Duration,
+    ) -> Option<i64> {
+        let u = self.unverified.unwrap_or(Unverified {
+            fetch_from: self.handled_to,
+            must_cover: self.handled_to,
+            min_rewind: 0,
+        });
+        if high_watermark <= u.fetch_from
+            || now.duration_since(self.last_progress) < patience
+            || self.stall_given_up == Some(high_watermark)
+        {
+            return None;
+        }
+        match resume_verdict(u.fetch_from, u.must_cover, high_watermark, u.min_rewind) {
+            ResumeVerdict::SeekBack(to) => {
+                tracing::warn!(
+                    partition,
+                    fetch_from = u.fetch_from,
+                    high_watermark,
+                    seek_to = to,
+                    "no records from the broker although the log holds some: seeking back"
+                );
+                self.unverified = Some(Unverified { fetch_from: to, ..u });
+                self.last_progress = now;
+                Some(to)
+            }
+            // Every record it would still get is reflected already.
+            ResumeVerdict::Covered => None,
+            ResumeVerdict::Lost => {
+                tracing::error!(
+                    partition,
+                    fetch_from = u.fetch_from,
+                    high_watermark,
+                    "no records from the broker although the log holds some, from the start on"
+                );
+                self.stall_given_up = Some(high_watermark);
+                None
+            }
         }
     }
 
@@ -408,7 +480,14 @@ where
             );
             self.partitions.insert(
                 partition,
-                Tracked::new(resume_at, fetch_from, self.checkpoints, from_kafka),
+                Tracked::new(
+                    resume_at,
+                    fetch_from,
+                    self.checkpoints,
+                    from_kafka,
+                    self.rewind,
+                    Instant::now(),
+                ),
             );
         }
         Ok(())
@@ -426,7 +505,7 @@ where
         let Some(tracked) = self.partitions.get_mut(&partition) else {
             return Ok(());
         };
-        match tracked.admit(partition, offset, self.checkpoints, self.rewind) {
+        match tracked.admit(partition, offset, self.checkpoints, Instant::now()) {
             Admit::Skip => Ok(()),
             Admit::SeekBack(to) => consumer
                 .seek(
@@ -442,6 +521,31 @@ where
                 Ok(())
             }
         }
+    }
+
+    /// Seeks back every partition whose fetch has stalled ([`Tracked::stalled`]).
+    fn unstall<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        high_watermarks: &HashMap<i32, i64>,
+    ) -> Result<(), H::Error> {
+        let now = Instant::now();
+        for (&partition, tracked) in self.partitions.iter_mut() {
+            let Some(&high_watermark) = high_watermarks.get(&partition) else {
+                continue;
+            };
+            if let Some(to) = tracked.stalled(partition, high_watermark, now, STALL_PATIENCE) {
+                consumer
+                    .seek(
+                        &self.topic,
+                        partition,
+                        Offset::Offset(to),
+                        Duration::from_secs(10),
+                    )
+                    .map_err(Error::from)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the checkpoint protocol over every assigned partition; drops the partitions another
@@ -541,6 +645,11 @@ where
         "consumer running"
     );
     let mut last_checkpoint = Instant::now();
+    let mut last_stall_check = Instant::now();
+    // When a poll last found nothing queued: a partition is only judged stalled then, never
+    // while records of other partitions wait in the queue (a seek would drop its own queued
+    // ones and send them to the back).
+    let mut last_dry = Instant::now();
     // Records handled since the last checkpoint: when the input runs dry they are checkpointed
     // soon instead of at the next interval.
     let mut unsaved = 0u64;
@@ -583,6 +692,15 @@ where
             last_checkpoint = Instant::now();
             unsaved = 0;
         }
+        if ran_dry {
+            last_dry = Instant::now();
+        }
+        if last_stall_check.elapsed() >= Duration::from_secs(1) && last_dry.elapsed() < Duration::from_secs(1)
+        {
+            let stats = ctx.stats();
+            ctx.core().unstall(&consumer, &stats)?;
+            last_stall_check = Instant::now();
+        }
     }
 }
 
@@ -591,11 +709,11 @@ mod tests {
     use super::*;
 
     /// Feeds offsets to `t`, handling each admitted one; returns what each got.
-    fn feed(t: &mut Tracked, checkpoints: Checkpoints, rewind: i64, offsets: &[i64]) -> Vec<Admit> {
+    fn feed(t: &mut Tracked, checkpoints: Checkpoints, offsets: &[i64]) -> Vec<Admit> {
         offsets
             .iter()
             .map(|&o| {
-                let a = t.admit(0, o, checkpoints, rewind);
+                let a = t.admit(0, o, checkpoints, Instant::now());
                 if let Admit::Handle { .. } = a {
                     t.handled(o);
                 }
@@ -609,70 +727,101 @@ mod tests {
 
     #[test]
     fn a_gap_mid_stream_is_refetched_and_nothing_is_handled_twice() {
-        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None, 0, Instant::now());
         // 103 and 104 never came: the broker answered the fetch from 103 with a later batch.
-        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 102, 105]);
+        let got = feed(&mut t, Checkpoints::InStore, &[100, 101, 102, 105]);
         assert_eq!(got, [HANDLE, HANDLE, HANDLE, Admit::SeekBack(101)]);
         // The refetch starts before the gap: what was handled is skipped, the gap is filled.
-        let got = feed(&mut t, Checkpoints::InStore, 0, &[101, 102, 103, 104, 105]);
+        let got = feed(&mut t, Checkpoints::InStore, &[101, 102, 103, 104, 105]);
         assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE, HANDLE]);
         assert_eq!((t.handled_to, t.next_offset), (106, 106));
     }
 
     #[test]
     fn a_refetch_that_skips_again_goes_further_back() {
-        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
-        assert_eq!(
-            feed(&mut t, Checkpoints::InStore, 0, &[120]),
-            [Admit::SeekBack(98)]
-        );
-        assert_eq!(
-            feed(&mut t, Checkpoints::InStore, 0, &[120]),
-            [Admit::SeekBack(96)]
-        );
-        let got = feed(&mut t, Checkpoints::InStore, 0, &[90, 99, 100, 101]);
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None, 0, Instant::now());
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[120]), [Admit::SeekBack(98)]);
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[120]), [Admit::SeekBack(96)]);
+        let got = feed(&mut t, Checkpoints::InStore, &[90, 99, 100, 101]);
         assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE]);
     }
 
     #[test]
     fn state_rebuilt_from_kafka_is_replayed_then_consumed() {
-        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
-        let got = feed(&mut t, Checkpoints::InKafka, 4, &[96, 97, 98, 99, 100, 101]);
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100), 4, Instant::now());
+        let got = feed(&mut t, Checkpoints::InKafka, &[96, 97, 98, 99, 100, 101]);
         assert_eq!(got, [REPLAY, REPLAY, REPLAY, REPLAY, HANDLE, HANDLE]);
         // A gap in the replay is repaired too; the refetch skips what was replayed.
-        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
-        let got = feed(&mut t, Checkpoints::InKafka, 4, &[96, 97, 99]);
-        assert_eq!(got, [REPLAY, REPLAY, Admit::SeekBack(90)]);
-        let got = feed(&mut t, Checkpoints::InKafka, 4, &[90, 97, 98, 99, 100]);
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100), 4, Instant::now());
+        let got = feed(&mut t, Checkpoints::InKafka, &[96, 97, 99]);
+        assert_eq!(got, [REPLAY, REPLAY, Admit::SeekBack(96)]);
+        let got = feed(&mut t, Checkpoints::InKafka, &[96, 97, 98, 99, 100]);
         assert_eq!(got, [Admit::Skip, Admit::Skip, REPLAY, REPLAY, HANDLE]);
         // A resume that starts late but still covers the checkpoint replays less, as before.
-        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100));
+        let mut t = Tracked::new(100, 96, Checkpoints::InKafka, Some(100), 4, Instant::now());
         assert_eq!(
-            feed(&mut t, Checkpoints::InKafka, 4, &[98, 99, 100]),
+            feed(&mut t, Checkpoints::InKafka, &[98, 99, 100]),
             [REPLAY, REPLAY, HANDLE]
         );
     }
 
     #[test]
     fn a_gap_that_is_really_in_the_log_is_accepted_after_one_refetch() {
-        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None);
-        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 105]);
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None, 0, Instant::now());
+        let got = feed(&mut t, Checkpoints::InStore, &[100, 101, 105]);
         assert_eq!(got, [HANDLE, HANDLE, Admit::SeekBack(100)]);
         // The refetch shows the same gap: no endless loop, consumption goes on.
-        let got = feed(&mut t, Checkpoints::InStore, 0, &[100, 101, 105, 106]);
+        let got = feed(&mut t, Checkpoints::InStore, &[100, 101, 105, 106]);
         assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, HANDLE]);
         // A later, different gap is refetched again.
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[109]), [Admit::SeekBack(105)]);
+    }
+
+    #[test]
+    fn a_fetch_that_gets_nothing_while_the_log_holds_records_goes_further_back() {
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let patience = Duration::from_secs(3);
+        // Resumed at 100 inside the last batch (95..110): the broker answers with nothing.
+        let mut t = Tracked::new(100, 100, Checkpoints::InStore, None, 0, start);
+        assert_eq!(t.stalled(0, 110, later(2), patience), None, "not yet");
         assert_eq!(
-            feed(&mut t, Checkpoints::InStore, 0, &[109]),
-            [Admit::SeekBack(105)]
+            t.stalled(0, 100, later(9), patience),
+            None,
+            "nothing beyond 100 in the log"
         );
+        assert_eq!(t.stalled(0, 110, later(3), patience), Some(98));
+        assert_eq!(
+            t.stalled(0, 110, later(5), patience),
+            None,
+            "patience again after a seek"
+        );
+        assert_eq!(
+            t.stalled(0, 110, later(6), patience),
+            Some(96),
+            "further back each time"
+        );
+        // The batch arrives: what the state holds is skipped, the rest handled.
+        let got = feed(&mut t, Checkpoints::InStore, &[95, 99, 100, 109]);
+        assert_eq!(got, [Admit::Skip, Admit::Skip, HANDLE, Admit::SeekBack(99)]);
+        // Consuming normally: a quiet partition at the end of the log never counts as stalled.
+        let mut t = Tracked::new(0, 0, Checkpoints::InStore, None, 0, start);
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[0, 1, 2]), [HANDLE; 3]);
+        assert_eq!(t.stalled(0, 3, later(60), patience), None);
+        // Mid-stream (the consumer fetching from inside the last batch): back by 2, then 4.
+        assert_eq!(t.stalled(0, 8, later(60), patience), Some(1));
+        assert_eq!(t.stalled(0, 8, later(63), patience), Some(0));
+        // Nothing further back: given up at this high watermark, tried again at a new one.
+        assert_eq!(t.stalled(0, 8, later(66), patience), None);
+        assert_eq!(t.stalled(0, 8, later(99), patience), None);
+        assert_eq!(t.stalled(0, 9, later(99), patience), None);
     }
 
     #[test]
     fn records_gone_from_the_log_are_consumed_from_the_first_one_there() {
         // No checkpoint; retention removed offsets below 50.
-        let mut t = Tracked::new(0, 0, Checkpoints::InStore, None);
-        assert_eq!(feed(&mut t, Checkpoints::InStore, 0, &[50]), [Admit::SeekBack(0)]);
-        assert_eq!(feed(&mut t, Checkpoints::InStore, 0, &[50, 51]), [HANDLE, HANDLE]);
+        let mut t = Tracked::new(0, 0, Checkpoints::InStore, None, 0, Instant::now());
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[50]), [Admit::SeekBack(0)]);
+        assert_eq!(feed(&mut t, Checkpoints::InStore, &[50, 51]), [HANDLE, HANDLE]);
     }
 }
