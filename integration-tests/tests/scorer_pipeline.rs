@@ -131,8 +131,9 @@ async fn an_injected_incident_is_flagged_and_the_control_series_stay_quiet() {
     }
     assert!(
         !verdicts.by_id.is_empty(),
-        "no verdicts\n{}",
-        log_tail("scorer.log")
+        "no verdicts\nscorer log:\n{}\naggregator log:\n{}",
+        log_tail("scorer.log"),
+        log_tail("aggregator.log")
     );
     verdicts.settle(Duration::from_secs(3), deadline).await;
     let first_version = verdicts.by_id.values().next().unwrap().model_version.clone();
