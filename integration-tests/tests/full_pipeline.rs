@@ -130,6 +130,27 @@ impl Api {
 }
 
 /// Compares the API's daily rows with the ground truth.
+/// Waits until every series of the lag gauge `prefix` (e.g. `scorer_consumer_lag{`) at
+/// `metrics_url` reads 0 (the gauge refreshes on its own cadence); the last reading otherwise.
+async fn lag_drains(metrics_url: &str, prefix: &str, within: Duration) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
+        let lags: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(lags);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn compare(expected: &[TruthRow], served: &[Value]) -> Result<(), String> {
     let served: BTreeMap<(String, String), &Value> = served
         .iter()
@@ -426,27 +447,15 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
     // Caught up: the aggregator reports no lag on the partitions that carry the series. The
     // rows can match before the last records (ones that change no row: duplicates, poison) are
     // read and before the gauge's next refresh, so the lag gets a few seconds to reach 0.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let lags: Vec<String> = metrics
-            .lines()
-            .filter(|l| l.starts_with("aggregator_consumer_lag{"))
-            .map(str::to_string)
-            .collect();
-        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "consumer lag after catching up: {lags:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let aggregator_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    if let Err(lags) = lag_drains(
+        &aggregator_metrics,
+        "aggregator_consumer_lag{",
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        panic!("consumer lag after catching up: {lags:?}");
     }
     let (status, body) = api.get(&daily, &outsider).await;
     assert_eq!(status, 403, "a user without a grant: {body}");
@@ -480,19 +489,8 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         "http://{}/metrics",
         env_value(&env, "AGENTOPS__SCORER__METRICS_LISTEN")
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = reqwest::get(&scorer_metrics).await.unwrap().text().await.unwrap();
-        let lags: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with("scorer_consumer_lag{"))
-            .map(str::to_string)
-            .collect();
-        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "scorer lag never drained: {lags:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Err(lags) = lag_drains(&scorer_metrics, "scorer_consumer_lag{", Duration::from_secs(20)).await {
+        panic!("scorer lag never drained: {lags:?}");
     }
     let flagged: Vec<&Anomaly> = verdicts.values().filter(|a| a.is_anomaly).collect();
     let inside: Vec<&Anomaly> = flagged
