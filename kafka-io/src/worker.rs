@@ -102,7 +102,7 @@ pub trait Handler: Send + 'static {
 }
 
 /// The worker's bookkeeping of one assigned partition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Tracked {
     /// Every record before it is reflected in the handler's state (fixed at assignment).
     resume_at: i64,
@@ -311,6 +311,18 @@ impl Tracked {
     }
 }
 
+/// Fetches `partition` again from `offset` (what was queued for it is dropped).
+fn seek<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), Error> {
+    consumer
+        .seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+        .map_err(Error::from)
+}
+
 /// Everything the poll loop and the rebalance callbacks change, behind one lock.
 struct Core<H: Handler> {
     handler: H,
@@ -507,14 +519,7 @@ where
         };
         match tracked.admit(partition, offset, self.checkpoints, Instant::now()) {
             Admit::Skip => Ok(()),
-            Admit::SeekBack(to) => consumer
-                .seek(
-                    &self.topic,
-                    partition,
-                    Offset::Offset(to),
-                    Duration::from_secs(10),
-                )
-                .map_err(|e| Error::from(e).into()),
+            Admit::SeekBack(to) => Ok(seek(consumer, &self.topic, partition, to)?),
             Admit::Handle { replayed } => {
                 self.handler.handle(message, replayed)?;
                 tracked.handled(offset);
@@ -535,14 +540,7 @@ where
                 continue;
             };
             if let Some(to) = tracked.stalled(partition, high_watermark, now, STALL_PATIENCE) {
-                consumer
-                    .seek(
-                        &self.topic,
-                        partition,
-                        Offset::Offset(to),
-                        Duration::from_secs(10),
-                    )
-                    .map_err(Error::from)?;
+                seek(consumer, &self.topic, partition, to)?;
             }
         }
         Ok(())
