@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use aggregator::engine::{EngineConfig, PartitionState};
 use ingest::generator::{GenConfig, Generator, Record};
-use scorer::evaluation::{judge_at, Incident, Protocol};
+use scorer::evaluation::Incident;
 use scorer::models::{init_runtime, runtime_path, ModelSet};
-use scorer::offline::{read_windows, score, series_scores, write_windows, Label, Member, WindowRecord};
+use scorer::offline::{judge_ensemble, read_windows, score, write_windows, Label, WindowRecord};
 
 const WINDOW_MS: i64 = 900_000;
 
@@ -86,20 +86,7 @@ fn the_demo_week_catches_all_six_incidents_with_at_most_one_false_alarm() {
             },
         })
         .collect();
-    let m = &set.manifest;
-    let w = m.ensemble.weights;
-    let report = judge_at(
-        &series_scores(
-            &scored,
-            &labels,
-            Member::Weighted(w.lstm, w.transformer, w.statistical),
-        ),
-        m.ensemble.threshold,
-        &Protocol {
-            window_ms: m.window_ms(),
-            ..Protocol::default()
-        },
-    );
+    let report = judge_ensemble(&set.manifest, &scored, &labels);
     println!("{report:?}");
     assert_eq!(
         (report.caught, report.incidents),

@@ -288,21 +288,7 @@ fn main() -> anyhow::Result<()> {
             );
             if let Some(labels) = labels {
                 let labels = offline::read_labels(&labels)?;
-                let m = &set.manifest;
-                let w = m.ensemble.weights;
-                let scores = offline::series_scores(
-                    &scored,
-                    &labels,
-                    offline::Member::Weighted(w.lstm, w.transformer, w.statistical),
-                );
-                let r = evaluation::judge_at(
-                    &scores,
-                    m.ensemble.threshold,
-                    &evaluation::Protocol {
-                        window_ms: m.window_ms(),
-                        ..evaluation::Protocol::default()
-                    },
-                );
+                let r = offline::judge_ensemble(&set.manifest, &scored, &labels);
                 println!("{}", serde_json::to_string_pretty(&tuning::Summary::from(&r))?);
             }
         }

@@ -20,8 +20,9 @@ use time::OffsetDateTime;
 
 use crate::buffer::{Push, SeriesBuffer};
 use crate::detector::{DetectorParams, Evidence, WindowStats, KPIS};
-use crate::evaluation::{Incident, SeriesScores};
+use crate::evaluation::{self, Incident, Report, SeriesScores};
 use crate::features::{FEATURES, FEATURE_COUNT};
+use crate::manifest::Manifest;
 use crate::models::{Batch, ModelSet, StatInput};
 use crate::scoring::{explained_kpis, top_features, Verdict};
 use crate::{Error, Result};
@@ -389,6 +390,25 @@ pub fn series_scores(scored: &[Scored], labels: &[Label], member: Member) -> Vec
 }
 
 /// Writes every scored window as CSV: member scores, ensemble, flag, the top feature and the
+/// Judges the ensemble of `manifest` (its weights and threshold) on `scored` against `labels`
+/// under the evaluation protocol: what `scorer offline --labels` prints.
+pub fn judge_ensemble(manifest: &Manifest, scored: &[Scored], labels: &[Label]) -> Report {
+    let w = manifest.ensemble.weights;
+    let scores = series_scores(
+        scored,
+        labels,
+        Member::Weighted(w.lstm, w.transformer, w.statistical),
+    );
+    evaluation::judge_at(
+        &scores,
+        manifest.ensemble.threshold,
+        &evaluation::Protocol {
+            window_ms: manifest.window_ms(),
+            ..evaluation::Protocol::default()
+        },
+    )
+}
+
 /// KPI with the most evidence, with its observed and expected values.
 pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<()> {
     let io = |e: csv::Error| Error::Io {
