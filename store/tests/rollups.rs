@@ -148,3 +148,35 @@ async fn only_the_touched_days_of_the_touched_tenants_get_rollups() {
     assert_eq!(globex.len(), 1);
     assert_eq!(globex[0].counts.tasks_total, 3);
 }
+
+/// The scorer and the aggregator of one deployment open the same SQLite file at once: each
+/// migration is applied once, by one of them, and neither fails.
+#[tokio::test]
+async fn two_processes_migrating_one_file_at_once_both_succeed() {
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let path = path.to_str().unwrap().to_string();
+        let runs = (0..2).map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let store = SqliteStore::open(&path).await.unwrap();
+                store.migrate().await
+            })
+        });
+        let mut applied = Vec::new();
+        for run in runs.collect::<Vec<_>>() {
+            let versions = run
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            applied.extend(versions);
+        }
+        applied.sort_unstable();
+        let all: Vec<u32> = store::migrations::SQLITE.iter().map(|m| m.version).collect();
+        assert_eq!(
+            applied, all,
+            "round {round}: every migration applied exactly once"
+        );
+    }
+}

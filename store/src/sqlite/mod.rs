@@ -199,19 +199,27 @@ impl SqliteStore {
     /// Applies the migrations not applied yet up to version `last` (inclusive), in order;
     /// returns the versions it applied. [`SchemaStore::migrate`] applies all of them; a test of data
     /// written before a migration stops earlier.
+    ///
+    /// One write transaction, taken before the applied versions are read: two processes that
+    /// open the same file at once (the scorer and the aggregator of one deployment) apply each
+    /// migration once; the second waits (`busy_timeout`) and finds them applied.
     pub async fn migrate_to(&self, last: u32) -> Result<Vec<u32>> {
         self.with_conn(move |conn| {
-            let done = applied(conn)?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let done = applied(&tx)?;
             let mut newly = Vec::new();
             for m in migrations::SQLITE
                 .iter()
                 .filter(|m| m.version <= last && !done.contains(&m.version))
             {
-                apply(conn, m)?;
-                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
-                newly.push(m.version);
+                apply(&tx, m)?;
+                newly.push(m);
             }
-            Ok(newly)
+            tx.commit()?;
+            for m in &newly {
+                tracing::info!(version = m.version, name = m.name, "applied sqlite migration");
+            }
+            Ok(newly.iter().map(|m| m.version).collect())
         })
         .await
     }
@@ -229,20 +237,20 @@ fn applied(conn: &Connection) -> Result<Vec<u32>> {
     Ok(versions)
 }
 
-fn apply(conn: &mut Connection, m: &Migration) -> Result<()> {
-    let tx = conn.transaction()?;
+/// Applies one migration inside the caller's transaction.
+fn apply(conn: &Connection, m: &Migration) -> Result<()> {
     let fail = |e: rusqlite::Error| Error::Migration {
         version: m.version,
         name: m.name,
         message: e.to_string(),
     };
-    tx.execute_batch(m.script).map_err(fail)?;
-    tx.execute(
+    conn.execute_batch(m.script).map_err(fail)?;
+    conn.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
         params![m.version, m.name, now_ms()],
     )
     .map_err(fail)?;
-    tx.commit().map_err(fail)
+    Ok(())
 }
 
 #[async_trait]
