@@ -296,7 +296,7 @@ function chartDaily(kpi, daily, width) {
 }
 
 function chartWindows(kpi, grid, flagged, width) {
-  const box = chartBox(kpi.title + " — 15-minute windows", "windows");
+  const box = chartBox(kpi.title + " — KPI windows", "windows");
   const { xs, agents, rows, columns } = grid;
   const series = [{}];
   const data = [xs.map((v) => v / 1000)];

@@ -165,6 +165,13 @@ impl Drop for TansuBroker {
     }
 }
 
+/// The KPI window length the services run with (`aggregator.window_secs`, built-in default).
+pub fn window_ms() -> i64 {
+    let settings =
+        settings::Settings::load(None, &std::collections::HashMap::new()).expect("built-in settings load");
+    i64::from(settings.aggregator.window_secs) * 1000
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -28,8 +28,8 @@ use schemas::kpi::Counts;
 use schemas::{Anomaly, TaskEvent};
 use serde_json::{json, Value};
 
-/// Flagged windows allowed per control series and simulated day.
-const CONTROL_FALSE_ALARMS_PER_DAY: f64 = 1.0;
+/// Flagged time allowed per control series and simulated day (one 15-minute stretch).
+const CONTROL_FLAGGED_MS_PER_DAY: i64 = 15 * 60_000;
 /// Undecodable records written straight to the task-event topic.
 const POISON: usize = 12;
 /// Events that arrive days after their event time.
@@ -463,7 +463,8 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
     // Verdicts: read the anomaly topic until every series has its windows scored.
     let anomaly_topic = env_value(&env, "AGENTOPS__KAFKA__TOPICS__ANOMALIES").to_string();
     let decoder = schemas::codec::Decoder::<Anomaly>::new();
-    let windows_per_series = i64::from(DAYS) * 96;
+    let window_ms = integration_tests::window_ms();
+    let windows_per_series = i64::from(DAYS) * schemas::time::DAY_MS / window_ms;
     let expected_min = (6 * (windows_per_series - 16 - 4)) as usize;
     let deadline = Instant::now() + Duration::from_secs(180);
     let (verdict_records, verdicts) = loop {
@@ -514,7 +515,7 @@ async fn generator_to_dashboard(durable: bool, faults: &[Fault]) {
         let n = flagged.iter().filter(|a| a.agent_id == *agent).count();
         control_flags += n;
         assert!(
-            n as f64 <= CONTROL_FALSE_ALARMS_PER_DAY * f64::from(DAYS),
+            n as i64 * window_ms <= CONTROL_FLAGGED_MS_PER_DAY * i64::from(DAYS),
             "control series {agent}: {n} flagged windows in {DAYS} days"
         );
     }

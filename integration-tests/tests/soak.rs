@@ -203,7 +203,8 @@ async fn a_million_events_through_twenty_one_sigkills_lose_and_double_nothing() 
     let anomalies = env_value(&env, "AGENTOPS__KAFKA__TOPICS__ANOMALIES").to_string();
     let decoder = schemas::codec::Decoder::<Anomaly>::new();
     let series = (TENANTS.len() * 6) as i64;
-    let expected_min = (series * (i64::from(days) * 96 - 16 - 4)) as usize;
+    let windows_per_day = schemas::time::DAY_MS / integration_tests::window_ms();
+    let expected_min = (series * (i64::from(days) * windows_per_day - 16 - 4)) as usize;
     let deadline = Instant::now() + Duration::from_secs(300);
     let (verdict_records, by_id, differing) = loop {
         let messages = read_topic(&broker, &anomalies, Duration::from_secs(60));

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::detector::DetectorParams;
-use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol};
+use crate::detector::{self, DetectorParams};
+use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol, SeriesScores};
 use crate::manifest::Manifest;
 use crate::models::ModelSet;
 use crate::offline::{self, Label, Member, Scored, Series};
@@ -123,20 +123,39 @@ fn protocol_of(manifest: &Manifest) -> Protocol {
     }
 }
 
-/// Calibrates both autoencoders on the normal sets (warm windows), then, given a labelled
-/// tuning set, tunes the ensemble's weights and threshold on it (without one they are kept);
-/// returns the updated manifest.
+/// The scores of every series of several data sets under one member, as one pooled set: the
+/// series stay apart (each with its own labels), so false alarms per series-day and the
+/// median delay are those of all the sets together.
+fn pooled_scores(sets: &[(DataSet, Vec<Scored>)], member: Member) -> Vec<SeriesScores> {
+    sets.iter()
+        .flat_map(|(d, s)| offline::series_scores(s, &d.labels, member))
+        .collect()
+}
+
+/// Calibrates both autoencoders on the normal sets (warm windows), then, given labelled
+/// tuning sets, tunes the ensemble's weights and threshold on them, pooled (without any they
+/// are kept); returns the updated manifest.
 pub fn tune(
     set: &mut ModelSet,
     normal: &[PathBuf],
-    tuning: Option<&Path>,
+    tuning: &[PathBuf],
     budget: &Budget,
     max_batch: usize,
 ) -> Result<Manifest> {
     let window_ms = set.manifest.window_ms();
     let (mut lstm, mut transformer) = (Vec::new(), Vec::new());
+    // The raw CUSUMs of the normal sets' warm windows, for the per-KPI scales.
+    let unscaled = DetectorParams {
+        kpi_scale: None,
+        ..set.manifest.detector
+    };
+    let mut cusums = Vec::new();
     for dir in normal {
         let data = load(dir, window_ms)?;
+        for s in &data.series {
+            let evidence = offline::detect(s, &unscaled);
+            cusums.push(evidence.iter().filter(|e| e.warm).map(|e| e.cusum).collect());
+        }
         for s in offline::score(set, &data.series, max_batch)? {
             for (v, e) in s.verdicts.iter().zip(&s.evidence) {
                 if let (Some(v), true) = (v, e.warm) {
@@ -155,19 +174,28 @@ pub fn tune(
     manifest.models.lstm.calibration = fit_calibration(&lstm, eps).ok_or_else(|| no_data("lstm"))?;
     manifest.models.transformer.calibration =
         fit_calibration(&transformer, eps).ok_or_else(|| no_data("transformer"))?;
-    let Some(tuning) = tuning else {
-        return Ok(manifest);
-    };
-    let data = load(tuning, window_ms)?;
-    let mut scored = offline::score(set, &data.series, max_batch)?;
-    recalibrate(
-        &mut scored,
-        &manifest.models.lstm.calibration,
-        &manifest.models.transformer.calibration,
+    manifest.detector.kpi_scale = Some(
+        detector::fit_kpi_scale(&cusums, unscaled.windows_per_day()).ok_or_else(|| no_data("KPI scales"))?,
     );
+    // The tuning sets are scored with the new scales.
+    set.manifest.detector = manifest.detector;
+    if tuning.is_empty() {
+        return Ok(manifest);
+    }
+    let mut sets = Vec::with_capacity(tuning.len());
+    for dir in tuning {
+        let data = load(dir, window_ms)?;
+        let mut scored = offline::score(set, &data.series, max_batch)?;
+        recalibrate(
+            &mut scored,
+            &manifest.models.lstm.calibration,
+            &manifest.models.transformer.calibration,
+        );
+        sets.push((data, scored));
+    }
     let protocol = protocol_of(&manifest);
     let (w, threshold, _) = tuning::tune_weights(
-        |w| offline::series_scores(&scored, &data.labels, Member::Weighted(w.0, w.1, w.2)),
+        |w| pooled_scores(&sets, Member::Weighted(w.0, w.1, w.2)),
         (true, true, true),
         WEIGHT_STEPS,
         &protocol,
@@ -194,10 +222,10 @@ pub struct CleanRow {
 pub struct Table {
     /// The rules.
     pub protocol: Protocol,
-    /// The budget on the tuning set.
+    /// The budget on the tuning sets.
     pub budget: Budget,
-    /// Tuning set.
-    pub tuning: String,
+    /// Tuning sets (pooled).
+    pub tuning: Vec<String>,
     /// Unseen sets.
     pub eval: Vec<String>,
     /// Clean sets.
@@ -214,9 +242,11 @@ impl Table {
     /// The table in Markdown.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "Tuning set {}; unseen sets {}; thresholds picked on the tuning set with at most {} false alarms per series-day{}; an alarm is credited when it starts at most {} min before an incident, inside it, or at most {} min after it; mean ± sd over the unseen sets.\n\n",
-            self.tuning,
+            "Tuning {} {}; unseen sets {}; thresholds picked on the tuning {} (pooled) with at most {} false alarms per series-day{}; an alarm is credited when it starts at most {} min before an incident, inside it, or at most {} min after it; mean ± sd over the unseen sets.\n\n",
+            if self.tuning.len() == 1 { "set" } else { "sets" },
+            self.tuning.join(", "),
             self.eval.join(", "),
+            if self.tuning.len() == 1 { "set" } else { "sets" },
             self.budget.false_alarms_per_series_day,
             self.budget
                 .median_step_delay_ms
@@ -249,13 +279,13 @@ impl Table {
 struct Spec {
     name: &'static str,
     member: Member,
-    /// `None`: tuned on the tuning set.
+    /// `None`: tuned on the tuning sets.
     threshold: Option<f64>,
 }
 
 fn build_table(
     specs: Vec<Spec>,
-    tuning: &(DataSet, Vec<Scored>),
+    tuning: &[(DataSet, Vec<Scored>)],
     unseen: &[(DataSet, Vec<Scored>)],
     clean: &[(DataSet, Vec<Scored>)],
     protocol: &Protocol,
@@ -266,7 +296,7 @@ fn build_table(
     let mut clean_rows = Vec::new();
     for spec in specs {
         let scores = |d: &(DataSet, Vec<Scored>)| offline::series_scores(&d.1, &d.0.labels, spec.member);
-        let t_scores = scores(tuning);
+        let t_scores = pooled_scores(tuning, spec.member);
         let (threshold, t_report) = match spec.threshold {
             Some(t) => (t, judge_at(&t_scores, t, protocol)),
             None => pick_threshold(&t_scores, protocol, budget, CANDIDATES),
@@ -284,7 +314,7 @@ fn build_table(
     Table {
         protocol: *protocol,
         budget: *budget,
-        tuning: tuning.0.name.clone(),
+        tuning: tuning.iter().map(|d| d.0.name.clone()).collect(),
         eval: unseen.iter().map(|d| d.0.name.clone()).collect(),
         clean: clean.iter().map(|d| d.0.name.clone()).collect(),
         model_version,
@@ -296,19 +326,23 @@ fn build_table(
 /// The table of the statistical member alone (no models): "flag every window" and the CUSUM.
 pub fn evaluate_statistical(
     params: &DetectorParams,
-    tuning: &Path,
+    tuning: &[PathBuf],
     eval: &[PathBuf],
     clean: &[PathBuf],
     budget: &Budget,
+    window_ms: i64,
 ) -> Result<Table> {
-    let protocol = Protocol::default();
+    let protocol = Protocol {
+        window_ms,
+        ..Protocol::default()
+    };
     let seq_len = 16;
     let read = |dir: &Path| -> Result<(DataSet, Vec<Scored>)> {
         let d = load(dir, protocol.window_ms)?;
         let s = statistical_scored(&d.series, params, seq_len);
         Ok((d, s))
     };
-    let t = read(tuning)?;
+    let t = tuning.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let u = eval.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let c = clean.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let specs = vec![
@@ -330,7 +364,7 @@ pub fn evaluate_statistical(
 /// ensemble, and the ensemble without each member (weights re-tuned).
 pub fn evaluate(
     set: &mut ModelSet,
-    tuning: &Path,
+    tuning: &[PathBuf],
     eval: &[PathBuf],
     clean: &[PathBuf],
     budget: &Budget,
@@ -342,12 +376,12 @@ pub fn evaluate(
         let s = offline::score(set, &d.series, max_batch)?;
         Ok((d, s))
     };
-    let t = read(tuning)?;
+    let t = tuning.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let u = eval.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let c = clean.iter().map(|d| read(d)).collect::<Result<Vec<_>>>()?;
     let retuned = |allowed: (bool, bool, bool)| {
         let (w, _, _) = tuning::tune_weights(
-            |w| offline::series_scores(&t.1, &t.0.labels, Member::Weighted(w.0, w.1, w.2)),
+            |w| pooled_scores(&t, Member::Weighted(w.0, w.1, w.2)),
             allowed,
             WEIGHT_STEPS,
             &protocol,

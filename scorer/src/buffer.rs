@@ -5,7 +5,7 @@
 //! windows while the series is active; a late event re-emits a window with a higher revision.
 //! - A window after a gap (an idle series the aggregator stopped emitting for) is preceded by
 //!   empty periods, which the detector reads too (no tasks where some were expected is how an
-//!   outage shows); at most [`MAX_GAP_WINDOWS`] of them.
+//!   outage shows); at most [`MAX_GAP_MS`] of them.
 //! - A revision of the newest window re-applies it to the detector as it was before that
 //!   window, and is scored again.
 //! - A revision of an older window, a repeated revision, or a window older than the newest is
@@ -16,9 +16,9 @@ use std::collections::VecDeque;
 use crate::detector::{DetectorParams, Evidence, SeriesDetector, WindowStats};
 use crate::features::{self, Row};
 
-/// Longest gap (in windows, one week of 15-minute windows) filled with empty windows; the
-/// windows of a longer gap are not read one by one (the series' baselines stay as they were).
-pub const MAX_GAP_WINDOWS: i64 = 7 * 96;
+/// Longest gap (one week) filled with empty windows; the windows of a longer gap are not read
+/// one by one (the series' baselines stay as they were).
+pub const MAX_GAP_MS: i64 = 7 * schemas::time::DAY_MS;
 
 /// What a window did to the series.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +74,8 @@ impl SeriesBuffer {
             return self.read(w, revision, params);
         };
         if start > last.0 {
-            let mut gap = (last.0 + self.period_ms).max(start - MAX_GAP_WINDOWS * self.period_ms);
+            let longest = MAX_GAP_MS / self.period_ms * self.period_ms;
+            let mut gap = (last.0 + self.period_ms).max(start - longest);
             while gap < start {
                 let e = self.detector.observe(&WindowStats::empty(gap), params);
                 self.append(Slot {
@@ -246,6 +247,6 @@ mod tests {
         let mut b = SeriesBuffer::new(P, 2);
         b.push(&w(0, 10), 0, &params);
         b.push(&w(100_000, 10), 0, &params);
-        assert_eq!(b.detector().seen() as i64, 2 + MAX_GAP_WINDOWS);
+        assert_eq!(b.detector().seen() as i64, 2 + MAX_GAP_MS / P);
     }
 }

@@ -87,6 +87,23 @@ pub struct DetectorParams {
     /// allowance. Latency, cost and volume keep one window as the unit. Without it (older model sets), every window counts as one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cusum_reference_tasks: Option<f64>,
+    /// Per KPI (in [`KPIS`] order), what one unit of its CUSUM counts for in the statistical
+    /// score: a KPI whose CUSUM wanders high on normal traffic (cost and latency, whose
+    /// per-window evidence is heavier-tailed than a normal's) counts less, so that every KPI
+    /// reaches a given score about equally rarely on normal traffic and the quiet ones (the
+    /// rates, the volume) can alarm sooner. Fitted by `scorer tune` on the normal sets
+    /// ([`fit_kpi_scale`]). Without it (older model sets), every KPI counts 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpi_scale: Option<[f64; KPI_COUNT]>,
+    /// A window's length in reference windows of 15 minutes (⅓ for 5-minute windows). The
+    /// latency, cost and volume CUSUMs count one window as this many reference windows'
+    /// worth of evidence (`cusum_k` keeps its meaning at any window length, and a shorter
+    /// window lets evidence cross the threshold sooner), and the detector's own horizons
+    /// (priors, day-of-week and time-of-day profiles) stay the same in time. The horizons
+    /// given in windows (`baseline_half_life`, `warmup_windows`, `max_freeze_windows`) are
+    /// the manifest's to scale. Absent: 1 (15-minute windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_units: Option<f64>,
     /// A KPI whose CUSUM is above this does not update its baseline.
     pub freeze_at: f64,
     /// A KPI stops learning for at most this many windows in a row: a change that lasts
@@ -101,16 +118,33 @@ pub struct DetectorParams {
 }
 
 impl Default for DetectorParams {
+    /// The built-in tuning for 15-minute windows.
     fn default() -> Self {
+        DetectorParams::for_window(REFERENCE_WINDOW_SECS)
+    }
+}
+
+/// The window length the evidence is counted in (`window_units` = 1).
+pub const REFERENCE_WINDOW_SECS: u32 = 900;
+
+impl DetectorParams {
+    /// The built-in tuning for windows of `window_secs`: the horizons counted in windows are
+    /// the same in time (a two-day baseline half-life, a day of warm-up, at most a day of
+    /// frozen learning), and a window counts as its share of a 15-minute reference window.
+    pub fn for_window(window_secs: u32) -> DetectorParams {
+        let units = f64::from(window_secs.max(1)) / f64::from(REFERENCE_WINDOW_SECS);
+        let day = (96.0 / units).round() as u32;
         DetectorParams {
-            baseline_half_life: 192.0,
+            baseline_half_life: 192.0 / units,
             profile_half_life_days: 7.0,
-            warmup_windows: 96,
+            warmup_windows: day,
             cusum_k: 1.5,
             cusum_cap: 12.0,
             cusum_reference_tasks: Some(12.0),
+            kpi_scale: None,
+            window_units: (window_secs != REFERENCE_WINDOW_SECS).then_some(units),
             freeze_at: 4.0,
-            max_freeze_windows: 96,
+            max_freeze_windows: day,
             volume_dispersion_prior: 0.25,
             z_clip: 8.0,
             huber: 3.0,
@@ -119,6 +153,16 @@ impl Default for DetectorParams {
 }
 
 impl DetectorParams {
+    /// A window's length in 15-minute reference windows.
+    pub fn units(&self) -> f64 {
+        self.window_units.unwrap_or(1.0)
+    }
+
+    /// Windows per day.
+    pub fn windows_per_day(&self) -> f64 {
+        SLOTS as f64 / self.units()
+    }
+
     /// Why these parameters cannot be used, naming the key.
     pub fn check(&self) -> Result<(), String> {
         let positive = [
@@ -129,10 +173,16 @@ impl DetectorParams {
             ("z_clip", self.z_clip),
             ("huber", self.huber),
             ("cusum_reference_tasks", self.cusum_reference_tasks.unwrap_or(1.0)),
+            ("window_units", self.units()),
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("detector.{key} must be positive"));
+            }
+        }
+        if let Some(scale) = self.kpi_scale {
+            if let Some(k) = (0..KPI_COUNT).find(|k| !(scale[*k].is_finite() && scale[*k] > 0.0)) {
+                return Err(format!("detector.kpi_scale[{k}] ({}) must be positive", KPIS[k]));
             }
         }
         for (key, v) in [
@@ -213,7 +263,8 @@ pub struct Evidence {
     pub z: [f64; KPI_COUNT],
     /// Whether each KPI was defined in this window.
     pub defined: [bool; KPI_COUNT],
-    /// Per-KPI CUSUM after this window.
+    /// Per-KPI CUSUM after this window, times the KPI's `kpi_scale`: what the statistical
+    /// score and the explanations read.
     pub cusum: [f64; KPI_COUNT],
     /// Expected value and range per KPI, where defined.
     pub expected: [Option<Expected>; KPI_COUNT],
@@ -317,7 +368,7 @@ struct VolumeBaseline {
     /// their ratio (a ratio of sums, not a mean of noisy ratios, which would be biased up).
     weekday_counts: [f64; 7],
     weekday_means: [f64; 7],
-    /// Windows seen per weekday (up to [`WEEKDAY_YOUTH`]).
+    /// Windows seen per weekday (up to a day's worth, [`WEEKDAY_YOUTH`] reference windows).
     weekday_seen: [u32; 7],
     /// Decayed sums of `(n − λ)² − λ` and `λ²`: their ratio estimates `φ`.
     dispersion_num: f64,
@@ -333,9 +384,20 @@ impl VolumeBaseline {
         }
     }
 
-    fn weekday_factor(&self, weekday: usize) -> f64 {
-        if self.weekday_means[weekday] > 0.0 {
-            (self.weekday_counts[weekday] / self.weekday_means[weekday]).max(0.01)
+    /// Whether a weekday has been seen for a whole day (its factor is trusted).
+    fn weekday_known(&self, weekday: usize, p: &DetectorParams) -> bool {
+        f64::from(self.weekday_seen[weekday]) >= WEEKDAY_YOUTH / p.units()
+    }
+
+    /// The day-of-week factor: the ratio of the weekday's counts to its slot means, shrunk
+    /// towards 1 by [`WEEKDAY_PRIOR`] reference windows of an average window, so that the
+    /// first hours of a weekday's first day (a few small counts) cannot swing it, nor, through
+    /// it, the slot means it normalizes.
+    fn weekday_factor(&self, weekday: usize, p: &DetectorParams) -> f64 {
+        let prior = WEEKDAY_PRIOR / p.units() * self.any.or(0.0).max(0.0);
+        let (counts, means) = (self.weekday_counts[weekday], self.weekday_means[weekday]);
+        if means + prior > 0.0 {
+            ((counts + prior) / (means + prior)).max(0.01)
         } else {
             1.0
         }
@@ -343,7 +405,7 @@ impl VolumeBaseline {
 
     /// The expected count of a window and how many windows' worth of data it rests on, once
     /// anything is known.
-    fn expected(&self, slot: usize, weekday: usize) -> Option<(f64, f64)> {
+    fn expected(&self, slot: usize, weekday: usize, p: &DetectorParams) -> Option<(f64, f64)> {
         let known = self.slot.get(slot).filter(|e| e.known());
         let (mean, weight) = if let Some(e) = known {
             (e.mean, e.weight)
@@ -352,7 +414,7 @@ impl VolumeBaseline {
         } else {
             return None;
         };
-        Some(((mean * self.weekday_factor(weekday)).max(0.05), weight))
+        Some(((mean * self.weekday_factor(weekday, p)).max(0.05), weight))
     }
 }
 
@@ -406,9 +468,9 @@ pub struct SeriesDetector {
 /// Prior unit variances of ln P50, ln P95 and ln cost per task (before the series has taught
 /// its own): wide, so that a young series is not sure of anything.
 const PRIOR_UNIT_VAR: [f64; 3] = [1.0, 2.0, 1.0];
-/// Weight of the prior unit variances, in windows.
+/// Weight of the prior unit variances, in reference windows.
 const PRIOR_UNIT_VAR_WEIGHT: f64 = 8.0;
-/// Weight of the prior over-dispersions, in windows.
+/// Weight of the prior over-dispersions, in reference windows.
 const PRIOR_DISPERSION_WEIGHT: f64 = 96.0;
 /// Floor of a variance, so that a perfectly constant history cannot divide by zero.
 const MIN_VAR: f64 = 1e-6;
@@ -419,10 +481,12 @@ const RELIEF: f64 = 0.5;
 /// Windows of a weekday before its factor is trusted: until then it always learns (even while
 /// the volume is in alarm: a first Sunday is new, not an incident) and its uncertainty widens
 /// the volume's dispersion by [`YOUNG_WEEKDAY_DISPERSION`].
-const WEEKDAY_YOUTH: u32 = 96;
+const WEEKDAY_YOUTH: f64 = 96.0;
 /// Extra over-dispersion of a weekday not yet trusted (±50 % around the weekly mean).
 const YOUNG_WEEKDAY_DISPERSION: f64 = 0.25;
-/// Half-life of the day-of-week profile, in windows (two weeks of that weekday).
+/// Weight of a day-of-week factor's prior of 1, in reference windows of the average count.
+const WEEKDAY_PRIOR: f64 = 24.0;
+/// Half-life of the day-of-week profile, in reference windows (two weeks of that weekday).
 const WEEKDAY_HALF_LIFE: f64 = 2.0 * 96.0;
 
 fn decay(half_life: f64) -> f64 {
@@ -531,10 +595,10 @@ impl SeriesDetector {
         let weekday = (w.start_ms.div_euclid(DAY_MS) + 3).rem_euclid(7) as usize; // 0 = Monday
         let vb = &self.volume;
         let phi = vb.dispersion(p.volume_dispersion_prior);
-        let expectation = vb.expected(slot, weekday);
+        let expectation = vb.expected(slot, weekday, p);
         let lambda = expectation.map(|e| e.0);
         if let Some((lambda, weight)) = expectation {
-            let young = if vb.weekday_seen[weekday] < WEEKDAY_YOUTH {
+            let young = if !vb.weekday_known(weekday, p) {
                 YOUNG_WEEKDAY_DISPERSION
             } else {
                 0.0
@@ -565,7 +629,7 @@ impl SeriesDetector {
             // undefined KPI drains by k).
             let r2 = match p.cusum_reference_tasks {
                 Some(reference) if defined[k] && k <= kpi::INTERVENTION => information[k] / reference,
-                _ => 1.0,
+                _ => p.units(),
             };
             let r = r2.sqrt();
             let kept = if defined[k] && z[k] < 0.0 {
@@ -576,6 +640,8 @@ impl SeriesDetector {
             self.cusum[k] = (kept + r * (z[k] - p.cusum_k * r)).clamp(0.0, p.cusum_cap);
         }
         let warm = self.seen >= p.warmup_windows;
+        let scale = p.kpi_scale.unwrap_or([1.0; KPI_COUNT]);
+        let cusum: [f64; KPI_COUNT] = std::array::from_fn(|k| self.cusum[k] * scale[k]);
 
         // Baseline updates: clipped, and paused for a KPI in alarm.
         let d = decay(p.baseline_half_life);
@@ -585,7 +651,7 @@ impl SeriesDetector {
             }
             let b = &mut self.rates[r];
             let rate = b.rate();
-            b.dispersion.seed(1.0, PRIOR_DISPERSION_WEIGHT);
+            b.dispersion.seed(1.0, PRIOR_DISPERSION_WEIGHT / p.units());
             b.dispersion
                 .update((rate_z[r] * rate_z[r]).min(MAX_DISPERSION_SAMPLE), d, 1.0);
             let limit = p.huber * (n * rate * (1.0 - rate)).max(MIN_VAR).sqrt();
@@ -608,13 +674,18 @@ impl SeriesDetector {
             let v = b.unit_var.or(PRIOR_UNIT_VAR[m]).max(MIN_VAR);
             let resid = x - b.mean.mean;
             let limit = p.huber * (v / n).sqrt();
-            b.unit_var.seed(PRIOR_UNIT_VAR[m], PRIOR_UNIT_VAR_WEIGHT);
+            b.unit_var
+                .seed(PRIOR_UNIT_VAR[m], PRIOR_UNIT_VAR_WEIGHT / p.units());
             b.unit_var
                 .update((n * resid * resid).min(p.huber * p.huber * v), d, 1.0);
             b.mean.update(b.mean.mean + resid.clamp(-limit, limit), d, n);
         }
-        let new_structure = !self.volume.slot.get(slot).is_some_and(|e| e.known())
-            || self.volume.weekday_seen[weekday] < WEEKDAY_YOUTH;
+        let new_structure =
+            !self.volume.slot.get(slot).is_some_and(|e| e.known()) || !self.volume.weekday_known(weekday, p);
+        // A slot's mean is a reference for the weekday factor only once it rests on earlier
+        // days: within the first day a shorter window's slot was learned today, from the very
+        // weekday it would be compared with (a first Sunday would set Sunday's factor to 1).
+        let slots_from_earlier_days = f64::from(self.seen) >= p.windows_per_day();
         if self.learns(kpi::VOLUME, p, warm) || new_structure {
             let vb = &mut self.volume;
             // The count the baseline learns from: clipped to λ ± huber·sd once there is a λ.
@@ -622,7 +693,7 @@ impl SeriesDetector {
                 Some(lambda) => {
                     let sd = (lambda + phi * lambda * lambda).sqrt();
                     if vb.dispersion_den == 0.0 {
-                        vb.dispersion_den = PRIOR_DISPERSION_WEIGHT * lambda * lambda;
+                        vb.dispersion_den = PRIOR_DISPERSION_WEIGHT / p.units() * lambda * lambda;
                         vb.dispersion_num = p.volume_dispersion_prior * vb.dispersion_den;
                     }
                     let resid = (n - lambda).clamp(-p.huber * sd, p.huber * sd);
@@ -632,30 +703,97 @@ impl SeriesDetector {
                 }
                 None => n,
             };
-            let weekday_factor = vb.weekday_factor(weekday);
-            vb.weekday_seen[weekday] = (vb.weekday_seen[weekday] + 1).min(WEEKDAY_YOUTH);
+            let weekday_factor = vb.weekday_factor(weekday, p);
+            let youth = (WEEKDAY_YOUTH / p.units()).ceil() as u32;
+            vb.weekday_seen[weekday] = (vb.weekday_seen[weekday] + 1).min(youth);
             vb.slot.resize(SLOTS, Ew::default());
-            if let Some(before) = vb.slot.get(slot).filter(|e| e.known()).map(|e| e.mean) {
-                let dw = decay(WEEKDAY_HALF_LIFE);
+            let reference = vb.slot.get(slot).filter(|e| e.known() && slots_from_earlier_days);
+            if let Some(before) = reference.map(|e| e.mean) {
+                let dw = decay(WEEKDAY_HALF_LIFE / p.units());
                 vb.weekday_counts[weekday] = vb.weekday_counts[weekday] * dw + count;
                 vb.weekday_means[weekday] = vb.weekday_means[weekday] * dw + before;
             }
             vb.any.update(
                 count / weekday_factor,
-                decay(p.profile_half_life_days * 96.0),
+                decay(p.profile_half_life_days * p.windows_per_day()),
                 1.0,
             );
-            vb.slot[slot].update(count / weekday_factor, decay(p.profile_half_life_days), 1.0);
+            // A slot sees one window a day per reference window it spans.
+            vb.slot[slot].update(
+                count / weekday_factor,
+                decay(p.profile_half_life_days / p.units().min(1.0)),
+                1.0,
+            );
         }
         self.seen = self.seen.saturating_add(1);
         Evidence {
             z,
             defined,
-            cusum: self.cusum,
+            cusum,
             expected,
             warm,
         }
     }
+}
+
+/// Upward crossings per series-day of a KPI's scale fit: the level each KPI's CUSUM is held to
+/// ([`fit_kpi_scale`]). Frequent enough to be counted on a month of normal traffic (about 10
+/// crossings over 32 series); the tails of the CUSUMs are exponential, so levels that are
+/// equally rare here stay about equally rare at the rarer levels a threshold sits at.
+pub const KPI_SCALE_CROSSINGS_PER_SERIES_DAY: f64 = 0.01;
+
+/// Per-KPI scales from the raw CUSUMs of normal traffic (`[series][windows]`, warm windows
+/// only): for each KPI the level `h_k` its CUSUM crosses upwards
+/// [`KPI_SCALE_CROSSINGS_PER_SERIES_DAY`] times per series-day (interpolated between levels
+/// 0.05 apart), and `scale_k = max_j h_j / h_k`: the noisiest KPI counts 1, a quieter one
+/// more. A KPI that never reaches the rate (P95, which does not accumulate) keeps 1, and so
+/// does every KPI when none does (too little history to tell). `None` when there is less than
+/// a day of warm windows.
+pub fn fit_kpi_scale(series: &[Vec<[f64; KPI_COUNT]>], windows_per_day: f64) -> Option<[f64; KPI_COUNT]> {
+    let windows: usize = series.iter().map(Vec::len).sum();
+    if (windows as f64) < windows_per_day {
+        return None;
+    }
+    let series_days = windows as f64 / windows_per_day;
+    let crossings = |k: usize, h: f64| -> f64 {
+        let mut n = 0usize;
+        for s in series {
+            let mut above = false;
+            for c in s {
+                let now = c[k] >= h;
+                if now && !above {
+                    n += 1;
+                }
+                above = now;
+            }
+        }
+        n as f64 / series_days
+    };
+    let target = KPI_SCALE_CROSSINGS_PER_SERIES_DAY;
+    let level = |k: usize| -> Option<f64> {
+        let (mut lo, mut rate_lo) = (0.05, crossings(k, 0.05));
+        if rate_lo <= target {
+            return None;
+        }
+        while lo < 64.0 {
+            let hi = lo + 0.05;
+            let rate_hi = crossings(k, hi);
+            if rate_hi <= target {
+                // Linear in ln(rate) between the two levels (the tail is exponential).
+                let (a, b) = (rate_lo.ln(), rate_hi.max(1e-12).ln());
+                let t = if a > b { (a - target.ln()) / (a - b) } else { 0.0 };
+                return Some(lo + t.clamp(0.0, 1.0) * (hi - lo));
+            }
+            (lo, rate_lo) = (hi, rate_hi);
+        }
+        None
+    };
+    let levels: Vec<Option<f64>> = (0..KPI_COUNT).map(level).collect();
+    let top = levels.iter().flatten().copied().fold(f64::NAN, f64::max);
+    Some(std::array::from_fn(|k| match levels[k] {
+        Some(h) if top.is_finite() => top / h,
+        _ => 1.0,
+    }))
 }
 
 #[cfg(test)]
@@ -843,6 +981,82 @@ mod tests {
     }
 
     #[test]
+    fn five_minute_windows_with_a_light_first_day_stay_quiet() {
+        // Day 0 and day 7 (the same weekday) carry 40 % of the other days' traffic. A
+        // weekday's factor starts from a few small counts at the start of its day; unshrunk,
+        // it swings, the slot means it normalizes follow, and the series alarms for hundreds
+        // of windows on normal traffic (474 here without the shrinkage).
+        const W5: i64 = 300_000;
+        let p = DetectorParams::for_window(300);
+        let mut rng = Lcg(11);
+        let mut d = SeriesDetector::new();
+        let mut loud = 0;
+        for i in 0..14 * 288 {
+            let day = i / 288;
+            let hour = (i / 12) % 24;
+            let shape = 0.3 + 1.4 * (-(((hour as f64) - 14.0).powi(2)) / 32.0).exp();
+            let weekly = if day % 7 == 0 { 0.4 } else { 1.0 };
+            let n = rng.poisson(5.0 * shape * weekly);
+            let w = WindowStats {
+                start_ms: i * W5,
+                tasks: n,
+                succeeded: rng.binomial(n, 0.9),
+                with_intervention: rng.binomial(n, 0.08),
+                cost_micros: n * 5_000,
+                p50_ms: (n > 0).then_some(1_000.0),
+                p95_ms: (n > 0).then_some(3_000.0),
+            };
+            let e = d.observe(&w, &p);
+            if e.warm && e.cusum[kpi::VOLUME] >= 4.0 {
+                loud += 1;
+            }
+        }
+        assert!(loud <= 3, "{loud} windows with volume evidence of 4 or more");
+    }
+
+    #[test]
+    fn horizons_keep_their_time_at_other_window_lengths() {
+        assert_eq!(DetectorParams::for_window(900), DetectorParams::default());
+        assert_eq!(DetectorParams::default().window_units, None);
+        let p = DetectorParams::for_window(300);
+        assert_eq!(p.window_units, Some(1.0 / 3.0));
+        assert_eq!((p.warmup_windows, p.max_freeze_windows), (288, 288));
+        assert_eq!(p.baseline_half_life, 576.0);
+        assert_eq!(p.windows_per_day(), 288.0);
+        p.check().unwrap();
+    }
+
+    #[test]
+    fn kpi_scales_even_out_how_often_each_kpi_reaches_a_level() {
+        // KPI 0 wanders to 1, 2, 3, ... and back; KPI 4 to twice as high; KPI 1 never moves.
+        let day: Vec<[f64; KPI_COUNT]> = (0..96)
+            .map(|i| {
+                let x = f64::from(i % 12);
+                let mut c = [0.0; KPI_COUNT];
+                c[0] = x;
+                c[4] = 2.0 * x;
+                c
+            })
+            .collect();
+        let series = vec![day.clone(); 20];
+        let scale = fit_kpi_scale(&series, 96.0).unwrap();
+        assert_eq!(scale[4], 1.0, "the noisiest KPI counts 1: {scale:?}");
+        assert!((scale[0] - 2.0).abs() < 0.05, "{scale:?}");
+        assert_eq!(scale[1], 1.0, "a KPI that never reaches the rate keeps 1");
+        assert_eq!(
+            fit_kpi_scale(&[day[..95].to_vec()], 96.0),
+            None,
+            "less than a day"
+        );
+        let quiet = vec![vec![[0.0; KPI_COUNT]; 96]];
+        assert_eq!(
+            fit_kpi_scale(&quiet, 96.0),
+            Some([1.0; KPI_COUNT]),
+            "nothing to tell apart"
+        );
+    }
+
+    #[test]
     fn the_state_round_trips_through_serde() {
         let mut rng = Lcg(8);
         let mut d = SeriesDetector::new();
@@ -867,6 +1081,19 @@ mod tests {
             ..DetectorParams::default()
         };
         assert_eq!(p.check().unwrap_err(), "detector.cusum_k must be non-negative");
+        let p = DetectorParams {
+            kpi_scale: Some([1.0, 1.0, 1.0, 1.0, 0.0, 1.0]),
+            ..DetectorParams::default()
+        };
+        assert_eq!(
+            p.check().unwrap_err(),
+            "detector.kpi_scale[4] (cost_per_task_micros) must be positive"
+        );
+        let p = DetectorParams {
+            window_units: Some(-1.0),
+            ..DetectorParams::default()
+        };
+        assert_eq!(p.check().unwrap_err(), "detector.window_units must be positive");
     }
 
     proptest! {

@@ -14,17 +14,16 @@ use scorer::{assess, evaluation, latency, offline, service, tuning};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// What a detector tuned on the tuning set may cost there (`tune`, `evaluate`).
+/// What a detector tuned on the tuning sets may cost there (`tune`, `evaluate`).
 #[derive(Args)]
 struct BudgetArgs {
-    /// Most false alarms per series-day allowed on the tuning set.
+    /// Most false alarms per series-day allowed on the tuning sets (pooled).
     #[arg(long, default_value_t = 0.005)]
     budget: f64,
     /// Longest median delay (minutes) of the step incidents (all kinds but slow drift, a
-    /// missed one counting as never caught) allowed on the tuning set, where a threshold
-    /// within the false alarms reaches it; 0: unbounded. 5 min under the 30-min target:
-    /// what is picked on one tuning seed is optimistic for unseen ones.
-    #[arg(long, default_value_t = 25)]
+    /// missed one counting as never caught) allowed on the tuning sets (pooled), where a
+    /// threshold within the false alarms reaches it; 0: unbounded.
+    #[arg(long, default_value_t = 30)]
     max_median_delay_min: i64,
 }
 
@@ -73,13 +72,13 @@ enum Command {
         /// Output directory (`features.f32`, `mask.f32`, `tasks.f32`, `features.json`).
         #[arg(long)]
         out: PathBuf,
-        /// Detector parameters as JSON (default: the built-in defaults).
+        /// Detector parameters as JSON (default: the built-in ones for `aggregator.window_secs`).
         #[arg(long)]
         detector: Option<PathBuf>,
     },
-    /// Fit a model set to data: each autoencoder's calibration on normal data sets, then the
-    /// ensemble weights and threshold on a labelled tuning set under the false-alarm budget;
-    /// rewrites the manifest.
+    /// Fit a model set to data: each autoencoder's calibration and the statistical member's
+    /// per-KPI scales on normal data sets, then the ensemble weights and threshold on labelled
+    /// tuning sets (pooled) under the false-alarm budget; rewrites the manifest.
     Tune {
         /// Model directory.
         #[arg(long)]
@@ -87,10 +86,11 @@ enum Command {
         /// Data sets of normal traffic (directories with `windows.csv`).
         #[arg(long, num_args = 1.., required = true)]
         normal: Vec<PathBuf>,
-        /// The labelled tuning set (a directory with `windows.csv` and `incidents.json`);
-        /// without it only the calibration is fitted and the weights and threshold are kept.
-        #[arg(long)]
-        tuning: Option<PathBuf>,
+        /// The labelled tuning sets (directories with `windows.csv` and `incidents.json`),
+        /// pooled; without any only the calibration is fitted and the weights and threshold
+        /// are kept.
+        #[arg(long, num_args = 1..)]
+        tuning: Vec<PathBuf>,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -111,16 +111,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The evaluation table: every detector row tuned on the tuning set under the budget and
+    /// The evaluation table: every detector row tuned on the tuning sets under the budget and
     /// judged on unseen sets (mean ± sd), next to "flag every window"; false alarms on clean
     /// sets.
     Evaluate {
         /// Model directory (default: scorer.model_dir).
         #[arg(long)]
         models: Option<PathBuf>,
-        /// The labelled tuning set.
-        #[arg(long)]
-        tuning: PathBuf,
+        /// The labelled tuning sets, pooled.
+        #[arg(long, num_args = 1.., required = true)]
+        tuning: Vec<PathBuf>,
         /// Unseen labelled sets.
         #[arg(long, num_args = 1.., required = true)]
         eval: Vec<PathBuf>,
@@ -132,7 +132,8 @@ enum Command {
         /// Only the statistical member (no ONNX models needed).
         #[arg(long)]
         statistical_only: bool,
-        /// Detector parameters as JSON for `--statistical-only` (default: the built-in ones).
+        /// Detector parameters as JSON for `--statistical-only` (default: the built-in ones for
+        /// `aggregator.window_secs`).
         #[arg(long)]
         detector: Option<PathBuf>,
         /// The table as JSON.
@@ -297,7 +298,7 @@ fn main() -> anyhow::Result<()> {
             out,
             detector,
         } => {
-            let params = read_detector(detector.as_deref())?;
+            let params = read_detector(detector.as_deref(), settings.aggregator.window_secs)?;
             let series = offline::read_windows(&windows, i64::from(settings.aggregator.window_secs) * 1000)?;
             offline::write_features(&out, &series, &params)?;
             eprintln!("evidence of {} series written to {}", series.len(), out.display());
@@ -310,13 +311,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let budget = budget.budget();
             let mut set = load_models(Some(models.clone()))?;
-            let manifest = assess::tune(
-                &mut set,
-                &normal,
-                tuning.as_deref(),
-                &budget,
-                settings.scorer.max_batch,
-            )?;
+            let manifest = assess::tune(&mut set, &normal, &tuning, &budget, settings.scorer.max_batch)?;
             let path = models.join(scorer::manifest::MANIFEST_FILE);
             std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
                 .with_context(|| path.display().to_string())?;
@@ -342,8 +337,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let budget = budget.budget();
             let table = if statistical_only {
-                let params = read_detector(detector.as_deref())?;
-                assess::evaluate_statistical(&params, &tuning, &eval, &clean, &budget)?
+                let params = read_detector(detector.as_deref(), settings.aggregator.window_secs)?;
+                assess::evaluate_statistical(
+                    &params,
+                    &tuning,
+                    &eval,
+                    &clean,
+                    &budget,
+                    i64::from(settings.aggregator.window_secs) * 1000,
+                )?
             } else {
                 let mut set = load_models(models)?;
                 assess::evaluate(
@@ -393,9 +395,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_detector(path: Option<&std::path::Path>) -> anyhow::Result<DetectorParams> {
+/// Detector parameters from a JSON file, or the built-in ones for `window_secs`.
+fn read_detector(path: Option<&std::path::Path>, window_secs: u32) -> anyhow::Result<DetectorParams> {
     let Some(path) = path else {
-        return Ok(DetectorParams::default());
+        return Ok(DetectorParams::for_window(window_secs));
     };
     let params: DetectorParams =
         serde_json::from_slice(&std::fs::read(path).with_context(|| path.display().to_string())?)

@@ -1,7 +1,7 @@
-//! Choosing thresholds and ensemble weights on a tuning set, and the evaluation table over
+//! Choosing thresholds and ensemble weights on tuning sets (pooled), and the evaluation table over
 //! unseen sets (pure, over [`SeriesScores`]).
 //!
-//! Every detector row gets its threshold on the tuning set under the budget (false alarms, and
+//! Every detector row gets its threshold on the tuning sets under the budget (false alarms, and
 //! optionally the median delay of step incidents)
 //! ([`pick_threshold`]), then is judged on each unseen set at that threshold; the table
 //! reports the mean and the standard deviation over the unseen sets, the pooled delays and

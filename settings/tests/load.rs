@@ -51,12 +51,12 @@ fn env_numbers_are_typed_and_numeric_looking_strings_stay_strings() {
     let s = Settings::load(
         None,
         &env(&[
-            ("AGENTOPS__AGGREGATOR__WINDOW_SECS", "300"),
+            ("AGENTOPS__AGGREGATOR__WINDOW_SECS", "600"),
             ("AGENTOPS__KAFKA__TOPICS__LATE_EVENTS", "2024"),
         ]),
     )
     .unwrap();
-    assert_eq!(s.aggregator.window_secs, 300);
+    assert_eq!(s.aggregator.window_secs, 600);
     assert_eq!(s.kafka.topics.late_events, "2024");
 }
 

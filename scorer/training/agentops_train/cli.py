@@ -26,7 +26,7 @@ def _datasets(work: Path, ingest: str | None, keep_events: bool, eval_seeds: lis
     return {
         "train": [mk(s, False) for s in config.TRAIN_SEEDS],
         "val": [mk(s, False) for s in config.VAL_SEEDS],
-        "tuning": mk(config.TUNING_SEED, True),
+        "tuning": [mk(s, True) for s in config.TUNING_SEEDS],
         "eval": [mk(s, True) for s in (eval_seeds or config.EVAL_SEEDS)],
         "clean": [mk(s, False, per_day) for s, per_day in config.CLEAN_SETS],
     }
@@ -39,7 +39,7 @@ BUDGET_ARGS = ["--budget", str(config.FALSE_ALARM_BUDGET), "--max-median-delay-m
 def _evaluate(scorer, models: Path, data: dict, write: bool) -> str:
     from .evidence import run
 
-    args = ["evaluate", "--models", str(models), "--tuning", str(data["tuning"].path),
+    args = ["evaluate", "--models", str(models), "--tuning", *[str(d.path) for d in data["tuning"]],
             "--eval", *[str(d.path) for d in data["eval"]],
             "--clean", *[str(d.path) for d in data["clean"]], *BUDGET_ARGS]
     if write:
@@ -112,7 +112,7 @@ def cmd_all(args) -> int:
         log(f"  [{kind}] best epoch {r.best_epoch}/{r.epochs}, val loss {r.best_val_loss:.5f}, {r.seconds:.0f}s")
 
     log("4/5 ONNX export, manifest, `scorer tune` (calibration on normal data, weights and threshold on the "
-        f"tuning seed {config.TUNING_SEED} under {config.FALSE_ALARM_BUDGET} false alarms per series-day)")
+        f"tuning seeds {config.TUNING_SEEDS} under {config.FALSE_ALARM_BUDGET} false alarms per series-day)")
     diffs, lean_diff = _export_models(results, out, val_z)
     training = {
         "command": "PYTHONPATH=scorer/training python -m agentops_train all --out scorer/models "
@@ -124,7 +124,7 @@ def cmd_all(args) -> int:
         "days": config.DAYS,
         "train_seeds": list(config.TRAIN_SEEDS),
         "val_seeds": list(config.VAL_SEEDS),
-        "tuning_seed": config.TUNING_SEED,
+        "tuning_seeds": list(config.TUNING_SEEDS),
         "eval_seeds": list(config.EVAL_SEEDS),
         "clean_sets": [{"seed": s, "tasks_per_day": t} for s, t in config.CLEAN_SETS],
         "false_alarm_budget": config.FALSE_ALARM_BUDGET,
@@ -145,9 +145,10 @@ def cmd_all(args) -> int:
         "torch_vs_onnx_max_abs_diff": diffs,
         "transformer_lean_graph_max_abs_diff": lean_diff,
         "tuning": "scorer tune: each autoencoder calibrated on the validation seeds' warm windows (median and "
-                  "1.4826 MAD of ln error); weights (grid of tenths) and threshold with the best event F1 on the "
-                  "tuning seed among those within the false-alarm budget and the median-delay bound (within "
-                  "the false alarms only where none reaches the bound)",
+                  "1.4826 MAD of ln error) and the statistical member's per-KPI scales on the same windows; "
+                  "weights (grid of tenths) and threshold with the best event F1 on the tuning seeds (pooled) "
+                  "among those within the false-alarm budget and the median-delay bound (within the false "
+                  "alarms only where none reaches the bound)",
     }
     write_json(out / "manifest.json", build_manifest(out, detector, training, args.date))
     _tune_and_finish(scorer, out, data, args.date)
@@ -187,22 +188,26 @@ def _export_models(results: dict, out: Path, val_z: np.ndarray) -> tuple[dict, f
 
 
 def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
-    """`scorer tune` (calibration on the validation seeds, weights and threshold on the tuning seed),
-    the version (ONNX files + calibration + ensemble), the reference cases, the evaluation."""
+    """`scorer tune` (calibration and KPI scales on the validation seeds, weights and threshold on the
+    tuning seeds), the version (ONNX files + calibration + ensemble), the reference cases, the
+    evaluation."""
     from .artifacts import build_reference, set_version, write_json
     from .evidence import evidence, run
     from .scoring import OnnxModel
 
     run(scorer, ["tune", "--models", str(out), "--normal", *[str(d.path) for d in data["val"]],
-                 "--tuning", str(data["tuning"].path), *BUDGET_ARGS], log)
+                 "--tuning", *[str(d.path) for d in data["tuning"]], *BUDGET_ARGS], log)
     manifest = set_version(json.loads((out / "manifest.json").read_text()), out, date)
     write_json(out / "manifest.json", manifest)
     log(f"  manifest version {manifest['version']}, weights {manifest['ensemble']['weights']}, "
         f"threshold {manifest['ensemble']['threshold']}")
     models = manifest["models"]
     lstm, tr = OnnxModel(out / models["lstm"]["file"]), OnnxModel(out / models["transformer"]["file"])
-    tuning = data["tuning"]
-    tune_ev = evidence(scorer, tuning.path, log=log)
+    tuning = data["tuning"][0]
+    detector = out / "detector.json"
+    write_json(detector, manifest["detector"])
+    tune_ev = evidence(scorer, tuning.path, detector, log=log)
+    detector.unlink()
     write_json(out / "reference.json",
                build_reference(tune_ev, tuning.incidents, tuning.windows.window_starts(), manifest, lstm, tr))
     log(f"5/5 evaluation on seeds {config.EVAL_SEEDS} and clean traffic {config.CLEAN_SETS} (`scorer evaluate`)")

@@ -30,15 +30,15 @@ TRANSFORMER_FILE = "transformer_ae.onnx"
 DAYS = 30
 TRAIN_SEEDS = [1001, 1002, 1003]  # --no-incidents: model fitting
 VAL_SEEDS = [1004]  # --no-incidents: early stopping and score calibration
-TUNING_SEED = 2001  # incidents: ensemble weights and thresholds
+TUNING_SEEDS = [2001, 2002, 2003]  # incidents, pooled: ensemble weights and thresholds
 EVAL_SEEDS = [3001, 3002, 3003, 3004, 3005]  # incidents: the reported numbers
 # clean traffic at other volumes than the generator's default 1500 tasks per series-day: false
 # alarms only, with the thresholds of the default traffic (no retraining)
 CLEAN_SETS = [(4001, 300.0), (4002, 6000.0)]
 FALSE_ALARM_BUDGET = 0.005  # per series-day, on the tuning seed
-# Median delay of the step incidents on the tuning seed (misses count as never caught): 5 min under
-# the 30-min target, since what is picked on one seed is optimistic for unseen ones.
-MAX_MEDIAN_DELAY_MIN = 25
+# Median delay of the step incidents on the pooled tuning seeds (misses count as never caught): the
+# 30-min target itself; three seeds (60 step incidents) make the estimate steadier than one.
+MAX_MEDIAN_DELAY_MIN = 30
 
 # --- training ---
 SEED = 20261123

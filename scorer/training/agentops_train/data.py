@@ -87,7 +87,8 @@ def dataset_dir(work: Path, seed: int, incidents: bool, tasks_per_day: float | N
     name = f"{'incidents' if incidents else 'normal'}-{seed}"
     if tasks_per_day is not None:
         name += f"-{tasks_per_day:g}perday"
-    return Path(work) / "data" / name
+    # One folder per window length: the cached windows are of that length.
+    return Path(work) / f"data-{config.WINDOW_SECS}s" / name
 
 
 def ensure_dataset(work: Path, seed: int, incidents: bool, ingest: Path | None = None,

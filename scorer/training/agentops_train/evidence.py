@@ -66,8 +66,12 @@ class Evidence:
 def evidence(scorer: Path, dataset: Path, detector: Path | None = None, log=print) -> Evidence:
     out = Path(dataset) / "evidence"
     cached = out / "features.json"
-    # Cached per data set; computed again when the scorer binary (the detector) is newer.
-    if not cached.exists() or cached.stat().st_mtime < Path(scorer).stat().st_mtime:
+    # Cached per data set; computed again when the scorer binary (the detector) is newer or other
+    # detector parameters are asked for.
+    stale = not cached.exists() or cached.stat().st_mtime < Path(scorer).stat().st_mtime
+    if not stale and detector is not None:
+        stale = json.loads(cached.read_text())["detector"] != json.loads(Path(detector).read_text())
+    if stale:
         args = ["features", "--windows", str(Path(dataset) / "windows.csv"), "--out", str(out)]
         if detector is not None:
             args += ["--detector", str(detector)]

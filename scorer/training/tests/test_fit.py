@@ -30,7 +30,7 @@ def test_fit_writes_a_loadable_set_that_keeps_the_base_ensemble(tmp_path):
         w.writerow(["tenant_id", "agent_id", "window_start", "tasks_total", "succeeded",
                     "tasks_with_intervention", "cost_micros", "latency_p50_ms", "latency_p95_ms"])
         for agent in ("a", "b", "c"):
-            for t in range(6 * 96):  # six days
+            for t in range(6 * 86_400 // config.WINDOW_SECS):  # six days
                 n = int(rng.poisson(12))
                 p50 = float(rng.lognormal(8, 0.2)) if n else ""
                 w.writerow(["acme", agent, start + t * config.WINDOW_MS, n, int(rng.binomial(n, 0.9)),
