@@ -3,9 +3,11 @@
 //! An alert's identity is (tenant, agent, driving KPI) plus the event time its incident
 //! started ([`Alert::fingerprint`]). It opens on the first flagged window of a series that no
 //! open alert of the series explains, stays firing while flagged windows keep coming, and
-//! resolves once the partition's event time (the latest window end seen) has passed its last
-//! flagged window's end by the quiet period: one clean window inside an incident does not
-//! resolve it (hysteresis). Time is event time only; nothing here reads a clock, so a replay
+//! resolves once its series has shown the quiet period without a flagged window, or the
+//! partition's event time (the latest window end seen) has gone past the quiet period's end:
+//! one clean window inside an incident does not resolve it (hysteresis), and neither do the
+//! other series' windows of the period that would complete the quiet period (they may arrive
+//! before the series' own, which may be flagged). Time is event time only; nothing here reads a clock, so a replay
 //! of the same verdicts from the same state gives the same alerts.
 
 use std::collections::BTreeMap;
@@ -147,6 +149,9 @@ pub struct AlertBook {
     open: BTreeMap<Key, Alert>,
     /// Latest window end seen on the partition (epoch ms).
     event_time_ms: i64,
+    /// Latest window end seen of each series with an open alert (epoch ms).
+    #[serde(default)]
+    series_time_ms: BTreeMap<Key, i64>,
 }
 
 /// The KPIs a verdict names: its explanation, else its top features.
@@ -252,12 +257,25 @@ impl AlertBook {
                 }
             }
         }
+        let series = key(&v.tenant_id, &v.agent_id, "");
+        if self
+            .open
+            .values()
+            .any(|a| a.tenant == v.tenant_id && a.agent == v.agent_id)
+        {
+            let seen = self.series_time_ms.entry(series).or_default();
+            *seen = (*seen).max(v.window_end);
+        }
         let quiet = config.quiet_ms;
         let now = self.event_time_ms;
         let due: Vec<Key> = self
             .open
             .iter()
-            .filter(|(_, a)| a.last_flagged_end_ms.saturating_add(quiet) <= now)
+            .filter(|(_, a)| {
+                let quiet_end = a.last_flagged_end_ms.saturating_add(quiet);
+                let series_time = self.series_time_ms.get(&key(&a.tenant, &a.agent, "")).copied();
+                series_time.is_some_and(|t| quiet_end <= t) || quiet_end < now
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -265,6 +283,9 @@ impl AlertBook {
             alert.ends_at_ms = Some(alert.last_flagged_end_ms);
             changes.push(Change::Resolved(alert));
         }
+        let open = &self.open;
+        self.series_time_ms
+            .retain(|s, _| open.values().any(|a| key(&a.tenant, &a.agent, "") == *s));
         changes
     }
 }
@@ -353,6 +374,32 @@ pub(crate) mod tests {
         assert_eq!(alert.flagged_windows, 4);
         assert_eq!(alert.severity, Severity::Critical);
         assert_eq!(alert.fingerprint(), all[0].alert().fingerprint());
+        assert_eq!(book.open_count(), 0);
+    }
+
+    #[test]
+    fn other_series_completing_the_quiet_period_first_do_not_resolve_an_alert() {
+        // a1 is flagged at window 1, clean for 3 windows, flagged again at window 5; window
+        // 5's verdict of a2 comes first and would complete a1's quiet period by partition time.
+        let c = config();
+        let mut book = AlertBook::default();
+        let mut all = Vec::new();
+        for w in 1..=5 {
+            all.extend(book.observe(&c, &verdict("acme", "a2", w, false, "tasks")));
+            all.extend(book.observe(&c, &verdict("acme", "a1", w, w == 1 || w == 5, "success_rate")));
+        }
+        assert_eq!(kinds(&all), ["opened", "updated"], "one alert");
+        // a1's own quiet period resolves it, whichever series' verdict comes first.
+        for w in 6..=9 {
+            all.extend(book.observe(&c, &verdict("acme", "a1", w, false, "success_rate")));
+        }
+        assert_eq!(kinds(&all), ["opened", "updated", "resolved"]);
+        // A series that goes silent resolves by partition time past its quiet period.
+        all.extend(book.observe(&c, &verdict("acme", "a3", 20, true, "tasks")));
+        all.extend(book.observe(&c, &verdict("acme", "a2", 24, false, "tasks")));
+        assert_eq!(kinds(&all[3..]), ["opened"], "21 + 4 windows is not past 25");
+        all.extend(book.observe(&c, &verdict("acme", "a2", 25, false, "tasks")));
+        assert_eq!(kinds(&all[3..]), ["opened", "resolved"]);
         assert_eq!(book.open_count(), 0);
     }
 
