@@ -21,9 +21,10 @@
 //!
 //! Evidence accumulates per KPI in a one-sided CUSUM `S ← clamp(S + z − k, 0, cap)`: a sustained
 //! small shift (a slow drift) adds up, one noisy window does not, and the cap bounds how long an
-//! alarm outlives its cause. The statistical score of a window is the largest `S`. A KPI whose
-//! `S` is above `freeze_at` does not update its baseline (an incident is not learned as normal),
-//! and every update is clipped at `huber` standard deviations. Until a series has seen
+//! alarm outlives its cause. The statistical score of a window is the largest `S` times its
+//! KPI's `kpi_scale` (fitted on normal traffic so that every KPI reaches a level equally
+//! rarely). A KPI whose `S` is above `freeze_at` does not update its baseline (an incident is
+//! not learned as normal), and every update is clipped at `huber` standard deviations. Until a series has seen
 //! `warmup_windows` windows it is **cold**: evidence is computed, but nothing may alarm.
 
 use serde::{Deserialize, Serialize};
@@ -718,7 +719,8 @@ impl SeriesDetector {
                 decay(p.profile_half_life_days * p.windows_per_day()),
                 1.0,
             );
-            // A slot sees one window a day per reference window it spans.
+            // A slot is updated once a day per window it holds (three 5-minute windows, one
+            // 15-minute window): its half-life in updates keeps `profile_half_life_days`.
             vb.slot[slot].update(
                 count / weekday_factor,
                 decay(p.profile_half_life_days / p.units().min(1.0)),

@@ -124,11 +124,8 @@ def cmd_all(args) -> int:
         "days": config.DAYS,
         "train_seeds": list(config.TRAIN_SEEDS),
         "val_seeds": list(config.VAL_SEEDS),
-        "tuning_seeds": list(config.TUNING_SEEDS),
         "eval_seeds": list(config.EVAL_SEEDS),
         "clean_sets": [{"seed": s, "tasks_per_day": t} for s, t in config.CLEAN_SETS],
-        "false_alarm_budget": config.FALSE_ALARM_BUDGET,
-        "max_median_delay_min": config.MAX_MEDIAN_DELAY_MIN,
         "seed": config.SEED,
         "python": platform.python_version(),
         "torch": torch.__version__.split("+")[0],
@@ -144,11 +141,7 @@ def cmd_all(args) -> int:
                          "optimizer": "Adam"},
         "torch_vs_onnx_max_abs_diff": diffs,
         "transformer_lean_graph_max_abs_diff": lean_diff,
-        "tuning": "scorer tune: each autoencoder calibrated on the validation seeds' warm windows (median and "
-                  "1.4826 MAD of ln error) and the statistical member's per-KPI scales on the same windows; "
-                  "weights (grid of tenths) and threshold with the best event F1 on the tuning seeds (pooled) "
-                  "among those within the false-alarm budget and the median-delay bound (within the false "
-                  "alarms only where none reaches the bound)",
+        **_tuning_record(),
     }
     write_json(out / "manifest.json", build_manifest(out, detector, training, args.date))
     _tune_and_finish(scorer, out, data, args.date)
@@ -187,6 +180,21 @@ def _export_models(results: dict, out: Path, val_z: np.ndarray) -> tuple[dict, f
     return diffs, lean_diff
 
 
+def _tuning_record() -> dict:
+    """How the set's scales, calibration, weights and threshold are fitted (the manifest's
+    `training` keys that `tune` rewrites)."""
+    return {
+        "tuning_seeds": list(config.TUNING_SEEDS),
+        "false_alarm_budget": config.FALSE_ALARM_BUDGET,
+        "max_median_delay_min": config.MAX_MEDIAN_DELAY_MIN,
+        "tuning": "scorer tune: each autoencoder calibrated on the validation seeds' warm windows (median and "
+                  "1.4826 MAD of ln error) and the statistical member's per-KPI scales on the same windows; "
+                  "weights (grid of tenths) and threshold with the best event F1 on the tuning seeds (pooled) "
+                  "among those within the false-alarm budget and the median-delay bound (within the false "
+                  "alarms only where none reaches the bound)",
+    }
+
+
 def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     """`scorer tune` (calibration and KPI scales on the validation seeds, weights and threshold on the
     tuning seeds), the version (ONNX files + calibration + ensemble), the reference cases, the
@@ -195,6 +203,11 @@ def _tune_and_finish(scorer, out: Path, data: dict, date: str | None) -> None:
     from .evidence import evidence, run
     from .scoring import OnnxModel
 
+    manifest = json.loads((out / "manifest.json").read_text())
+    training = manifest.setdefault("training", {})
+    training.pop("tuning_seed", None)
+    training.update(_tuning_record())
+    write_json(out / "manifest.json", manifest)
     run(scorer, ["tune", "--models", str(out), "--normal", *[str(d.path) for d in data["val"]],
                  "--tuning", *[str(d.path) for d in data["tuning"]], *BUDGET_ARGS], log)
     manifest = set_version(json.loads((out / "manifest.json").read_text()), out, date)
