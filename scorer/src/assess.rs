@@ -132,9 +132,10 @@ fn pooled_scores(sets: &[(DataSet, Vec<Scored>)], member: Member) -> Vec<SeriesS
         .collect()
 }
 
-/// Calibrates both autoencoders on the normal sets (warm windows), then, given labelled
-/// tuning sets, tunes the ensemble's weights and threshold on them, pooled (without any they
-/// are kept); returns the updated manifest.
+/// Calibrates both autoencoders and fits the statistical member's per-KPI scales on the normal
+/// sets (warm windows; the scales stay as they were with less than a day of them), then, given
+/// labelled tuning sets, tunes the ensemble's weights and threshold on them, pooled (without
+/// any they are kept); returns the updated manifest.
 pub fn tune(
     set: &mut ModelSet,
     normal: &[PathBuf],
@@ -174,9 +175,10 @@ pub fn tune(
     manifest.models.lstm.calibration = fit_calibration(&lstm, eps).ok_or_else(|| no_data("lstm"))?;
     manifest.models.transformer.calibration =
         fit_calibration(&transformer, eps).ok_or_else(|| no_data("transformer"))?;
-    manifest.detector.kpi_scale = Some(
-        detector::fit_kpi_scale(&cusums, unscaled.windows_per_day()).ok_or_else(|| no_data("KPI scales"))?,
-    );
+    // With less than a day of warm normal windows the scales stay as they were.
+    if let Some(scale) = detector::fit_kpi_scale(&cusums, unscaled.windows_per_day()) {
+        manifest.detector.kpi_scale = Some(scale);
+    }
     // The tuning sets are scored with the new scales.
     set.manifest.detector = manifest.detector;
     if tuning.is_empty() {

@@ -314,7 +314,7 @@ def cmd_fit(args) -> int:
         "command": "python -m agentops_train fit " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "fit",
         "data": [str(d) for d in args.data],
         "val_fraction": args.val_fraction,
-        "tuning": str(args.tuning) if args.tuning else None,
+        "tuning": [str(t) for t in args.tuning] if args.tuning else None,
         "base": str(args.base),
         "torch": torch.__version__.split("+")[0],
         "onnxruntime": onnxruntime.__version__,
@@ -331,7 +331,7 @@ def cmd_fit(args) -> int:
     write_json(out / "manifest.json", manifest)
     tune = ["tune", "--models", str(out), "--normal", *[str(d) for d in val_dirs], *BUDGET_ARGS]
     if args.tuning:
-        tune += ["--tuning", str(args.tuning)]
+        tune += ["--tuning", *[str(t) for t in args.tuning]]
     run(scorer, tune, log)
     manifest = set_version(json.loads((out / "manifest.json").read_text()), out, args.date)
     write_json(out / "manifest.json", manifest)
@@ -397,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "windows.csv, e.g. from `scorer export-windows`) and write a model set")
     f.add_argument("--data", nargs="+", required=True, help="data set directories (each with windows.csv)")
     f.add_argument("--out", required=True, help="the new model set's directory")
-    f.add_argument("--tuning", help="a labelled data set (windows.csv + incidents.json) to tune weights and "
-                                    "threshold on; without it the base set's are kept")
+    f.add_argument("--tuning", nargs="+", help="labelled data sets (windows.csv + incidents.json) to tune "
+                                               "weights and threshold on, pooled; without any the base set's "
+                                               "are kept")
     f.add_argument("--base", default="scorer/models", help="the model set whose sizes, weights and threshold "
                                                           "are the starting point (default scorer/models)")
     f.add_argument("--val-fraction", type=float, default=0.2, help="the last part of each data set's time "
