@@ -149,18 +149,20 @@ async fn only_the_touched_days_of_the_touched_tenants_get_rollups() {
     assert_eq!(globex[0].counts.tasks_total, 3);
 }
 
-/// The scorer and the aggregator of one deployment open the same SQLite file at once: each
-/// migration is applied once, by one of them, and neither fails.
-#[tokio::test]
+/// The scorer and the aggregator of one deployment open the same new SQLite file at once: both
+/// open it, each migration is applied once, by one of them, and neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_migrating_one_file_at_once_both_succeed() {
-    for round in 0..8 {
+    for round in 0..32 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("race.db");
         let path = path.to_str().unwrap().to_string();
         let runs = (0..2).map(|_| {
             let path = path.clone();
             tokio::spawn(async move {
-                let store = SqliteStore::open(&path).await.unwrap();
+                let store = SqliteStore::open(&path)
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: open: {e}"));
                 store.migrate().await
             })
         });

@@ -90,13 +90,30 @@ fn with_kpis<'a>(
     )
 }
 
-/// Opens one connection to `path` with this backend's settings.
+/// How long opening a connection waits for another one's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens one connection to `path` with this backend's settings. Switching a new file to WAL
+/// takes a lock that SQLite does not wait for (no busy handler there, to avoid deadlocks), so
+/// when another process opens the same new file at the same moment (the scorer and the
+/// aggregator of one deployment) the switch is retried until [`BUSY_TIMEOUT`] instead of
+/// failing with "database is locked".
 fn connect(path: &str) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other?,
+        }
+    }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }
 
