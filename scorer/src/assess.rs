@@ -145,25 +145,22 @@ pub fn tune(
 ) -> Result<Manifest> {
     let window_ms = set.manifest.window_ms();
     let (mut lstm, mut transformer) = (Vec::new(), Vec::new());
-    // The raw CUSUMs of the normal sets' warm windows, for the per-KPI scales.
-    let unscaled = DetectorParams {
-        kpi_scale: None,
-        ..set.manifest.detector
-    };
+    // The normal sets are scored without scales, so their evidence holds the raw CUSUMs the
+    // per-KPI scales are fitted on (the autoencoders' errors do not depend on the scales).
+    let previous_scale = set.manifest.detector.kpi_scale.take();
     let mut cusums = Vec::new();
     for dir in normal {
         let data = load(dir, window_ms)?;
-        for s in &data.series {
-            let evidence = offline::detect(s, &unscaled);
-            cusums.push(evidence.iter().filter(|e| e.warm).map(|e| e.cusum).collect());
-        }
         for s in offline::score(set, &data.series, max_batch)? {
-            for (v, e) in s.verdicts.iter().zip(&s.evidence) {
-                if let (Some(v), true) = (v, e.warm) {
+            let mut raw = Vec::new();
+            for (v, e) in s.verdicts.iter().zip(&s.evidence).filter(|(_, e)| e.warm) {
+                raw.push(e.cusum);
+                if let Some(v) = v {
                     lstm.push(v.lstm_raw);
                     transformer.push(v.transformer_raw);
                 }
             }
+            cusums.push(raw);
         }
     }
     let mut manifest = set.manifest.clone();
@@ -176,9 +173,8 @@ pub fn tune(
     manifest.models.transformer.calibration =
         fit_calibration(&transformer, eps).ok_or_else(|| no_data("transformer"))?;
     // With less than a day of warm normal windows the scales stay as they were.
-    if let Some(scale) = detector::fit_kpi_scale(&cusums, unscaled.windows_per_day()) {
-        manifest.detector.kpi_scale = Some(scale);
-    }
+    manifest.detector.kpi_scale =
+        detector::fit_kpi_scale(&cusums, manifest.detector.windows_per_day()).or(previous_scale);
     // The tuning sets are scored with the new scales.
     set.manifest.detector = manifest.detector;
     if tuning.is_empty() {
