@@ -7,8 +7,8 @@
 //! partition's event time (the latest window end seen) has gone past the quiet period's end:
 //! one clean window inside an incident does not resolve it (hysteresis), and neither do the
 //! other series' windows of the period that would complete the quiet period (they may arrive
-//! before the series' own, which may be flagged). Time is event time only; nothing here reads a clock, so a replay
-//! of the same verdicts from the same state gives the same alerts.
+//! before the series' own, which may be flagged). Time is event time only; nothing here reads
+//! a clock, so a replay of the same verdicts from the same state gives the same alerts.
 
 use std::collections::BTreeMap;
 
@@ -143,6 +143,11 @@ fn key(tenant: &str, agent: &str, kpi: &str) -> Key {
     format!("{tenant}\u{1f}{agent}\u{1f}{kpi}")
 }
 
+/// The key of a series (tenant, agent) in [`AlertBook`]'s series times.
+fn series_key(tenant: &str, agent: &str) -> Key {
+    key(tenant, agent, "")
+}
+
 /// The open alerts of one input partition and its event time; serialized into the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertBook {
@@ -257,13 +262,15 @@ impl AlertBook {
                 }
             }
         }
-        let series = key(&v.tenant_id, &v.agent_id, "");
         if self
             .open
             .values()
             .any(|a| a.tenant == v.tenant_id && a.agent == v.agent_id)
         {
-            let seen = self.series_time_ms.entry(series).or_default();
+            let seen = self
+                .series_time_ms
+                .entry(series_key(&v.tenant_id, &v.agent_id))
+                .or_default();
             *seen = (*seen).max(v.window_end);
         }
         let quiet = config.quiet_ms;
@@ -273,19 +280,22 @@ impl AlertBook {
             .iter()
             .filter(|(_, a)| {
                 let quiet_end = a.last_flagged_end_ms.saturating_add(quiet);
-                let series_time = self.series_time_ms.get(&key(&a.tenant, &a.agent, "")).copied();
+                let series_time = self.series_time_ms.get(&series_key(&a.tenant, &a.agent)).copied();
                 series_time.is_some_and(|t| quiet_end <= t) || quiet_end < now
             })
             .map(|(k, _)| k.clone())
             .collect();
-        for key in due {
-            let mut alert = self.open.remove(&key).expect("open alert");
-            alert.ends_at_ms = Some(alert.last_flagged_end_ms);
-            changes.push(Change::Resolved(alert));
+        if !due.is_empty() {
+            for key in due {
+                let mut alert = self.open.remove(&key).expect("open alert");
+                alert.ends_at_ms = Some(alert.last_flagged_end_ms);
+                changes.push(Change::Resolved(alert));
+            }
+            // Series times are kept only while their series has an open alert.
+            let open = &self.open;
+            self.series_time_ms
+                .retain(|s, _| open.values().any(|a| series_key(&a.tenant, &a.agent) == *s));
         }
-        let open = &self.open;
-        self.series_time_ms
-            .retain(|s, _| open.values().any(|a| key(&a.tenant, &a.agent, "") == *s));
         changes
     }
 }
