@@ -386,8 +386,8 @@ pub const NOT_A_STEP: &str = "slow_drift";
 
 /// The threshold picked on a tuning set: the best F1 among the thresholds within the whole
 /// `budget` (ties: the higher threshold); if none is, the best F1 within its false alarms; if
-/// none is, the threshold with the fewest false alarms. Candidates: the distinct scores (at
-/// most `max_candidates` of them, evenly by rank).
+/// none is, the threshold with the fewest false alarms. Candidates: the distinct scores, all
+/// of them up to `max_candidates`, else [`candidate_thresholds`].
 pub fn pick_threshold(
     series: &[SeriesScores],
     protocol: &Protocol,
@@ -404,9 +404,7 @@ pub fn pick_threshold(
     if all.is_empty() {
         return (f64::INFINITY, judge_at(series, f64::INFINITY, protocol));
     }
-    let step = (all.len() / max_candidates.max(1)).max(1);
-    let mut candidates: Vec<f64> = all.iter().copied().step_by(step).collect();
-    candidates.push(*all.last().expect("not empty"));
+    let mut candidates = candidate_thresholds(&all, max_candidates);
     // Just above the highest score: flags nothing.
     candidates.push(all.last().expect("not empty") + 1e-9);
     let mut best: Option<(u8, f64, Report)> = None;
@@ -435,6 +433,27 @@ pub fn pick_threshold(
         .expect("at least one candidate")
 }
 
+/// At most `max` (at least 2) of the distinct ascending scores `sorted`, evenly spaced in the
+/// logarithm of the rank from the top: every one of the highest scores, then ever sparser
+/// ones, the lowest always included. A threshold only matters where few windows lie above it,
+/// so the candidates are dense there: evenly by rank, 400 candidates over 276,000 scores left
+/// four between the 99th percentile and the top, where every useful threshold lies.
+pub fn candidate_thresholds(sorted: &[f64], max: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let max = max.max(2);
+    if n <= max {
+        return sorted.to_vec();
+    }
+    // Ranks from the top (1 = the highest) at 1, r, r^2, ... up to n.
+    let ratio = (n as f64).powf(1.0 / (max - 1) as f64);
+    let mut ranks: Vec<usize> = (0..max)
+        .map(|i| (ratio.powi(i as i32).round() as usize).clamp(1, n))
+        .collect();
+    ranks.push(n);
+    ranks.dedup();
+    ranks.iter().rev().map(|r| sorted[n - r]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -458,6 +477,20 @@ mod tests {
             start_ms: start_window * W,
             end_ms: end_window * W,
         }
+    }
+
+    #[test]
+    fn threshold_candidates_are_dense_among_the_highest_scores() {
+        let scores: Vec<f64> = (0..276_000).map(f64::from).collect();
+        let c = candidate_thresholds(&scores, 400);
+        assert!(c.len() <= 400 && c.len() > 300, "{}", c.len());
+        assert!(c.windows(2).all(|w| w[0] < w[1]), "ascending, distinct");
+        assert_eq!((c[0], *c.last().unwrap()), (0.0, 275_999.0));
+        // Every one of the 50 highest scores, and many in the top 1 %.
+        assert!((275_950..276_000).all(|v| c.contains(&f64::from(v))));
+        assert!(c.iter().filter(|&&v| v >= 273_240.0).count() > 200);
+        // Few scores: all of them.
+        assert_eq!(candidate_thresholds(&[1.0, 2.0, 3.0], 400), vec![1.0, 2.0, 3.0]);
     }
 
     #[test]

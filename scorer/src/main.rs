@@ -22,8 +22,9 @@ struct BudgetArgs {
     budget: f64,
     /// Longest median delay (minutes) of the step incidents (all kinds but slow drift, a
     /// missed one counting as never caught) allowed on the tuning sets (pooled), where a
-    /// threshold within the false alarms reaches it; 0: unbounded.
-    #[arg(long, default_value_t = 30)]
+    /// threshold within the false alarms reaches it; 0: unbounded. 5 min under the 30-min
+    /// target: on unseen data the median lies a few minutes above the tuning sets'.
+    #[arg(long, default_value_t = 25)]
     max_median_delay_min: i64,
 }
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import config
 from .scoring import OnnxModel
 
+if TYPE_CHECKING:  # torch only where a model is exported: `tune` runs without it
+    import torch
+
 
 def export(model: torch.nn.Module, path: Path) -> None:
+    import torch
+
     model.eval()
     example = torch.zeros(2, config.SEQUENCE_LENGTH, config.N_FEATURES)
     with warnings.catch_warnings():
@@ -36,6 +41,8 @@ def export(model: torch.nn.Module, path: Path) -> None:
 
 def max_abs_diff(model: torch.nn.Module, path: Path, z: np.ndarray) -> float:
     """Largest |PyTorch - onnxruntime| over the reconstructions of `z` (several batch sizes)."""
+    import torch
+
     ort_model = OnnxModel(path)
     worst = 0.0
     for b in (1, 7, len(z)):
