@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::detector::{self, DetectorParams};
-use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol, SeriesScores};
+use crate::evaluation::{judge_at, pick_threshold, Budget, Protocol, Report, SeriesScores};
 use crate::manifest::Manifest;
 use crate::models::ModelSet;
 use crate::offline::{self, Label, Member, Scored, Series};
@@ -135,14 +135,15 @@ fn pooled_scores(sets: &[(DataSet, Vec<Scored>)], member: Member) -> Vec<SeriesS
 /// Calibrates both autoencoders and fits the statistical member's per-KPI scales on the normal
 /// sets (warm windows; the scales stay as they were with less than a day of them), then, given
 /// labelled tuning sets, tunes the ensemble's weights and threshold on them, pooled (without
-/// any they are kept); returns the updated manifest.
+/// any they are kept); returns the updated manifest and, with tuning sets, the report of the
+/// picked weights and threshold on them (so a caller can tell whether the whole budget held).
 pub fn tune(
     set: &mut ModelSet,
     normal: &[PathBuf],
     tuning: &[PathBuf],
     budget: &Budget,
     max_batch: usize,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Option<Report>)> {
     let window_ms = set.manifest.window_ms();
     let (mut lstm, mut transformer) = (Vec::new(), Vec::new());
     // The normal sets are scored without scales, so their evidence holds the raw CUSUMs the
@@ -178,7 +179,7 @@ pub fn tune(
     // The tuning sets are scored with the new scales.
     set.manifest.detector = manifest.detector;
     if tuning.is_empty() {
-        return Ok(manifest);
+        return Ok((manifest, None));
     }
     let mut sets = Vec::with_capacity(tuning.len());
     for dir in tuning {
@@ -192,7 +193,7 @@ pub fn tune(
         sets.push((data, scored));
     }
     let protocol = protocol_of(&manifest);
-    let (w, threshold, _) = tuning::tune_weights(
+    let (w, threshold, report) = tuning::tune_weights(
         |w| pooled_scores(&sets, Member::Weighted(w.0, w.1, w.2)),
         (true, true, true),
         WEIGHT_STEPS,
@@ -203,7 +204,7 @@ pub fn tune(
     manifest.ensemble.weights.transformer = w.1;
     manifest.ensemble.weights.statistical = w.2;
     manifest.ensemble.threshold = threshold;
-    Ok(manifest)
+    Ok((manifest, Some(report)))
 }
 
 /// False alarms of a row on the clean sets.

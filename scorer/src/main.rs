@@ -312,7 +312,8 @@ fn main() -> anyhow::Result<()> {
         } => {
             let budget = budget.budget();
             let mut set = load_models(Some(models.clone()))?;
-            let manifest = assess::tune(&mut set, &normal, &tuning, &budget, settings.scorer.max_batch)?;
+            let (manifest, report) =
+                assess::tune(&mut set, &normal, &tuning, &budget, settings.scorer.max_batch)?;
             let path = models.join(scorer::manifest::MANIFEST_FILE);
             std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
                 .with_context(|| path.display().to_string())?;
@@ -324,6 +325,9 @@ fn main() -> anyhow::Result<()> {
                 manifest.ensemble.weights.statistical,
                 manifest.ensemble.threshold
             );
+            if let Some(r) = report {
+                eprintln!("on the tuning sets: {}", tuning::budget_outcome(&r, &budget));
+            }
         }
         Command::Evaluate {
             models,

@@ -178,6 +178,35 @@ pub fn tune_weights(
     best.expect("at least one weight vector is allowed")
 }
 
+/// What the picked weights and threshold do on the tuning sets against the `budget`, in words:
+/// whether the delay bound was met, or could not be within the false alarms (the best F1 within
+/// them was taken), or not even the false alarms were (the fewest was taken).
+pub fn budget_outcome(r: &Report, budget: &Budget) -> String {
+    let mut out = format!(
+        "F1 {:.3}, {:.4} false alarms per series-day (budget {}), median step delay {} (misses counted)",
+        r.f1(),
+        r.false_alarms_per_series_day(),
+        budget.false_alarms_per_series_day,
+        match r.step_delay_with_misses_ms(0.5) {
+            Some(i64::MAX) => "never (most step incidents missed)".to_string(),
+            d => minutes(d),
+        },
+    );
+    let bound = budget.median_step_delay_ms.map(|b| minutes(Some(b)));
+    out.push_str(&match (budget.rank(r), bound) {
+        (0, _) => "; OVER the false-alarm budget: no threshold keeps to it, the one with the fewest \
+                   was taken"
+            .to_string(),
+        (1, Some(b)) => format!(
+            "; the delay bound of {b} is NOT reached within the false-alarm budget: the best F1 \
+             within it was taken"
+        ),
+        (_, Some(b)) => format!("; delay bound {b}: met"),
+        (_, None) => String::new(),
+    });
+    out
+}
+
 /// Minutes, for the table.
 fn minutes(ms: Option<i64>) -> String {
     ms.map(|m| format!("{:.0} min", m as f64 / 60_000.0))
@@ -235,6 +264,37 @@ pub fn markdown(rows: &[Row], sets: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_outcome_says_which_part_of_the_budget_held() {
+        // One caught incident 30 min in, one false alarm, over one series-day.
+        let r = Report {
+            series_days: 1.0,
+            incidents: 1,
+            caught: 1,
+            true_alarms: 1,
+            alarms: 2,
+            false_alarms: 1,
+            delays_ms: vec![1_800_000],
+            delays_by_kind: [("cost_spike".to_string(), vec![1_800_000])].into(),
+            per_kind: [("cost_spike".to_string(), (1, 1))].into(),
+            ..Report::default()
+        };
+        let budget = |fa: f64, min: Option<i64>| Budget {
+            false_alarms_per_series_day: fa,
+            median_step_delay_ms: min.map(|m| m * 60_000),
+        };
+        let says = |b| budget_outcome(&r, &b);
+        assert!(
+            says(budget(1.0, Some(30))).ends_with("delay bound 30 min: met"),
+            "{}",
+            says(budget(1.0, Some(30)))
+        );
+        assert!(says(budget(1.0, Some(29))).contains("bound of 29 min is NOT reached"));
+        assert!(says(budget(0.5, Some(30))).contains("OVER the false-alarm budget"));
+        assert!(says(budget(1.0, None)).ends_with("(misses counted)"));
+        assert!(says(budget(1.0, None)).contains("median step delay 30 min"));
+    }
 
     #[test]
     fn spread_is_mean_and_sample_sd() {
