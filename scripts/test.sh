@@ -7,9 +7,10 @@ cd "$REPO_ROOT"
 export TANSU_BIN ORT_DYLIB_PATH="$ORT_DIR/libonnxruntime.so"
 log "formatting (cargo fmt --check)"
 cargo fmt --all --check
-log "building ($(df -h --output=avail "$REPO_ROOT" | tail -1 | tr -d ' ') free on disk)"
+free_disk() { df -h --output=avail "$REPO_ROOT" | tail -1 | tr -d ' '; }
+log "building ($(free_disk) free on disk)"
 cargo build --workspace --all-targets --locked
-log "built: target/ holds $(du -sh "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" | cut -f1), $(df -h --output=avail "$REPO_ROOT" | tail -1 | tr -d ' ') free"
+log "built: target/ holds $(du -sh "${CARGO_TARGET_DIR:-$REPO_ROOT/target}" | cut -f1), $(free_disk) free"
 log "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 log "doc tests"

@@ -141,7 +141,6 @@ def cmd_all(args) -> int:
                          "optimizer": "Adam"},
         "torch_vs_onnx_max_abs_diff": diffs,
         "transformer_lean_graph_max_abs_diff": lean_diff,
-        **_tuning_record(),
     }
     write_json(out / "manifest.json", build_manifest(out, detector, training, args.date))
     _tune_and_finish(scorer, out, data, args.date)
@@ -182,7 +181,7 @@ def _export_models(results: dict, out: Path, val_z: np.ndarray) -> tuple[dict, f
 
 def _tuning_record() -> dict:
     """How the set's scales, calibration, weights and threshold are fitted (the manifest's
-    `training` keys that `tune` rewrites)."""
+    `training` keys that `_tune_and_finish` writes, for `all` and `tune` alike)."""
     return {
         "tuning_seeds": list(config.TUNING_SEEDS),
         "false_alarm_budget": config.FALSE_ALARM_BUDGET,
